@@ -1,0 +1,113 @@
+# -*- test-case-name: tests.test_auth -*-
+"""
+Credentials and avatars: one Portal for every protocol.
+
+A login is a user name and an API key.  The user name is an account name,
+or an address or domain the account owns; the key must be a live key of
+that same account.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import attrs
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import IRealm, Portal
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.logger import Logger
+from zope.interface import Attribute, Interface, implementer
+
+from capture.store.interface import IStore
+from capture.store.model import Conflict
+
+_log = Logger()
+
+
+class ISubmitter(Interface):
+    """
+    The avatar of an SMTP client that logged in: who submits the mail.
+    """
+
+    account = Attribute("str: the name of the authenticated account.")
+
+
+@implementer(ISubmitter)
+@attrs.frozen
+class Submitter:
+    account: str
+
+
+def _text(value: bytes | str) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value
+
+
+@implementer(ICredentialsChecker)
+@attrs.define
+class ApiKeyChecker:
+    """
+    Check a user name and API key against the store.
+
+    @ivar acceptAny: Development mode: any user name and password are
+        accepted, and an unknown user name becomes a new account whose first
+        key is the password given.
+    """
+
+    store: IStore
+    acceptAny: bool = False
+    credentialInterfaces = (IUsernamePassword,)
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[str]:
+        return ensureDeferred(self._check(_text(credentials.username), _text(credentials.password)))
+
+    async def _check(self, username: str, key: str) -> str:
+        account = await self.store.resolveLogin(username)
+        if self.acceptAny:
+            if account is not None:
+                return str(account)
+            return await self._createOnFirstUse(username.strip(), key)
+        if account is None or not key:
+            raise UnauthorizedLogin()
+        owner = await self.store.accountForKey(key)
+        if owner != account:
+            raise UnauthorizedLogin()
+        return str(account)
+
+    async def _createOnFirstUse(self, name: str, key: str) -> str:
+        if not name:
+            raise UnauthorizedLogin()
+        try:
+            await self.store.createAccount(name, key or None)
+        except Conflict:
+            # Another connection created it a moment ago.
+            return name
+        _log.info("Created account {name} on first use (--accept-any-auth)", name=name)
+        return name
+
+
+@implementer(IRealm)
+@attrs.frozen
+class CaptureRealm:
+    """
+    Give each protocol the avatar it asks for.
+    """
+
+    store: IStore
+
+    def requestAvatar(
+        self, avatarId: Any, mind: Any, *interfaces: Any
+    ) -> tuple[Any, Any, Callable[[], None]]:
+        if ISubmitter in interfaces:
+            return ISubmitter, Submitter(account=avatarId), lambda: None
+        raise NotImplementedError(f"no avatar for {interfaces!r}")
+
+
+def makePortal(store: IStore, acceptAny: bool = False) -> Portal:
+    """
+    The one portal every listener shares.
+    """
+    return Portal(CaptureRealm(store), [ApiKeyChecker(store, acceptAny=acceptAny)])

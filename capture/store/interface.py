@@ -1,0 +1,222 @@
+"""
+The store's interface: the only way protocols reach stored data.
+
+Every method returns a L{Deferred} and never blocks the reactor.  A backend
+(SQLite now, PostgreSQL later) implements L{IStore}; protocols hold an
+L{IStore} and never see SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from zope.interface import Attribute, Interface
+
+
+class IStore(Interface):
+    """
+    Accounts, owned addresses and domains, messages and their copies.
+
+    Failures arrive as errbacks: L{capture.store.model.NotFound},
+    L{capture.store.model.Conflict}, L{capture.store.model.StoreFull} and
+    L{capture.store.model.StoreError}.
+    """
+
+    uidValidity = Attribute(
+        "int: the IMAP UIDVALIDITY of every mailbox of this store; it "
+        "changes only if the copy sequence is ever reset."
+    )
+
+    def start() -> None:
+        """
+        Open the store: apply schema migrations and start the writer.
+
+        @raise capture.store.model.SchemaTooNew: The data was written by a
+            newer Capture.
+        """
+
+    def stop():  # type: ignore[no-untyped-def]
+        """
+        Finish pending writes and close.  @rtype: L{Deferred}
+        """
+
+    # Accounts and keys
+
+    def createAccount(name, key=None):  # type: ignore[no-untyped-def]
+        """
+        Create an account with one API key.
+
+        @param key: The key to give it; a new random one when L{None}.
+        @return: Deferred firing with C{(Account, key)}; the key is shown
+            this once and stored only hashed.
+        """
+
+    def getAccount(name):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the L{Account}, or failing with
+            L{NotFound}.
+        """
+
+    def listAccounts():  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with a list of L{Account}, by name.
+        """
+
+    def setAccountSettings(  # type: ignore[no-untyped-def]
+        name, capturePrivate=None, messageLimit=None
+    ):
+        """
+        Change an account's settings; L{None} leaves a setting as it is.
+
+        @return: Deferred firing with the updated L{Account}.
+        """
+
+    def createKey(account, label=""):  # type: ignore[no-untyped-def]
+        """
+        Add an API key to an account.  @return: Deferred firing with the key.
+        """
+
+    def listKeys(account):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with a list of L{ApiKeyInfo}.
+        """
+
+    def revokeKey(account, prefix):  # type: ignore[no-untyped-def]
+        """
+        Revoke the one live key of C{account} whose text starts with
+        C{prefix}.  Fails with L{NotFound} or, for an ambiguous prefix,
+        L{Conflict}.  @return: Deferred firing with its L{ApiKeyInfo}.
+        """
+
+    def accountForKey(key):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the name of the account the live key
+            C{key} belongs to, or L{None}.
+        """
+
+    def resolveLogin(username):  # type: ignore[no-untyped-def]
+        """
+        Which account a login name stands for: an account name, an address
+        or domain the account owns, or an address in one of its domains.
+
+        @return: Deferred firing with the account name, or L{None}.
+        """
+
+    # Owned addresses and domains
+
+    def reserveAddress(account, address):  # type: ignore[no-untyped-def]
+        """
+        Make C{address} owned by C{account}; L{Conflict} if another account
+        owns it.  @return: Deferred firing with the L{OwnedAddress}.
+        """
+
+    def releaseAddress(account, address):  # type: ignore[no-untyped-def]
+        """
+        Give up an owned address.  @return: Deferred firing with L{None}.
+        """
+
+    def listAddresses(account):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the account's L{OwnedAddress} list.
+        """
+
+    def addDomain(account, domain, isPrivate=True):  # type: ignore[no-untyped-def]
+        """
+        Make C{domain} a custom domain of C{account}.
+        @return: Deferred firing with the L{Domain}.
+        """
+
+    def removeDomain(account, domain):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with L{None}.
+        """
+
+    def listDomains(account):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the account's L{Domain} list.
+        """
+
+    def inboxOwner(address):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the L{InboxOwner} of an inbox.
+        """
+
+    # Messages
+
+    def addMessage(envelope, raw):  # type: ignore[no-untyped-def]
+        """
+        Store one message and one copy per recipient, durably.
+
+        The message is parsed here, once.  The Deferred fires only after
+        the message and all its copies are committed and synced; a
+        sender with C{capturePrivate} on stars every copy, and the
+        sender's usage counter grows by one op.
+
+        @param envelope: The L{Envelope}.
+        @param raw: The message bytes, C{Received:} line included.
+        @return: Deferred firing with the list of new L{Copy}.
+        """
+
+    def getCopy(copyId):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the L{Copy} whose Mailsac C{_id} is
+            C{copyId}, or failing with L{NotFound}.
+        """
+
+    def listInbox(  # type: ignore[no-untyped-def]
+        inbox, visibility, limit=50, beforeUid=None
+    ):
+        """
+        Copies of one inbox, newest first.
+
+        @param visibility: A L{capture.access.Visibility} from the access
+            rule.
+        @param beforeUid: Only copies with a smaller uid (paging).
+        @return: Deferred firing with a list of L{Copy}.
+        """
+
+    def countInbox(inbox, visibility):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with how many copies a listing would show.
+        """
+
+    def getRaw(copy):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the raw bytes of the copy's message.
+        """
+
+    def getBodies(copy):  # type: ignore[no-untyped-def]
+        """
+        @return: Deferred firing with the L{Bodies} of the copy's message.
+        """
+
+    def deleteCopy(copy):  # type: ignore[no-untyped-def]
+        """
+        Delete one copy (the message goes with its last copy).
+        @return: Deferred firing with L{None}.
+        """
+
+    def setStarred(copy, account):  # type: ignore[no-untyped-def]
+        """
+        Star the copy for C{account}, or unstar it with L{None}.
+        @return: Deferred firing with the updated L{Copy}.
+        """
+
+    def usage(account, month):  # type: ignore[no-untyped-def]
+        """
+        @param month: C{"YYYY-MM"} (UTC).
+        @return: Deferred firing with the number of ops counted.
+        """
+
+    def enforceRetention(retention, now):  # type: ignore[no-untyped-def]
+        """
+        Recycle what the L{Retention} limits no longer allow, a bounded
+        batch at a time; starred copies are never recycled.
+        @return: Deferred firing with the number of copies removed.
+        """
+
+    def subscribe(callback: Callable[[list], None]) -> Callable[[], None]:  # type: ignore[type-arg]
+        """
+        Call C{callback} in the reactor thread with the new L{Copy} list
+        of every committed message.  @return: A function that unsubscribes.
+        """

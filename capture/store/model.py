@@ -1,0 +1,243 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+Value objects that cross the store's interface.
+
+They are plain immutable records: protocols read them, never the database.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from capture.ids import copyId
+from capture.mime import Attachment, MailAddress
+
+
+class StoreError(Exception):
+    """
+    The store could not do what was asked, for a reason that is not the
+    caller's fault (SMTP answers 451 4.3.0).
+    """
+
+
+class StoreFull(StoreError):
+    """
+    The store has no room left: the disk or the configured size limit is
+    full (SMTP answers 452 4.3.1).
+    """
+
+
+class SchemaTooNew(StoreError):
+    """
+    The data directory was written by a newer Capture than this one.
+    """
+
+
+class NotFound(LookupError):
+    """
+    No such account, key, address, domain or message.
+    """
+
+
+class Conflict(ValueError):
+    """
+    The thing to create exists already, or a prefix names several things.
+    """
+
+
+@attrs.frozen
+class Account:
+    """
+    An account: a user name (Mailsac's C{_id}) with API keys and settings.
+
+    @ivar messageLimit: How many copies the account may keep in its owned
+        inboxes and starred mail before the oldest are recycled; L{None}
+        for the server's default.
+    """
+
+    name: str
+    created: int
+    capturePrivate: bool
+    messageLimit: int | None
+
+
+@attrs.frozen
+class ApiKeyInfo:
+    """
+    What may be shown of an API key after its creation: never the key.
+    """
+
+    account: str
+    prefix: str
+    label: str
+    created: int
+    revoked: int | None
+
+
+@attrs.frozen
+class OwnedAddress:
+    """
+    An address reserved by an account (Mailsac's enhanced address).
+    """
+
+    address: str
+    account: str
+    created: int
+    updated: int
+    info: str = ""
+    forward: str | None = None
+    webhook: str | None = None
+    enablews: bool = False
+
+
+@attrs.frozen
+class Domain:
+    """
+    A custom domain owned by an account; private unless made public.
+    """
+
+    domain: str
+    account: str
+    isPrivate: bool
+    created: int
+
+
+@attrs.frozen
+class InboxOwner:
+    """
+    Who owns an inbox, if anyone.
+
+    @ivar account: The owning account, or L{None} for a public inbox.
+    @ivar implicit: True when the owner holds the inbox through a private
+        domain rather than by reserving the address.
+    """
+
+    account: str | None
+    implicit: bool = False
+
+
+PUBLIC = InboxOwner(None)
+
+
+@attrs.frozen
+class Recipient:
+    """
+    One RCPT of a transaction.
+
+    @ivar inbox: The inbox the copy is filed in (plus-address removed).
+    @ivar original: The address exactly as the client gave it.
+    """
+
+    inbox: str
+    original: str
+
+
+@attrs.frozen
+class Envelope:
+    """
+    Everything SMTP knows about a transaction besides the message bytes.
+
+    @ivar account: The authenticated sender, or L{None} for anonymous mail.
+    @ivar received: Milliseconds since the epoch.
+    """
+
+    queueId: str
+    mailFrom: str
+    recipients: tuple[Recipient, ...]
+    account: str | None
+    helo: str
+    ip: str
+    via: str
+    tls: bool
+    received: int
+
+
+@attrs.frozen
+class MessageInfo:
+    """
+    The facts of a stored message that listings show (no bodies, no raw).
+
+    @ivar rowid: The store's own number for the message; opaque to callers
+        except as an argument to the store's methods.
+    """
+
+    rowid: int
+    queueId: str
+    received: int
+    account: str | None
+    mailFrom: str
+    size: int
+    subject: str
+    fromAddresses: tuple[MailAddress, ...]
+    to: tuple[MailAddress, ...]
+    cc: tuple[MailAddress, ...]
+    bcc: tuple[MailAddress, ...]
+    date: str | None
+    messageId: str | None
+    links: tuple[str, ...]
+    attachments: tuple[Attachment, ...]
+    ip: str
+    via: str
+    tls: bool
+
+
+@attrs.frozen
+class Copy:
+    """
+    One recipient's copy of a message (Mailsac's message object).
+
+    @ivar uid: Position in the store-wide sequence of copies, assigned in
+        commit order; IMAP uses it as the UID.
+    """
+
+    uid: int
+    n: int
+    inbox: str
+    originalInbox: str
+    savedBy: str | None
+    read: bool | None
+    deleted: bool
+    answered: bool
+    flagged: bool
+    labels: tuple[str, ...]
+    folder: str
+    message: MessageInfo
+
+    @property
+    def id(self) -> str:
+        """
+        The Mailsac C{_id}: C{<queueId>-<n>}.
+        """
+        return copyId(self.message.queueId, self.n)
+
+    @property
+    def domain(self) -> str:
+        return self.inbox.rpartition("@")[2]
+
+
+@attrs.frozen
+class Bodies:
+    """
+    The decoded bodies and headers of a message, parsed at ingest.
+    """
+
+    text: str | None
+    html: str | None
+    headers: tuple[tuple[str, str], ...]
+    structure: dict[str, object]
+
+
+@attrs.frozen
+class Retention:
+    """
+    The limits background retention enforces.
+
+    @ivar publicInboxLimit: Copies kept per public inbox (0: no limit).
+    @ivar publicMaxAge: Seconds public mail is kept (0: no limit).
+    @ivar messageLimit: Default per-account limit on copies in owned inboxes
+        and starred mail (0: no limit); an account's own setting wins.
+    """
+
+    publicInboxLimit: int = 500
+    publicMaxAge: int = 7 * 86400
+    messageLimit: int = 100_000

@@ -1,0 +1,1020 @@
+# -*- test-case-name: tests.test_store -*-
+"""
+The embedded SQLite backend of L{IStore}.
+
+Writes go through one writer thread that takes every operation waiting in
+its queue and runs them in one transaction: one commit, one sync, many
+messages (group commit).  Each operation runs in its own savepoint, so one
+that fails is rolled back alone and the rest of the batch still commits.
+Reads run on a small thread pool, each thread with its own connection; the
+database is in WAL mode, so readers never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from importlib import resources
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from capture.access import Visibility
+from capture.ids import newApiKey, splitCopyId
+from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
+from capture.store.interface import IStore
+from capture.store.model import (
+    PUBLIC,
+    Account,
+    ApiKeyInfo,
+    Bodies,
+    Conflict,
+    Copy,
+    Domain,
+    Envelope,
+    InboxOwner,
+    MessageInfo,
+    NotFound,
+    OwnedAddress,
+    Retention,
+    SchemaTooNew,
+    StoreError,
+    StoreFull,
+)
+
+T = TypeVar("T")
+_log = Logger()
+
+DATABASE_NAME = "capture.sqlite3"
+_BATCH_LIMIT = 500
+_RETENTION_BATCH = 1000
+
+_COPY_COLUMNS = """
+    c.uid, c.n, c.inbox, c.original_inbox, c.saved_by, c.read, c.deleted,
+    c.answered, c.flagged, c.labels_json, c.folder,
+    m.id, m.queue_id, m.received, m.account, m.mail_from, m.size, m.subject,
+    m.from_json, m.to_json, m.cc_json, m.bcc_json, m.date, m.message_id,
+    m.links_json, m.attachments_json, m.ip, m.via, m.tls
+"""
+_COPY_FROM = "FROM copies c JOIN messages m ON m.id = c.message"
+
+
+def _now() -> int:
+    return int(time.time() * 1000)
+
+
+def _keyHash(key: str) -> bytes:
+    return hashlib.sha256(key.encode("utf-8")).digest()
+
+
+def _migrations() -> list[tuple[int, str]]:
+    """
+    The schema migrations shipped with this Capture, in order.
+    """
+    found = []
+    for entry in resources.files("capture.store").joinpath("migrations").iterdir():
+        name = entry.name
+        if name.endswith(".sql") and name[:4].isdigit():
+            found.append((int(name[:4]), entry.read_text("utf-8")))
+    return sorted(found)
+
+
+def _addresses(data: str) -> tuple[MailAddress, ...]:
+    return tuple(MailAddress(address=a, name=n) for a, n in json.loads(data))
+
+
+def _addressesJSON(addresses: Iterable[MailAddress]) -> str:
+    return json.dumps([[a.address, a.name] for a in addresses], ensure_ascii=False)
+
+
+def _copyFromRow(row: tuple[Any, ...]) -> Copy:
+    (
+        uid, n, inbox, original, savedBy, read, deleted, answered, flagged,
+        labels, folder, rowid, queueId, received, account, mailFrom, size,
+        subject, fromJSON, toJSON, ccJSON, bccJSON, date, messageId, links,
+        attachments, ip, via, tls,
+    ) = row
+    return Copy(
+        uid=uid,
+        n=n,
+        inbox=inbox,
+        originalInbox=original,
+        savedBy=savedBy,
+        read=None if read is None else bool(read),
+        deleted=bool(deleted),
+        answered=bool(answered),
+        flagged=bool(flagged),
+        labels=tuple(json.loads(labels)),
+        folder=folder,
+        message=MessageInfo(
+            rowid=rowid,
+            queueId=queueId,
+            received=received,
+            account=account,
+            mailFrom=mailFrom,
+            size=size,
+            subject=subject,
+            fromAddresses=_addresses(fromJSON),
+            to=_addresses(toJSON),
+            cc=_addresses(ccJSON),
+            bcc=_addresses(bccJSON),
+            date=date,
+            messageId=messageId,
+            links=tuple(json.loads(links)),
+            attachments=tuple(Attachment(*a) for a in json.loads(attachments)),
+            ip=ip,
+            via=via,
+            tls=bool(tls),
+        ),
+    )
+
+
+def _connect(path: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 2000")
+    return conn
+
+
+def _storeError(error: sqlite3.Error) -> StoreError:
+    if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+        return StoreFull(str(error))
+    return StoreError(str(error))
+
+
+def _fallbackParse(raw: bytes) -> ParsedMessage:
+    """
+    What to file when the parser itself fails: the raw bytes are kept, so
+    nothing the client sent is lost; only the parsed facts are missing.
+    """
+    return ParsedMessage(
+        subject="",
+        fromAddresses=(),
+        to=(),
+        cc=(),
+        bcc=(),
+        date=None,
+        messageId=None,
+        headers=(),
+        text=raw.decode("utf-8", "replace"),
+        html=None,
+        attachments=(),
+        links=(),
+        structure=Part(
+            mainType="text", subType="plain", params=(), contentId=None,
+            description=None, encoding=None, disposition=None,
+            dispositionParams=(), language=None, md5=None, headerStart=0,
+            bodyStart=0, end=len(raw), lines=raw.count(b"\n"),
+        ),
+    )
+
+
+class _Writer:
+    """
+    The one thread that writes, committing whatever is queued as one batch.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        reactor: IReactorFromThreads,
+        maxPageCount: int,
+        onCommit: Callable[[list[Any]], None],
+    ) -> None:
+        self._path = path
+        self._reactor = reactor
+        self._maxPageCount = maxPageCount
+        self._onCommit = onCommit
+        self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
+        self._stopped: Deferred[None] = Deferred()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        d: Deferred[T] = Deferred()
+        self._queue.put((operation, d))
+        return d
+
+    def stop(self) -> Deferred[None]:
+        self._queue.put(None)
+        return self._stopped
+
+    def _run(self) -> None:
+        conn = _connect(self._path)
+        if self._maxPageCount:
+            conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
+        stopping = False
+        while not stopping:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            while len(batch) < _BATCH_LIMIT:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
+            self._reactor.callFromThread(self._deliver, self._commit(conn, batch))
+        conn.close()
+        self._reactor.callFromThread(self._stopped.callback, None)
+
+    def _commit(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]],
+    ) -> list[tuple[Deferred[Any], bool, Any]]:
+        results: list[tuple[Deferred[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as e:
+            error = _storeError(e)
+            return [(d, False, Failure(error)) for _, d in batch]
+        for operation, d in batch:
+            try:
+                conn.execute("SAVEPOINT op")
+                value = operation(conn)
+                conn.execute("RELEASE op")
+                results.append((d, True, value))
+            except BaseException as e:
+                failure = Failure(_storeError(e) if isinstance(e, sqlite3.Error) else e)
+                try:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                except sqlite3.Error:
+                    pass
+                results.append((d, False, failure))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as e:
+            error = _storeError(e)
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+            return [
+                (d, False, value if not ok else Failure(error))
+                for d, ok, value in results
+            ]
+        return results
+
+    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+        committed = []
+        for d, ok, value in results:
+            if ok:
+                committed.append(value)
+                d.callback(value)
+            else:
+                d.errback(value)
+        self._onCommit(committed)
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """
+    L{IStore} on one SQLite database in a data directory.
+
+    @ivar _maxSize: The largest the database may grow, in bytes (0: only
+        the disk limits it).
+    """
+
+    def __init__(
+        self,
+        directory: str,
+        reactor: Any = None,
+        maxSize: int = 0,
+        readThreads: int = 4,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as _reactor
+
+            reactor = _reactor
+        self._directory = directory
+        self._path = os.path.join(directory, DATABASE_NAME)
+        self._reactor = reactor
+        self._maxSize = maxSize
+        self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
+        self._local = threading.local()
+        self._subscribers: list[Callable[[list[Copy]], None]] = []
+        self._writer: _Writer | None = None
+        self._touchedInboxes: set[str] = set()
+        self._retentionFullScan = True
+        self.uidValidity = 0
+
+    # Life cycle
+
+    def start(self) -> None:
+        os.makedirs(self._directory, exist_ok=True)
+        conn = _connect(self._path)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._migrate(conn)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
+            self.uidValidity = int(row[0])
+        finally:
+            conn.close()
+        pageSize = 4096
+        maxPages = self._maxSize // pageSize if self._maxSize else 0
+        self._writer = _Writer(self._path, self._reactor, maxPages, self._published)
+        self._writer.start()
+        self._pool.start()
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        migrations = _migrations()
+        latest = migrations[-1][0]
+        current = conn.execute("PRAGMA user_version").fetchone()[0]
+        if current > latest:
+            raise SchemaTooNew(
+                f"The data in {self._directory} has schema version {current}, "
+                f"but this Capture knows versions up to {latest}: it was "
+                f"written by a newer Capture. Upgrade Capture; the data was "
+                f"left untouched."
+            )
+        for version, script in migrations:
+            if version <= current:
+                continue
+            _log.info("Applying schema migration {version}", version=version)
+            conn.executescript(
+                "BEGIN IMMEDIATE;\n" + script + f"\nPRAGMA user_version = {version};\n"
+            )
+            if version == 1:
+                conn.execute(
+                    "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?)",
+                    (str(int(time.time())),),
+                )
+            conn.execute("COMMIT")
+
+    def stop(self) -> Deferred[None]:
+        self._pool.stop()
+        if self._writer is None:
+            return succeed(None)
+        return self._writer.stop()
+
+    # Plumbing
+
+    def _read(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        def run() -> T:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = _connect(self._path)
+            try:
+                return operation(conn)
+            except sqlite3.Error as e:
+                raise _storeError(e) from e
+
+        return deferToThreadPool(self._reactor, self._pool, run)
+
+    def _write(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        assert self._writer is not None, "store not started"
+        return self._writer.submit(operation)
+
+    def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
+        self._subscribers.append(callback)
+        return lambda: self._subscribers.remove(callback)
+
+    def _published(self, committed: list[Any]) -> None:
+        for value in committed:
+            if isinstance(value, _NewCopies):
+                for callback in list(self._subscribers):
+                    try:
+                        callback(list(value))
+                    except Exception:
+                        _log.failure("new-message subscriber failed")
+
+    # Accounts and keys
+
+    def createAccount(self, name: str, key: str | None = None) -> Deferred[tuple[Account, str]]:
+        theKey = key or newApiKey()
+
+        def op(conn: sqlite3.Connection) -> tuple[Account, str]:
+            now = _now()
+            try:
+                conn.execute(
+                    "INSERT INTO accounts(name, created) VALUES (?, ?)", (name, now)
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"account {name!r} exists already") from None
+            _insertKey(conn, name, theKey, "", now)
+            return Account(name, now, False, None), theKey
+
+        return self._write(op)
+
+    def getAccount(self, name: str) -> Deferred[Account]:
+        return self._read(lambda conn: _account(conn, name))
+
+    def listAccounts(self) -> Deferred[list[Account]]:
+        def op(conn: sqlite3.Connection) -> list[Account]:
+            rows = conn.execute(
+                "SELECT name, created, capture_private, message_limit "
+                "FROM accounts ORDER BY name"
+            )
+            return [Account(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+        return self._read(op)
+
+    def setAccountSettings(
+        self,
+        name: str,
+        capturePrivate: bool | None = None,
+        messageLimit: int | None = None,
+    ) -> Deferred[Account]:
+        def op(conn: sqlite3.Connection) -> Account:
+            _account(conn, name)
+            if capturePrivate is not None:
+                conn.execute(
+                    "UPDATE accounts SET capture_private = ? WHERE name = ?",
+                    (int(capturePrivate), name),
+                )
+            if messageLimit is not None:
+                conn.execute(
+                    "UPDATE accounts SET message_limit = ? WHERE name = ?",
+                    (messageLimit, name),
+                )
+            return _account(conn, name)
+
+        return self._write(op)
+
+    def createKey(self, account: str, label: str = "") -> Deferred[str]:
+        key = newApiKey()
+
+        def op(conn: sqlite3.Connection) -> str:
+            _account(conn, account)
+            _insertKey(conn, account, key, label, _now())
+            return key
+
+        return self._write(op)
+
+    def listKeys(self, account: str) -> Deferred[list[ApiKeyInfo]]:
+        def op(conn: sqlite3.Connection) -> list[ApiKeyInfo]:
+            _account(conn, account)
+            rows = conn.execute(
+                "SELECT account, prefix, label, created, revoked FROM api_keys "
+                "WHERE account = ? ORDER BY created",
+                (account,),
+            )
+            return [ApiKeyInfo(*r) for r in rows]
+
+        return self._read(op)
+
+    def revokeKey(self, account: str, prefix: str) -> Deferred[ApiKeyInfo]:
+        def op(conn: sqlite3.Connection) -> ApiKeyInfo:
+            _account(conn, account)
+            rows = conn.execute(
+                "SELECT hash, account, prefix, label, created FROM api_keys "
+                "WHERE account = ? AND revoked IS NULL",
+                (account,),
+            ).fetchall()
+            if len(prefix) > len(rows[0][2] if rows else "k_123456"):
+                # A whole key: match it exactly.
+                matches = [r for r in rows if r[0] == _keyHash(prefix)]
+            else:
+                matches = [r for r in rows if r[2].startswith(prefix)]
+            if not prefix or not matches:
+                raise NotFound(f"no live key of {account!r} starts with {prefix!r}")
+            if len(matches) > 1:
+                raise Conflict(f"{len(matches)} keys of {account!r} start with {prefix!r}")
+            now = _now()
+            conn.execute("UPDATE api_keys SET revoked = ? WHERE hash = ?", (now, matches[0][0]))
+            _, acct, pfx, label, created = matches[0]
+            return ApiKeyInfo(acct, pfx, label, created, now)
+
+        return self._write(op)
+
+    def accountForKey(self, key: str) -> Deferred[str | None]:
+        digest = _keyHash(key)
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT hash, account FROM api_keys WHERE hash = ? AND revoked IS NULL",
+                (digest,),
+            ).fetchone()
+            if row is None or not hmac.compare_digest(row[0], digest):
+                return None
+            return str(row[1])
+
+        return self._read(op)
+
+    def resolveLogin(self, username: str) -> Deferred[str | None]:
+        name = username.strip()
+        lowered = name.lower()
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
+            if row:
+                return str(row[0])
+            if "@" in lowered:
+                owner = _owner(conn, lowered)
+                return owner.account
+            row = conn.execute(
+                "SELECT account FROM domains WHERE domain = ?", (lowered,)
+            ).fetchone()
+            return str(row[0]) if row else None
+
+        return self._read(op)
+
+    # Owned addresses and domains
+
+    def reserveAddress(self, account: str, address: str) -> Deferred[OwnedAddress]:
+        address = address.lower()
+
+        def op(conn: sqlite3.Connection) -> OwnedAddress:
+            _account(conn, account)
+            row = conn.execute(
+                "SELECT account FROM addresses WHERE address = ?", (address,)
+            ).fetchone()
+            if row is not None:
+                raise Conflict(f"{address} is owned already")
+            now = _now()
+            conn.execute(
+                "INSERT INTO addresses(address, account, created, updated) VALUES (?, ?, ?, ?)",
+                (address, account, now, now),
+            )
+            return OwnedAddress(address, account, now, now)
+
+        return self._write(op)
+
+    def releaseAddress(self, account: str, address: str) -> Deferred[None]:
+        address = address.lower()
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "DELETE FROM addresses WHERE address = ? AND account = ?", (address, account)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"{account!r} does not own {address}")
+
+        return self._write(op)
+
+    def listAddresses(self, account: str) -> Deferred[list[OwnedAddress]]:
+        def op(conn: sqlite3.Connection) -> list[OwnedAddress]:
+            rows = conn.execute(
+                "SELECT address, account, created, updated, info, forward, webhook, enablews "
+                "FROM addresses WHERE account = ? ORDER BY address",
+                (account,),
+            )
+            return [OwnedAddress(*r[:7], enablews=bool(r[7])) for r in rows]
+
+        return self._read(op)
+
+    def addDomain(self, account: str, domain: str, isPrivate: bool = True) -> Deferred[Domain]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> Domain:
+            _account(conn, account)
+            now = _now()
+            try:
+                conn.execute(
+                    "INSERT INTO domains(domain, account, is_private, created) VALUES (?, ?, ?, ?)",
+                    (domain, account, int(isPrivate), now),
+                )
+            except sqlite3.IntegrityError:
+                raise Conflict(f"{domain} is owned already") from None
+            return Domain(domain, account, isPrivate, now)
+
+        return self._write(op)
+
+    def removeDomain(self, account: str, domain: str) -> Deferred[None]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute(
+                "DELETE FROM domains WHERE domain = ? AND account = ?", (domain, account)
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"{account!r} does not own {domain}")
+
+        return self._write(op)
+
+    def listDomains(self, account: str) -> Deferred[list[Domain]]:
+        def op(conn: sqlite3.Connection) -> list[Domain]:
+            rows = conn.execute(
+                "SELECT domain, account, is_private, created FROM domains "
+                "WHERE account = ? ORDER BY domain",
+                (account,),
+            )
+            return [Domain(r[0], r[1], bool(r[2]), r[3]) for r in rows]
+
+        return self._read(op)
+
+    def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
+        return self._read(lambda conn: _owner(conn, address.lower()))
+
+    # Messages
+
+    def addMessage(self, envelope: Envelope, raw: bytes) -> Deferred[list[Copy]]:
+        def op(conn: sqlite3.Connection) -> _NewCopies:
+            # Parsed here, in the writer thread, so the reactor never spends
+            # time on MIME; the parse is once per message, not per copy.
+            try:
+                parsed = parseMessage(raw)
+            except Exception:
+                _log.failure(
+                    "parsing {queueId} failed; storing it unparsed",
+                    queueId=envelope.queueId,
+                )
+                parsed = _fallbackParse(raw)
+            return _insertMessage(conn, envelope, raw, parsed)
+
+        d = self._write(op)
+        def touched(copies: _NewCopies) -> list[Copy]:
+            self._touchedInboxes.update(c.inbox for c in copies)
+            return list(copies)
+
+        return d.addCallback(touched)
+
+    def getCopy(self, copyId: str) -> Deferred[Copy]:
+        split = splitCopyId(copyId)
+        if split is None:
+            return fail(NotFound(f"no message {copyId!r}"))
+        queueId, n = split
+
+        def op(conn: sqlite3.Connection) -> Copy:
+            row = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE m.queue_id = ? AND c.n = ?",
+                (queueId, n),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {copyId!r}")
+            return _copyFromRow(row)
+
+        return self._read(op)
+
+    def listInbox(
+        self,
+        inbox: str,
+        visibility: Visibility,
+        limit: int = 50,
+        beforeUid: int | None = None,
+    ) -> Deferred[list[Copy]]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> list[Copy]:
+            where, args = _visibleWhere(visibility)
+            sql = f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.inbox = ?{where}"
+            params: list[Any] = [inbox, *args]
+            if beforeUid is not None:
+                sql += " AND c.uid < ?"
+                params.append(beforeUid)
+            sql += " ORDER BY c.uid DESC LIMIT ?"
+            params.append(limit)
+            return [_copyFromRow(r) for r in conn.execute(sql, params)]
+
+        return self._read(op)
+
+    def countInbox(self, inbox: str, visibility: Visibility) -> Deferred[int]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            where, args = _visibleWhere(visibility)
+            row = conn.execute(
+                f"SELECT count(*) FROM copies c WHERE c.inbox = ?{where}", (inbox, *args)
+            ).fetchone()
+            return int(row[0])
+
+        return self._read(op)
+
+    def getRaw(self, copy: Copy) -> Deferred[bytes]:
+        def op(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(
+                "SELECT raw FROM message_raw WHERE message = ?", (copy.message.rowid,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {copy.id!r}")
+            return bytes(row[0])
+
+        return self._read(op)
+
+    def getBodies(self, copy: Copy) -> Deferred[Bodies]:
+        def op(conn: sqlite3.Connection) -> Bodies:
+            row = conn.execute(
+                "SELECT text, html, headers_json, structure_json FROM message_bodies "
+                "WHERE message = ?",
+                (copy.message.rowid,),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {copy.id!r}")
+            return Bodies(
+                text=row[0],
+                html=row[1],
+                headers=tuple((k, v) for k, v in json.loads(row[2])),
+                structure=json.loads(row[3]),
+            )
+
+        return self._read(op)
+
+    def deleteCopy(self, copy: Copy) -> Deferred[None]:
+        def op(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute("DELETE FROM copies WHERE uid = ?", (copy.uid,))
+            if cursor.rowcount == 0:
+                raise NotFound(f"no message {copy.id!r}")
+            _dropOrphans(conn, [copy.message.rowid])
+
+        return self._write(op)
+
+    def setStarred(self, copy: Copy, account: str | None) -> Deferred[Copy]:
+        def op(conn: sqlite3.Connection) -> Copy:
+            conn.execute("UPDATE copies SET saved_by = ? WHERE uid = ?", (account, copy.uid))
+            row = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.uid = ?", (copy.uid,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {copy.id!r}")
+            return _copyFromRow(row)
+
+        return self._write(op)
+
+    def usage(self, account: str, month: str) -> Deferred[int]:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT ops FROM usage WHERE account = ? AND month = ?", (account, month)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return self._read(op)
+
+    # Retention
+
+    def enforceRetention(self, retention: Retention, now: int) -> Deferred[int]:
+        """
+        One bounded pass of retention.  Inboxes written since the last pass
+        are checked against the per-inbox limit (all inboxes on the first
+        pass after start), so a pass costs what changed, not the store.
+        """
+        inboxes = self._touchedInboxes
+        self._touchedInboxes = set()
+        fullScan = self._retentionFullScan
+        self._retentionFullScan = False
+
+        def op(conn: sqlite3.Connection) -> int:
+            return _enforceRetention(conn, retention, now, inboxes, fullScan)
+
+        return self._write(op)
+
+
+class _NewCopies(list):  # type: ignore[type-arg]
+    """
+    The copies one C{addMessage} created; the writer publishes these.
+    """
+
+
+def _insertKey(conn: sqlite3.Connection, account: str, key: str, label: str, now: int) -> None:
+    conn.execute(
+        "INSERT INTO api_keys(hash, account, prefix, label, created) VALUES (?, ?, ?, ?, ?)",
+        (_keyHash(key), account, key[:8], label, now),
+    )
+
+
+def _account(conn: sqlite3.Connection, name: str) -> Account:
+    row = conn.execute(
+        "SELECT name, created, capture_private, message_limit FROM accounts WHERE name = ?",
+        (name,),
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no account {name!r}")
+    return Account(row[0], row[1], bool(row[2]), row[3])
+
+
+def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:
+    row = conn.execute("SELECT account FROM addresses WHERE address = ?", (address,)).fetchone()
+    if row is not None:
+        return InboxOwner(row[0])
+    domain = address.rpartition("@")[2]
+    row = conn.execute(
+        "SELECT account FROM domains WHERE domain = ? AND is_private = 1", (domain,)
+    ).fetchone()
+    if row is not None:
+        return InboxOwner(row[0], implicit=True)
+    return PUBLIC
+
+
+def _visibleWhere(visibility: Visibility) -> tuple[str, tuple[Any, ...]]:
+    if visibility.everything:
+        return "", ()
+    if visibility.starredBy is None:
+        return " AND c.saved_by IS NULL", ()
+    return " AND (c.saved_by IS NULL OR c.saved_by = ?)", (visibility.starredBy,)
+
+
+def _insertMessage(
+    conn: sqlite3.Connection, envelope: Envelope, raw: bytes, parsed: ParsedMessage
+) -> _NewCopies:
+    starredBy = None
+    if envelope.account is not None:
+        account = _account(conn, envelope.account)
+        if account.capturePrivate:
+            starredBy = account.name
+    attachments = [
+        [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
+        for a in parsed.attachments
+    ]
+    cursor = conn.execute(
+        "INSERT INTO messages(queue_id, received, account, mail_from, helo, ip, via, tls, "
+        "size, subject, from_json, to_json, cc_json, bcc_json, date, message_id, "
+        "links_json, attachments_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            envelope.queueId, envelope.received, envelope.account, envelope.mailFrom,
+            envelope.helo, envelope.ip, envelope.via, int(envelope.tls), len(raw),
+            parsed.subject, _addressesJSON(parsed.fromAddresses),
+            _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
+            _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
+            json.dumps(list(parsed.links), ensure_ascii=False),
+            json.dumps(attachments, ensure_ascii=False),
+        ),
+    )
+    rowid = cursor.lastrowid
+    assert rowid is not None
+    conn.execute(
+        "INSERT INTO message_bodies(message, text, html, headers_json, structure_json) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (
+            rowid, parsed.text, parsed.html,
+            json.dumps([list(h) for h in parsed.headers], ensure_ascii=False),
+            json.dumps(parsed.structure.toJSON(), ensure_ascii=False),
+        ),
+    )
+    conn.execute("INSERT INTO message_raw(message, raw) VALUES (?, ?)", (rowid, raw))
+    if parsed.attachments:
+        conn.executemany(
+            "INSERT OR IGNORE INTO attachments(message, md5, part) VALUES (?, ?, ?)",
+            [(rowid, a.md5, a.part) for a in parsed.attachments],
+        )
+    info = MessageInfo(
+        rowid=rowid,
+        queueId=envelope.queueId,
+        received=envelope.received,
+        account=envelope.account,
+        mailFrom=envelope.mailFrom,
+        size=len(raw),
+        subject=parsed.subject,
+        fromAddresses=parsed.fromAddresses,
+        to=parsed.to,
+        cc=parsed.cc,
+        bcc=parsed.bcc,
+        date=parsed.date,
+        messageId=parsed.messageId,
+        links=parsed.links,
+        attachments=parsed.attachments,
+        ip=envelope.ip,
+        via=envelope.via,
+        tls=envelope.tls,
+    )
+    copies = _NewCopies()
+    for n, recipient in enumerate(envelope.recipients):
+        inbox = recipient.inbox.lower()
+        cursor = conn.execute(
+            "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rowid, n, inbox, recipient.original, inbox.rpartition("@")[2],
+             envelope.received, starredBy),
+        )
+        uid = cursor.lastrowid
+        assert uid is not None
+        copies.append(
+            Copy(
+                uid=uid, n=n, inbox=inbox, originalInbox=recipient.original,
+                savedBy=starredBy, read=None, deleted=False, answered=False,
+                flagged=False, labels=(), folder="inbox", message=info,
+            )
+        )
+    if envelope.account is not None:
+        month = time.strftime("%Y-%m", time.gmtime(envelope.received / 1000))
+        conn.execute(
+            "INSERT INTO usage(account, month, ops) VALUES (?, ?, 1) "
+            "ON CONFLICT(account, month) DO UPDATE SET ops = ops + 1",
+            (envelope.account, month),
+        )
+    return copies
+
+
+def _dropOrphans(conn: sqlite3.Connection, messages: Iterable[int]) -> None:
+    conn.executemany(
+        "DELETE FROM messages WHERE id = ? AND NOT EXISTS "
+        "(SELECT 1 FROM copies WHERE message = ?)",
+        [(m, m) for m in set(messages)],
+    )
+
+
+def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
+    if not uids:
+        return 0
+    messages = set()
+    for start in range(0, len(uids), 500):
+        chunk = uids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        messages.update(
+            r[0] for r in conn.execute(f"SELECT message FROM copies WHERE uid IN ({marks})", chunk)
+        )
+        conn.execute(f"DELETE FROM copies WHERE uid IN ({marks})", chunk)
+    _dropOrphans(conn, messages)
+    return len(uids)
+
+
+_PUBLIC_COPY = """
+    c.saved_by IS NULL
+    AND NOT EXISTS (SELECT 1 FROM addresses a WHERE a.address = c.inbox)
+    AND NOT EXISTS (SELECT 1 FROM domains d WHERE d.domain = c.domain AND d.is_private = 1)
+"""
+
+
+def _enforceRetention(
+    conn: sqlite3.Connection,
+    retention: Retention,
+    now: int,
+    inboxes: set[str],
+    fullScan: bool,
+) -> int:
+    removed = 0
+    if retention.publicMaxAge:
+        cutoff = now - retention.publicMaxAge * 1000
+        uids = [
+            r[0]
+            for r in conn.execute(
+                f"SELECT uid FROM copies c WHERE c.received < ? AND {_PUBLIC_COPY} LIMIT ?",
+                (cutoff, _RETENTION_BATCH),
+            )
+        ]
+        removed += _deleteCopies(conn, uids)
+    if retention.publicInboxLimit:
+        if fullScan:
+            inboxes = inboxes | {
+                r[0]
+                for r in conn.execute(
+                    "SELECT inbox FROM copies GROUP BY inbox HAVING count(*) > ?",
+                    (retention.publicInboxLimit,),
+                )
+            }
+        for inbox in inboxes:
+            if _owner(conn, inbox).account is not None:
+                continue
+            uids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM copies c WHERE c.inbox = ? AND c.saved_by IS NULL "
+                    "ORDER BY c.uid DESC LIMIT ? OFFSET ?",
+                    (inbox, _RETENTION_BATCH, retention.publicInboxLimit),
+                )
+            ]
+            removed += _deleteCopies(conn, uids)
+    owners = {_owner(conn, inbox).account for inbox in inboxes} - {None}
+    if fullScan:
+        owners |= {r[0] for r in conn.execute("SELECT name FROM accounts")}
+    for account in owners:
+        assert account is not None
+        removed += _enforceMessageLimit(conn, account, retention.messageLimit)
+    return removed
+
+
+def _enforceMessageLimit(conn: sqlite3.Connection, account: str, default: int) -> int:
+    """
+    Recycle the oldest unstarred copies in the account's owned inboxes
+    while it stores more than its limit.  Starred copies count toward the
+    limit but are never recycled.
+    """
+    row = conn.execute("SELECT message_limit FROM accounts WHERE name = ?", (account,)).fetchone()
+    limit = row[0] if row and row[0] is not None else default
+    if not limit:
+        return 0
+    owned = """
+        (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
+         OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
+    """
+    stored = conn.execute(
+        f"SELECT count(*) FROM copies c WHERE {owned} OR c.saved_by = :a", {"a": account}
+    ).fetchone()[0]
+    excess = stored - limit
+    if excess <= 0:
+        return 0
+    uids = [
+        r[0]
+        for r in conn.execute(
+            f"SELECT uid FROM copies c WHERE {owned} AND c.saved_by IS NULL "
+            "ORDER BY c.uid LIMIT :n",
+            {"a": account, "n": min(excess, _RETENTION_BATCH)},
+        )
+    ]
+    if len(uids) < excess:
+        _log.warn(
+            "{account} stores {stored} messages, over its limit of {limit}; "
+            "starred mail is never recycled",
+            account=account, stored=stored, limit=limit,
+        )
+    return _deleteCopies(conn, uids)
