@@ -61,7 +61,7 @@ class ApiKeyChecker:
     acceptAny: bool = False
     credentialInterfaces = (IUsernamePassword,)
 
-    def requestAvatarId(self, credentials: Any) -> Deferred[str]:
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return ensureDeferred(self._check(_text(credentials.username), _text(credentials.password)))
 
     async def _check(self, username: str, key: str) -> str:

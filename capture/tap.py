@@ -57,6 +57,10 @@ def parseDuration(text: str) -> int:
     return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
 
 
+def _environmentName(option: str) -> str:
+    return "CAPTURE_" + option.upper().replace("-", "_")
+
+
 def _count(text: str) -> int:
     if not text.strip().isdigit():
         raise usage.UsageError(f"not a count: {text!r}")
@@ -106,12 +110,14 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
-        for name, _, default, _ in self.optParameters:
-            env = os.environ.get("CAPTURE_" + name.upper().replace("-", "_"))
+        for parameter in self.optParameters:
+            name = str(parameter[0])
+            env = os.environ.get(_environmentName(name))
             if env is not None:
                 self[name] = env
-        for name, _, _ in self.optFlags:
-            env = os.environ.get("CAPTURE_" + name.upper().replace("-", "_"), "")
+        for flag in self.optFlags:
+            name = str(flag[0])
+            env = os.environ.get(_environmentName(name), "")
             if env.strip().lower() in ("1", "true", "yes", "on"):
                 self[name] = 1
 
@@ -167,7 +173,7 @@ class _Listener(Service):
         super().stopService()
         if self._port is not None:
             port, self._port = self._port, None
-            return port.stopListening()  # type: ignore[return-value]
+            return port.stopListening()
         return None
 
 

@@ -9,6 +9,7 @@ L{IStore} and never see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from zope.interface import Attribute, Interface
 
@@ -35,14 +36,14 @@ class IStore(Interface):
             newer Capture.
         """
 
-    def stop():  # type: ignore[no-untyped-def]
+    def stop():
         """
         Finish pending writes and close.  @rtype: L{Deferred}
         """
 
     # Accounts and keys
 
-    def createAccount(name, key=None):  # type: ignore[no-untyped-def]
+    def createAccount(name, key=None):
         """
         Create an account with one API key.
 
@@ -51,18 +52,18 @@ class IStore(Interface):
             this once and stored only hashed.
         """
 
-    def getAccount(name):  # type: ignore[no-untyped-def]
+    def getAccount(name):
         """
         @return: Deferred firing with the L{Account}, or failing with
             L{NotFound}.
         """
 
-    def listAccounts():  # type: ignore[no-untyped-def]
+    def listAccounts():
         """
         @return: Deferred firing with a list of L{Account}, by name.
         """
 
-    def setAccountSettings(  # type: ignore[no-untyped-def]
+    def setAccountSettings(
         name, capturePrivate=None, messageLimit=None
     ):
         """
@@ -71,30 +72,30 @@ class IStore(Interface):
         @return: Deferred firing with the updated L{Account}.
         """
 
-    def createKey(account, label=""):  # type: ignore[no-untyped-def]
+    def createKey(account, label=""):
         """
         Add an API key to an account.  @return: Deferred firing with the key.
         """
 
-    def listKeys(account):  # type: ignore[no-untyped-def]
+    def listKeys(account):
         """
         @return: Deferred firing with a list of L{ApiKeyInfo}.
         """
 
-    def revokeKey(account, prefix):  # type: ignore[no-untyped-def]
+    def revokeKey(account, prefix):
         """
         Revoke the one live key of C{account} whose text starts with
         C{prefix}.  Fails with L{NotFound} or, for an ambiguous prefix,
         L{Conflict}.  @return: Deferred firing with its L{ApiKeyInfo}.
         """
 
-    def accountForKey(key):  # type: ignore[no-untyped-def]
+    def accountForKey(key):
         """
         @return: Deferred firing with the name of the account the live key
             C{key} belongs to, or L{None}.
         """
 
-    def resolveLogin(username):  # type: ignore[no-untyped-def]
+    def resolveLogin(username):
         """
         Which account a login name stands for: an account name, an address
         or domain the account owns, or an address in one of its domains.
@@ -104,46 +105,46 @@ class IStore(Interface):
 
     # Owned addresses and domains
 
-    def reserveAddress(account, address):  # type: ignore[no-untyped-def]
+    def reserveAddress(account, address):
         """
         Make C{address} owned by C{account}; L{Conflict} if another account
         owns it.  @return: Deferred firing with the L{OwnedAddress}.
         """
 
-    def releaseAddress(account, address):  # type: ignore[no-untyped-def]
+    def releaseAddress(account, address):
         """
         Give up an owned address.  @return: Deferred firing with L{None}.
         """
 
-    def listAddresses(account):  # type: ignore[no-untyped-def]
+    def listAddresses(account):
         """
         @return: Deferred firing with the account's L{OwnedAddress} list.
         """
 
-    def addDomain(account, domain, isPrivate=True):  # type: ignore[no-untyped-def]
+    def addDomain(account, domain, isPrivate=True):
         """
         Make C{domain} a custom domain of C{account}.
         @return: Deferred firing with the L{Domain}.
         """
 
-    def removeDomain(account, domain):  # type: ignore[no-untyped-def]
+    def removeDomain(account, domain):
         """
         @return: Deferred firing with L{None}.
         """
 
-    def listDomains(account):  # type: ignore[no-untyped-def]
+    def listDomains(account):
         """
         @return: Deferred firing with the account's L{Domain} list.
         """
 
-    def inboxOwner(address):  # type: ignore[no-untyped-def]
+    def inboxOwner(address):
         """
         @return: Deferred firing with the L{InboxOwner} of an inbox.
         """
 
     # Messages
 
-    def addMessage(envelope, raw):  # type: ignore[no-untyped-def]
+    def addMessage(envelope, raw):
         """
         Store one message and one copy per recipient, durably.
 
@@ -157,13 +158,13 @@ class IStore(Interface):
         @return: Deferred firing with the list of new L{Copy}.
         """
 
-    def getCopy(copyId):  # type: ignore[no-untyped-def]
+    def getCopy(copyId):
         """
         @return: Deferred firing with the L{Copy} whose Mailsac C{_id} is
             C{copyId}, or failing with L{NotFound}.
         """
 
-    def listInbox(  # type: ignore[no-untyped-def]
+    def listInbox(
         inbox, visibility, limit=50, beforeUid=None
     ):
         """
@@ -175,47 +176,47 @@ class IStore(Interface):
         @return: Deferred firing with a list of L{Copy}.
         """
 
-    def countInbox(inbox, visibility):  # type: ignore[no-untyped-def]
+    def countInbox(inbox, visibility):
         """
         @return: Deferred firing with how many copies a listing would show.
         """
 
-    def getRaw(copy):  # type: ignore[no-untyped-def]
+    def getRaw(copy):
         """
         @return: Deferred firing with the raw bytes of the copy's message.
         """
 
-    def getBodies(copy):  # type: ignore[no-untyped-def]
+    def getBodies(copy):
         """
         @return: Deferred firing with the L{Bodies} of the copy's message.
         """
 
-    def deleteCopy(copy):  # type: ignore[no-untyped-def]
+    def deleteCopy(copy):
         """
         Delete one copy (the message goes with its last copy).
         @return: Deferred firing with L{None}.
         """
 
-    def setStarred(copy, account):  # type: ignore[no-untyped-def]
+    def setStarred(copy, account):
         """
         Star the copy for C{account}, or unstar it with L{None}.
         @return: Deferred firing with the updated L{Copy}.
         """
 
-    def usage(account, month):  # type: ignore[no-untyped-def]
+    def usage(account, month):
         """
         @param month: C{"YYYY-MM"} (UTC).
         @return: Deferred firing with the number of ops counted.
         """
 
-    def enforceRetention(retention, now):  # type: ignore[no-untyped-def]
+    def enforceRetention(retention, now):
         """
         Recycle what the L{Retention} limits no longer allow, a bounded
         batch at a time; starred copies are never recycled.
         @return: Deferred firing with the number of copies removed.
         """
 
-    def subscribe(callback: Callable[[list], None]) -> Callable[[], None]:  # type: ignore[type-arg]
+    def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
         """
         Call C{callback} in the reactor thread with the new L{Copy} list
         of every committed message.  @return: A function that unsubscribes.
