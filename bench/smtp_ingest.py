@@ -29,6 +29,12 @@ Modes:
     Every message gets a fresh TCP connection: greeting, EHLO (+ STARTTLS,
     EHLO, AUTH), one transaction, QUIT.  C such loops run concurrently.
 
+Messages are RFC 5322 text/plain messages with unique Subject and Message-ID
+headers, padded with 76-character lines to exactly the requested size (as
+stored by the server: after un-stuffing, without the final ``.`` line; sizes
+smaller than the headers, about 270 bytes, give a header-only message).  Some
+body lines start with ``.``, so servers must undo dot-stuffing correctly.
+
 The C connections of a configuration are split across ``--processes`` worker
 processes (each running its own asyncio loop) so that the client is less
 likely to be the bottleneck.  A few warmup messages are sent before the clock
@@ -94,10 +100,14 @@ EHLO_NAME = "capture-bench.localhost"
 MAX_CONSECUTIVE_ERRORS = 3
 #: How many distinct failure reasons are printed under a result line.
 MAX_REASONS_SHOWN = 3
+#: Client CPU use (fraction of its processes' wall time) that triggers a note.
+CLIENT_BUSY_WARNING = 0.85
 #: How long a worker waits for the go signal before giving up.
 GO_TIMEOUT = 3600.0
 
-_NETWORK_ERRORS = (OSError, EOFError, TimeoutError, ValueError)
+#: What a broken connection can raise (ssl.SSLError is an OSError; ValueError
+#: comes from StreamReader.readline on an overlong line).
+_NETWORK_ERRORS = (OSError, TimeoutError, ValueError)
 
 
 # --------------------------------------------------------------------------
@@ -175,6 +185,8 @@ class WorkerResult:
     warmup: Stats
     started: float
     finished: float
+    #: CPU seconds the worker process used during the timed part.
+    cpu: float
 
 
 @dataclass
@@ -191,6 +203,8 @@ class RunResult:
     warmup: Stats
     elapsed: float
     server_cpu: float | None
+    processes: int
+    client_cpu: float
 
     @property
     def rate(self) -> float:
@@ -201,6 +215,12 @@ class RunResult:
         if self.server_cpu is None or self.stats.ok == 0:
             return None
         return self.server_cpu / self.stats.ok
+
+    @property
+    def client_busy(self) -> float:
+        """Fraction of the timed part the client workers spent on the CPU."""
+        wall = self.elapsed * self.processes
+        return self.client_cpu / wall if wall > 0 else 0.0
 
     def percentile(self, pct: float) -> float | None:
         return percentile(self.stats.latencies, pct)
@@ -225,8 +245,14 @@ class RunResult:
             ]
         )
 
-    def failure_lines(self) -> list[str]:
+    def note_lines(self) -> list[str]:
+        """Failure details and warnings to print under the result line."""
         lines: list[str] = []
+        if self.client_busy > CLIENT_BUSY_WARNING:
+            lines.append(
+                f"  note: client workers were {self.client_busy:.0%} busy;"
+                " the client may be the bottleneck (see --processes)"
+            )
         for label, stats in (
             ("failures", self.stats),
             ("warmup failures", self.warmup),
@@ -260,6 +286,8 @@ class RunResult:
             "p90_ms": ms(self.percentile(90)),
             "p99_ms": ms(self.percentile(99)),
             "max_ms": ms(max(self.stats.latencies, default=None)),
+            "client_cpu_s": round(self.client_cpu, 4),
+            "client_busy": round(self.client_busy, 3),
             "setup_count": len(self.stats.setup_latencies),
             "setup_p50_ms": ms(percentile(self.stats.setup_latencies, 50)),
             "setup_p99_ms": ms(percentile(self.stats.setup_latencies, 99)),
@@ -494,11 +522,7 @@ class SmtpSession:
             line = raw.rstrip(b"\r\n").decode("utf-8", "replace")
             code = line[:3]
             separator = line[3:4]
-            if not (code.isascii() and code.isdigit()) or separator not in (
-                "",
-                " ",
-                "-",
-            ):
+            if not (code.isascii() and code.isdigit()) or separator not in ("", " ", "-"):
                 raise SmtpProtocolError(f"malformed reply line: {line!r}")
             lines.append(line[4:])
             if separator != "-":
@@ -604,6 +628,8 @@ class WorkPool:
 
 
 class Worker:
+    """The connections of one worker process and the loops that drive them."""
+
     def __init__(self, job: WorkerJob) -> None:
         self.job = job
         self.config = job.client
@@ -696,62 +722,47 @@ class Worker:
             stats.fail(f"connection setup: {describe_error(exc)}")
             return None
 
+    async def _run_phase(
+        self,
+        sessions: list[SmtpSession | None],
+        pool: WorkPool,
+        factory: MessageFactory,
+        stats: Stats,
+    ) -> list[SmtpSession | None]:
+        """Drain ``pool`` with one task per connection slot."""
+        if self.job.mode == "persistent":
+            slots = (self.persistent_slot(s, pool, factory, stats) for s in sessions)
+            return list(await asyncio.gather(*slots))
+        await asyncio.gather(*(self.per_connection_slot(pool, factory, stats) for _ in sessions))
+        return sessions
+
     async def run(self, ready: Connection, go: Event) -> WorkerResult:
+        """Warm up, report ready, wait for the go signal, then run timed."""
         job = self.job
         warmup_stats, timed_stats = Stats(), Stats()
-        warmup_pool, timed_pool = WorkPool(job.warmup), WorkPool(job.messages)
+        sessions: list[SmtpSession | None] = [None] * job.connections
         if job.mode == "persistent":
-            sessions = list(
-                await asyncio.gather(
-                    *(self._open_quietly(warmup_stats) for _ in range(job.connections))
-                )
-            )
-            sessions = list(
-                await asyncio.gather(
-                    *(
-                        self.persistent_slot(s, warmup_pool, self.warmup_messages, warmup_stats)
-                        for s in sessions
-                    )
-                )
-            )
-        else:
-            await asyncio.gather(
-                *(
-                    self.per_connection_slot(warmup_pool, self.warmup_messages, warmup_stats)
-                    for _ in range(job.connections)
-                )
-            )
+            opening = (self._open_quietly(warmup_stats) for _ in sessions)
+            sessions = list(await asyncio.gather(*opening))
+        sessions = await self._run_phase(
+            sessions, WorkPool(job.warmup), self.warmup_messages, warmup_stats
+        )
 
         ready.send(("ready", None))
         if not await asyncio.to_thread(go.wait, GO_TIMEOUT):
             raise RuntimeError("no go signal from the parent process")
 
-        started = time.monotonic()
-        if job.mode == "persistent":
-            sessions = list(
-                await asyncio.gather(
-                    *(
-                        self.persistent_slot(s, timed_pool, self.timed_messages, timed_stats)
-                        for s in sessions
-                    )
-                )
-            )
-        else:
-            await asyncio.gather(
-                *(
-                    self.per_connection_slot(timed_pool, self.timed_messages, timed_stats)
-                    for _ in range(job.connections)
-                )
-            )
-        finished = time.monotonic()
+        timed_pool = WorkPool(job.messages)
+        started, cpu_started = time.monotonic(), time.process_time()
+        sessions = await self._run_phase(sessions, timed_pool, self.timed_messages, timed_stats)
+        finished, cpu_used = time.monotonic(), time.process_time() - cpu_started
         if timed_pool.remaining:
             timed_stats.fail(
                 "not attempted: every connection gave up after repeated errors",
                 timed_pool.remaining,
             )
-        if job.mode == "persistent":
-            await asyncio.gather(*(s.quit() for s in sessions if s is not None))
-        return WorkerResult(timed_stats, warmup_stats, started, finished)
+        await asyncio.gather(*(s.quit() for s in sessions if s is not None))
+        return WorkerResult(timed_stats, warmup_stats, started, finished, cpu_used)
 
 
 def _worker_entry(job: WorkerJob, channel: Connection, go: Event) -> None:
@@ -923,6 +934,7 @@ def run_configuration(options: BenchOptions, size: int, concurrency: int, mode: 
     for result in results.values():
         stats.merge(result.timed)
         warmup_stats.merge(result.warmup)
+    # time.monotonic() is CLOCK_MONOTONIC on Linux: comparable across processes.
     elapsed = 0.0
     if results:
         elapsed = max(r.finished for r in results.values()) - min(
@@ -942,6 +954,8 @@ def run_configuration(options: BenchOptions, size: int, concurrency: int, mode: 
         warmup=warmup_stats,
         elapsed=elapsed,
         server_cpu=server_cpu,
+        processes=processes,
+        client_cpu=sum(r.cpu for r in results.values()),
     )
 
 
@@ -964,6 +978,22 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number: {text!r}")
+    return value
+
+
+def _server_pid(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        return _positive_int(text)
+    except (ValueError, argparse.ArgumentTypeError):
+        raise argparse.ArgumentTypeError(f"expected a PID or 'auto': {text!r}") from None
+
+
 def _non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -977,8 +1007,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Measure how fast an SMTP server ingests messages.",
         epilog="Latency is per message, from MAIL FROM sent to the final reply to DATA.",
     )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=5587)
+    parser.add_argument("--host", default="127.0.0.1", help="server (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=5587, help="server port (default 5587)")
     parser.add_argument(
         "--count",
         type=_positive_int,
@@ -997,7 +1027,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[1, 10, 50],
         help="comma-separated connection counts (default 1,10,50)",
     )
-    parser.add_argument("--mode", choices=["persistent", "per-connection", "both"], default="both")
+    parser.add_argument(
+        "--mode",
+        choices=["persistent", "per-connection", "both"],
+        default="both",
+        help="many messages per connection, one per connection, or both (default)",
+    )
     parser.add_argument(
         "--starttls",
         action="store_true",
@@ -1007,6 +1042,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--password", help="AUTH PLAIN password")
     parser.add_argument(
         "--server-pid",
+        type=_server_pid,
         help="server PID to sample CPU time from /proc, or 'auto' to find it with ss -ltnp",
     )
     parser.add_argument(
@@ -1023,20 +1059,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--timeout",
-        type=float,
+        type=_positive_float,
         default=30.0,
         help="seconds to wait for each reply (default 30)",
     )
-    parser.add_argument("--mail-from", default="bench@capture-bench.invalid")
-    parser.add_argument("--rcpt-to", default="sink@capture-bench.invalid")
+    parser.add_argument(
+        "--mail-from", default="bench@capture-bench.invalid", help="envelope sender"
+    )
+    parser.add_argument(
+        "--rcpt-to", default="sink@capture-bench.invalid", help="envelope recipient"
+    )
     parser.add_argument("--json", action="store_true", help="also print results as JSON lines")
     return parser
 
 
-def _resolve_server_pids(spec: str | None, port: int) -> tuple[int, ...]:
+def _resolve_server_pids(spec: int | str | None, port: int) -> tuple[int, ...]:
     if spec is None:
         return ()
-    if spec == "auto":
+    if not isinstance(spec, int):
         pids = find_listening_pids(port)
         if not pids:
             print(
@@ -1045,24 +1085,21 @@ def _resolve_server_pids(spec: str | None, port: int) -> tuple[int, ...]:
                 file=sys.stderr,
             )
         return tuple(pids)
-    try:
-        pid = int(spec)
-    except ValueError:
-        raise SystemExit(f"--server-pid: expected a PID or 'auto', got {spec!r}") from None
-    if read_cpu_seconds([pid]) is None:
+    if read_cpu_seconds([spec]) is None:
         print(
-            f"warning: cannot read /proc/{pid}/stat; server CPU will not be reported",
+            f"warning: cannot read /proc/{spec}/stat; server CPU will not be reported",
             file=sys.stderr,
         )
         return ()
-    return (pid,)
+    return (spec,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark matrix described by ``argv``; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     if args.password is not None and args.user is None:
-        raise SystemExit("--password needs --user")
+        parser.error("--password needs --user")
     client = ClientConfig(
         host=args.host,
         port=args.port,
@@ -1117,7 +1154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 result = run_configuration(options, size, concurrency, mode)
                 all_ok = all_ok and result.stats.failed == 0
                 print(result.human(), flush=True)
-                for line in result.failure_lines():
+                for line in result.note_lines():
                     print(line, flush=True)
                 if args.json:
                     print(json.dumps(result.as_json()), flush=True)
