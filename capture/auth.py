@@ -9,7 +9,8 @@ that same account.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker

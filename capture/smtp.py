@@ -19,8 +19,8 @@ portal), with the gaps of C{reference/twisted-gaps.md} section 1 fixed here:
   - S7: a bare or malformed AUTH gets 501 and the session goes on.
   - S8: AUTH only after TLS unless C{--allow-insecure-auth}.
   - S9: C{250 OK : queued as <id>}, as Mailsac answers, once it is durable.
-  - S10: DATA ended with a bare-LF C{\\n.\\n} gets an error at once instead
-    of hanging until the idle timeout.
+  - S10: DATA ended with a bare-LF C{\\n.\\n} gets an error and a hang-up at
+    once instead of hanging until the idle timeout.
   - S11: one stored message per transaction, whatever the number of RCPTs;
     the idle timeout is a setting; our own C{Received:} line.
 """
@@ -30,8 +30,9 @@ from __future__ import annotations
 import base64
 import datetime
 import re
+from collections.abc import Callable
 from email.utils import format_datetime
-from typing import Any, Callable
+from typing import Any
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -59,6 +60,8 @@ _AUTH = "auth"
 _PATH_RE = re.compile(rb"^(?:FROM|TO):\s*(<[^<>]*>|[^\s<>]+)(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 _PARAM_RE = re.compile(rb"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~\x80-\xff]*))?$")
 _HELO_SAFE = re.compile(r"[^!-~]")
+_POSTMASTER_RE = re.compile(rb"(?<=^TO:)\s*<postmaster>$", re.IGNORECASE)
+_QUOTED_RE = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[ -~])*"')
 
 
 @attrs.frozen
@@ -100,7 +103,9 @@ def baseInbox(address: str) -> str:
     local part removed (plus-addressing).
     """
     local, _, domain = address.rpartition("@")
-    base = local.split("+", 1)[0] if not local.startswith("+") else local
+    # In a quoted local part the "+" may sit inside the quotes: cutting
+    # there would leave an unbalanced quote, so it is kept whole.
+    base = local.split("+", 1)[0] if not local.startswith(("+", '"')) else local
     return f"{base}@{domain}".lower()
 
 
@@ -136,7 +141,9 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
         )
     if address:
         local, at, domain = address.rpartition("@")
-        if not at or not local or not domain or any(c.isspace() for c in address):
+        # RFC 5321 allows spaces inside a quoted local part, nowhere else.
+        unquoted = _QUOTED_RE.sub('""', address)
+        if not at or not local or not domain or any(c.isspace() for c in unquoted):
             raise SMTPError(
                 501 if keyword == b"FROM" else 553,
                 (b"5.1.7 Bad sender" if keyword == b"FROM" else b"5.1.3 Bad recipient")
@@ -145,6 +152,7 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
     elif keyword == b"TO":
         raise SMTPError(553, b"5.1.3 Bad recipient address syntax")
     return address, params
+
 
 
 class CaptureSMTP(ESMTP):
@@ -158,6 +166,11 @@ class CaptureSMTP(ESMTP):
     """
 
     factory: SMTPFactory
+    # A TCP transport: ITCPTransport, ITLSTransport and IPushProducer.
+    transport: Any
+    portal: Portal  # type: ignore[assignment]
+    challenger: Any
+    timeout: float  # type: ignore[assignment]
 
     def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
         challengers: dict[bytes, Callable[[], IChallengeResponse]] = {
@@ -184,6 +197,10 @@ class CaptureSMTP(ESMTP):
     def connectionMade(self) -> None:
         self.canStartTLS = ITLSTransport.providedBy(self.transport) and self.ctx is not None
         self._implicitTLS = self.factory.implicitTLS
+        if hasattr(self.transport, "setTcpNoDelay"):
+            # Replies are small and each one is awaited: Nagle's algorithm
+            # would hold them back (about 40 ms per TLS handshake here).
+            self.transport.setTcpNoDelay(True)
         peer = self.transport.getPeer()
         self._peerIP = str(getattr(peer, "host", peer))
         host = self.transport.getHost()
@@ -192,10 +209,10 @@ class CaptureSMTP(ESMTP):
         self.sendCode(220, self.host + b" ESMTP Capture ready")
         self.setTimeout(self.timeout)
 
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+    def connectionLost(self, reason: Failure | None = None) -> None:
         self.setTimeout(None)
         self._buffer = b""
-        self._lines = []
+        self._resetTransaction()
         self.factory.connectionClosed()
 
     @property
@@ -231,7 +248,9 @@ class CaptureSMTP(ESMTP):
             end = buf.find(b"\r\n", pos)
             limit = self._lineLimit()
             if end < 0:
-                if len(buf) - pos > limit:
+                # A trailing CR may be the first half of the CRLF ending a
+                # line of exactly the limit: it does not count.
+                if len(buf) - pos - buf.endswith(b"\r") > limit:
                     self._lineTooLong()
                     # Keep a trailing CR: it may be the first half of CRLF.
                     pos = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
@@ -274,16 +293,18 @@ class CaptureSMTP(ESMTP):
     def _bareLineFeedEnd(self) -> None:
         """
         The client ended DATA with LF.LF, which is no end in SMTP: rather
-        than wait for the idle timeout, reject the message and go back to
-        reading commands.
+        than wait for the idle timeout, reject the message and hang up.
+
+        Hanging up, not reading on, is what keeps this safe: LF.LF at the
+        end of a packet may also be inside a message whose CRLF.CRLF is
+        still to come, and the rest of that message must never be run as
+        commands (SMTP smuggling).
         """
         self._buffer = b""
         self.mode = _COMMAND
         self._resetTransaction()
-        self._error(
-            554,
-            b"5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>",
-        )
+        self.sendCode(554, b"5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>")
+        self.transport.loseConnection()
 
     def lineReceived(self, line: bytes) -> None:
         if self.mode == _DATA:
@@ -298,9 +319,12 @@ class CaptureSMTP(ESMTP):
         Read no further command until C{d} has fired.
         """
         self._held = True
+        # The idle timeout measures the client's silence, not our store's.
+        self.setTimeout(None)
 
         def release(result: object) -> None:
             self._held = False
+            self.setTimeout(self.timeout)
             if self._paused:
                 self._paused = False
                 self.transport.resumeProducing()
@@ -350,19 +374,28 @@ class CaptureSMTP(ESMTP):
         self._tooLongLine = False
 
     def smtp_HELO(self, argument: bytes) -> None:
-        self._greeted(argument)
-        self.sendCode(250, self.host + b" Hello " + self._heloText().encode())
+        if self._greeted(b"HELO", argument):
+            self.sendCode(250, self.host + b" Hello " + self._heloText().encode())
 
     def smtp_EHLO(self, argument: bytes) -> None:
-        self._greeted(argument)
-        self.sendCode(250, self.host + b" Hello " + self._heloText().encode() + b"\n" + self.listExtensions())
+        if self._greeted(b"EHLO", argument):
+            hello = self.host + b" Hello " + self._heloText().encode()
+            self.sendCode(250, hello + b"\n" + self.listExtensions())
 
-    def _greeted(self, argument: bytes) -> None:
+    def _greeted(self, verb: bytes, argument: bytes) -> bool:
+        """
+        Take a HELO or EHLO: it names the client (RFC 5321 4.1.1.1 requires
+        the argument) and resets the transaction.
+        """
+        if not argument.strip():
+            self._error(501, b"5.5.4 Syntax: " + verb + b" hostname")
+            return False
         self._helo = (argument.strip(), self._peerIP)
         self._resetTransaction()
+        return True
 
     def _heloText(self) -> str:
-        helo = (self._helo[0] or b"").decode("utf-8", "replace")
+        helo = (self._helo[0] or b"").decode("utf-8", "replace")  # type: ignore[index]
         return _HELO_SAFE.sub("", helo)[:255] or "unknown"
 
     def extensions(self) -> dict[bytes, list[bytes] | None]:
@@ -504,6 +537,9 @@ class CaptureSMTP(ESMTP):
             self._error(503, b"5.5.1 Need MAIL before RCPT")
             return
         try:
+            # RFC 5321 4.5.1: RCPT TO:<Postmaster> with no domain must be
+            # accepted; it is filed as the postmaster of our host name.
+            argument = _POSTMASTER_RE.sub(b"<postmaster@" + self.host + b">", argument.strip())
             address, params = parsePath(argument, b"TO")
         except SMTPError as e:
             self._error(e.code, e.text)
@@ -514,7 +550,9 @@ class CaptureSMTP(ESMTP):
         if len(self._to) >= self.settings.maxRecipients:
             self.sendCode(452, b"4.5.3 Too many recipients")
             return
-        self._to.append(Recipient(inbox=baseInbox(address), original=address))
+        # The same address twice is one recipient, as MTAs deliver it once.
+        if all(r.original.lower() != address.lower() for r in self._to):
+            self._to.append(Recipient(inbox=baseInbox(address), original=address))
         self.sendCode(250, b"2.1.5 Accepted")
 
     def smtp_DATA(self, argument: bytes) -> None:
@@ -598,7 +636,7 @@ class CaptureSMTP(ESMTP):
             ip=self._peerIP,
             via=self._localIP,
             tls=self.secure,
-            received=int(datetime.datetime.now(datetime.timezone.utc).timestamp() * 1000),
+            received=int(datetime.datetime.now(datetime.UTC).timestamp() * 1000),
         )
 
     def _messageBytes(self) -> bytes:
@@ -619,13 +657,15 @@ class CaptureSMTP(ESMTP):
         """
         protocol = "ESMTP" + ("S" if envelope.tls else "") + ("A" if envelope.account else "")
         when = format_datetime(
-            datetime.datetime.fromtimestamp(envelope.received / 1000, datetime.timezone.utc)
+            datetime.datetime.fromtimestamp(envelope.received / 1000, datetime.UTC)
         )
         recipient = ""
         if len(envelope.recipients) == 1:
             recipient = f"\r\n\tfor <{envelope.recipients[0].original}>"
+        # RFC 5321 4.1.3: an IPv6 address literal carries its tag.
+        ip = f"IPv6:{envelope.ip}" if ":" in envelope.ip else envelope.ip
         text = (
-            f"Received: from {envelope.helo} ([{envelope.ip}])\r\n"
+            f"Received: from {envelope.helo} ([{ip}])\r\n"
             f"\tby {self.settings.hostname} (Capture) with {protocol} id {envelope.queueId}"
             f"{recipient}; {when}\r\n"
         )
@@ -633,6 +673,9 @@ class CaptureSMTP(ESMTP):
 
     def _stored(self, copies: object, queueId: str) -> None:
         self.factory.messagesStored += 1
+        # The error limit is for sessions that go astray, not for errors
+        # scattered over a long-lived connection that keeps delivering.
+        self._errors = 0
         self.sendCode(250, b"OK : queued as " + queueId.encode("ascii"))
 
     def _storeFailed(self, reason: Failure) -> None:
@@ -688,6 +731,8 @@ class _Refuse(Protocol):
     """
     Answer C{421} and hang up: the listener has too many connections.
     """
+
+    transport: Any
 
     def connectionMade(self) -> None:
         self.transport.write(b"421 4.7.0 Too many connections, try again later\r\n")

@@ -66,7 +66,7 @@ def generateSelfSigned(path: str, hostnames: list[str]) -> None:
         x509.IPAddress(ipaddress.ip_address("::1")),
     ]
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0] if hostnames else DEFAULT_NAME)])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
