@@ -245,16 +245,51 @@ def _clean(value: str | None) -> str | None:
 
 
 def _params(headers: Message, name: str) -> tuple[tuple[str, str], ...]:
-    params = headers.get_params(header=name) or []
+    try:
+        params = headers.get_params(header=name) or []
+    except TypeError:
+        # The email package cannot sort RFC 2231 continuations that mix
+        # numbered and unnumbered sections (name*=...; name*0=...).
+        return ()
     out = []
     for key, value in params[1:]:
         if not key:
             continue
         if isinstance(value, tuple):
-            # An RFC 2231 encoded value: (charset, language, text).
-            value = _fromSurrogates(str(value[2]))
+            value = _rfc2231(value)
         out.append((key.lower(), _fromSurrogates(str(value))))
     return tuple(out)
+
+
+def _rfc2231(value: tuple[str | None, str | None, str]) -> str:
+    """
+    Decode an RFC 2231 encoded parameter value, C{(charset, language,
+    text)} with one character of C{text} per octet (raw 8-bit octets as
+    surrogate escapes).  Unlike C{email.utils.collapse_rfc2231_value}, never
+    raises: an unusable charset falls back to UTF-8.
+    """
+    charset, _, text = value
+    try:
+        octets = text.encode("latin-1", "surrogateescape")
+    except UnicodeEncodeError:
+        return _fromSurrogates(text)
+    try:
+        return octets.decode(charset or "utf-8", "replace")
+    except (LookupError, ValueError):
+        return octets.decode("utf-8", "replace")
+
+
+def _filename(headers: Message) -> str | None:
+    """
+    A part's filename, found where C{Message.get_filename} looks for it,
+    but decoded by L{_params}, which survives charsets and octets that make
+    C{get_filename} raise.
+    """
+    for header, name in (("content-disposition", "filename"), ("content-type", "name")):
+        for key, value in _params(headers, header):
+            if key == name:
+                return value.strip()
+    return None
 
 
 def _findDelimiter(buf: bytes, delimiter: bytes, start: int, end: int) -> int:
@@ -315,7 +350,7 @@ class _Parser:
         boundary = dict(params).get("boundary")
         if mainType == "multipart" and boundary and depth < _MAX_DEPTH:
             children = self._multipart(
-                bodyStart, end, boundary, path, depth, subType == "digest"
+                bodyStart, end, boundary, path, depth, subType == "digest", inMessage
             )
         if mainType == "multipart" and not children:
             # A multipart with no usable delimiter: show its body as text.
@@ -357,6 +392,7 @@ class _Parser:
         path: str,
         depth: int,
         digest: bool,
+        inMessage: bool,
     ) -> tuple[Part, ...]:
         buf = self.buf
         delimiter = b"--" + boundary.encode("utf-8", "surrogateescape")
@@ -384,6 +420,7 @@ class _Parser:
                 f"{path}.{number}" if path else str(number),
                 depth + 1,
                 defaultType="message/rfc822" if digest else "text/plain",
+                inMessage=inMessage,
             )
             children.append(child)
             if nextAt < 0:
@@ -411,7 +448,7 @@ class _Parser:
         decoded = leaf.get_payload(decode=True)
         if not isinstance(decoded, bytes):
             decoded = raw
-        filename = headers.get_filename()
+        filename = _filename(headers)
         isBody = (
             mainType == "text"
             and subType in ("plain", "html")
@@ -420,10 +457,12 @@ class _Parser:
             and not inMessage
         )
         if isBody:
-            charset = headers.get_content_charset() or "utf-8"
+            charset = dict(_params(headers, "content-type")).get("charset") or "utf-8"
             try:
                 text = decoded.decode(charset, "replace")
-            except LookupError:
+            except (LookupError, ValueError):
+                # An unknown charset, or a codec that refuses "replace"
+                # (idna) or is not a text codec at all.
                 text = decoded.decode("utf-8", "replace")
             (self.html if subType == "html" else self.text).append(text)
             return None

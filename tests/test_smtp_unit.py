@@ -876,6 +876,7 @@ def test_receivedLineTagsIPv6(backend: _Backend) -> None:
     factory = session.factory
     proto = factory.buildProtocol(IPv6Address("TCP", "::1", 40000))
     assert isinstance(proto, CaptureSMTP)
+    proto.callLater = session.clock.callLater  # type: ignore[method-assign,assignment]
     transport = StringTransport(
         hostAddress=IPv6Address("TCP", "::1", 5587), peerAddress=IPv6Address("TCP", "::1", 40000)
     )

@@ -249,7 +249,7 @@ class _Writer:
         except sqlite3.Error as e:
             error = _storeError(e)
             return [(d, False, Failure(error)) for _, d in batch]
-        for operation, d in batch:
+        for index, (operation, d) in enumerate(batch):
             try:
                 conn.execute("SAVEPOINT op")
                 value = operation(conn)
@@ -263,6 +263,16 @@ class _Writer:
                 except sqlite3.Error:
                     pass
                 results.append((d, False, failure))
+                if not conn.in_transaction:
+                    # On some errors (SQLITE_FULL, I/O errors) SQLite rolls
+                    # back the whole transaction, not just the savepoint:
+                    # the operations before this one are undone and must not
+                    # be reported as stored, and the rest of the batch needs
+                    # a transaction of its own.
+                    undone = [
+                        (rd, False, failure if ok else rv) for rd, ok, rv in results
+                    ]
+                    return undone + self._commit(conn, batch[index + 1 :])
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as e:
@@ -326,8 +336,11 @@ class SQLiteStore:
         os.makedirs(self._directory, exist_ok=True)
         conn = _connect(self._path)
         try:
-            conn.execute("PRAGMA journal_mode = WAL")
+            # Migrate (which first refuses a newer schema) before switching
+            # to WAL: that switch rewrites the file header, and data from a
+            # newer Capture must be left untouched.
             self._migrate(conn)
+            conn.execute("PRAGMA journal_mode = WAL")
             row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
             self.uidValidity = int(row[0])
         finally:
@@ -523,9 +536,13 @@ class SQLiteStore:
                 return str(row[0])
             if "@" in lowered:
                 owner = _owner(conn, lowered)
-                return owner.account
+                if owner.account is not None:
+                    return owner.account
+            # A domain the account owns, or an address in one of its
+            # public domains.
+            domain = lowered.rpartition("@")[2]
             row = conn.execute(
-                "SELECT account FROM domains WHERE domain = ?", (lowered,)
+                "SELECT account FROM domains WHERE domain = ?", (domain,)
             ).fetchone()
             return str(row[0]) if row else None
 
@@ -571,7 +588,13 @@ class SQLiteStore:
                 "FROM addresses WHERE account = ? ORDER BY address",
                 (account,),
             )
-            return [OwnedAddress(*r[:7], enablews=bool(r[7])) for r in rows]
+            return [
+                OwnedAddress(
+                    address=r[0], account=r[1], created=r[2], updated=r[3], info=r[4],
+                    forward=r[5], webhook=r[6], enablews=bool(r[7]),
+                )
+                for r in rows
+            ]
 
         return self._read(op)
 
@@ -770,7 +793,7 @@ class SQLiteStore:
         return self._write(op)
 
 
-class _NewCopies(list):  # type: ignore[type-arg]
+class _NewCopies(list[Copy]):
     """
     The copies one C{addMessage} created; the writer publishes these.
     """
@@ -916,7 +939,7 @@ def _dropOrphans(conn: sqlite3.Connection, messages: Iterable[int]) -> None:
 def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
     if not uids:
         return 0
-    messages = set()
+    messages: set[int] = set()
     for start in range(0, len(uids), 500):
         chunk = uids[start : start + 500]
         marks = ",".join("?" * len(chunk))
