@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
 import re
 from collections.abc import Callable
 from email.utils import format_datetime
@@ -84,6 +85,15 @@ class SMTPSettings:
     idleTimeout: float = 300.0
     allowInsecureAuth: bool = False
     allowAnonymous: bool = False
+
+
+@functools.lru_cache(maxsize=4)
+def _rfc5322Date(seconds: int) -> str:
+    """
+    The date of a C{Received:} line, made once per second rather than once
+    per message.
+    """
+    return format_datetime(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
 
 
 class SMTPError(Exception):
@@ -656,9 +666,7 @@ class CaptureSMTP(ESMTP):
         keyword of RFC 3848.
         """
         protocol = "ESMTP" + ("S" if envelope.tls else "") + ("A" if envelope.account else "")
-        when = format_datetime(
-            datetime.datetime.fromtimestamp(envelope.received / 1000, datetime.UTC)
-        )
+        when = _rfc5322Date(envelope.received // 1000)
         recipient = ""
         if len(envelope.recipients) == 1:
             recipient = f"\r\n\tfor <{envelope.recipients[0].original}>"

@@ -24,7 +24,8 @@ from collections.abc import Callable, Iterable
 from importlib import resources
 from typing import Any, TypeVar
 
-from twisted.internet.defer import Deferred, fail, succeed
+import attrs
+from twisted.internet.defer import Deferred, fail, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
@@ -61,6 +62,7 @@ _log = Logger()
 DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
+_INLINE_PARSE_LIMIT = 256 * 1024
 
 _COPY_COLUMNS = """
     c.uid, c.n, c.inbox, c.original_inbox, c.saved_by, c.read, c.deleted,
@@ -96,8 +98,13 @@ def _addresses(data: str) -> tuple[MailAddress, ...]:
     return tuple(MailAddress(address=a, name=n) for a, n in json.loads(data))
 
 
+# One encoder for every column: json.dumps with options builds a new
+# encoder on each call, which shows on the ingest path.
+_toJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
 def _addressesJSON(addresses: Iterable[MailAddress]) -> str:
-    return json.dumps([[a.address, a.name] for a in addresses], ensure_ascii=False)
+    return _toJSON([[a.address, a.name] for a in addresses])
 
 
 def _copyFromRow(row: tuple[Any, ...]) -> Copy:
@@ -193,12 +200,10 @@ class _Writer:
         path: str,
         reactor: IReactorFromThreads,
         maxPageCount: int,
-        onCommit: Callable[[list[Any]], None],
     ) -> None:
         self._path = path
         self._reactor = reactor
         self._maxPageCount = maxPageCount
-        self._onCommit = onCommit
         self._queue: queue.Queue[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]] | None] = queue.Queue()
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._stopped: Deferred[None] = Deferred()
@@ -288,14 +293,11 @@ class _Writer:
         return results
 
     def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
-        committed = []
         for d, ok, value in results:
             if ok:
-                committed.append(value)
                 d.callback(value)
             else:
                 d.errback(value)
-        self._onCommit(committed)
 
 
 @implementer(IStore)
@@ -347,7 +349,7 @@ class SQLiteStore:
             conn.close()
         pageSize = 4096
         maxPages = self._maxSize // pageSize if self._maxSize else 0
-        self._writer = _Writer(self._path, self._reactor, maxPages, self._published)
+        self._writer = _Writer(self._path, self._reactor, maxPages)
         self._writer.start()
         self._pool.start()
 
@@ -404,14 +406,12 @@ class SQLiteStore:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def _published(self, committed: list[Any]) -> None:
-        for value in committed:
-            if isinstance(value, _NewCopies):
-                for callback in list(self._subscribers):
-                    try:
-                        callback(list(value))
-                    except Exception:
-                        _log.failure("new-message subscriber failed")
+    def _published(self, copies: list[Copy]) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(list(copies))
+            except Exception:
+                _log.failure("new-message subscriber failed")
 
     # Accounts and keys
 
@@ -644,25 +644,26 @@ class SQLiteStore:
     # Messages
 
     def addMessage(self, envelope: Envelope, raw: bytes) -> Deferred[list[Copy]]:
-        def op(conn: sqlite3.Connection) -> _NewCopies:
-            # Parsed here, in the writer thread, so the reactor never spends
-            # time on MIME; the parse is once per message, not per copy.
-            try:
-                parsed = parseMessage(raw)
-            except Exception:
-                _log.failure(
-                    "parsing {queueId} failed; storing it unparsed",
-                    queueId=envelope.queueId,
-                )
-                parsed = _fallbackParse(raw)
-            return _insertMessage(conn, envelope, raw, parsed)
+        # Parsing is CPU work, done here rather than in the writer: a small
+        # message (most of them) is parsed at once on the calling thread,
+        # which costs less than handing it to a thread; a large one on the
+        # read pool, so the reactor never stalls on it.
+        if len(raw) <= _INLINE_PARSE_LIMIT:
+            prepared = maybeDeferred(_prepare, envelope, raw)
+        else:
+            prepared = deferToThreadPool(self._reactor, self._pool, _prepare, envelope, raw)
+        d = prepared.addCallback(self._submitPrepared)
 
-        d = self._write(op)
-        def touched(copies: _NewCopies) -> list[Copy]:
+        def stored(inserted: _Inserted) -> list[Copy]:
+            copies = _newCopies(inserted)
             self._touchedInboxes.update(c.inbox for c in copies)
+            self._published(copies)
             return list(copies)
 
-        return d.addCallback(touched)
+        return d.addCallback(stored)
+
+    def _submitPrepared(self, prepared: _PreparedMessage) -> Deferred[_Inserted]:
+        return self._write(lambda conn: _insertMessage(conn, prepared))
 
     def getCopy(self, copyId: str) -> Deferred[Copy]:
         split = splitCopyId(copyId)
@@ -793,12 +794,6 @@ class SQLiteStore:
         return self._write(op)
 
 
-class _NewCopies(list[Copy]):
-    """
-    The copies one C{addMessage} created; the writer publishes these.
-    """
-
-
 def _insertKey(conn: sqlite3.Connection, account: str, key: str, label: str, now: int) -> None:
     conn.execute(
         "INSERT INTO api_keys(hash, account, prefix, label, created) VALUES (?, ?, ?, ?, ?)",
@@ -837,56 +832,136 @@ def _visibleWhere(visibility: Visibility) -> tuple[str, tuple[Any, ...]]:
     return " AND (c.saved_by IS NULL OR c.saved_by = ?)", (visibility.starredBy,)
 
 
-def _insertMessage(
-    conn: sqlite3.Connection, envelope: Envelope, raw: bytes, parsed: ParsedMessage
-) -> _NewCopies:
+@attrs.frozen
+class _PreparedMessage:
+    """
+    A message parsed and turned into rows, ready for the writer: all the
+    CPU work of ingest happens before the writer sees it, so the writer
+    thread only runs SQL (which releases the GIL) and never competes with
+    the reactor for the interpreter.
+    """
+
+    envelope: Envelope
+    parsed: ParsedMessage
+    messageRow: tuple[Any, ...]
+    bodiesRow: tuple[Any, ...]
+    raw: bytes
+    attachmentRows: list[tuple[str, str]]
+    copyRows: list[tuple[Any, ...]]
+    month: str
+
+
+def _prepare(envelope: Envelope, raw: bytes) -> _PreparedMessage:
+    """
+    Parse a message (once) and build its rows.
+    """
+    try:
+        parsed = parseMessage(raw)
+    except Exception:
+        _log.failure("parsing {queueId} failed; storing it unparsed", queueId=envelope.queueId)
+        parsed = _fallbackParse(raw)
+    attachments = [
+        [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
+        for a in parsed.attachments
+    ]
+    messageRow = (
+        envelope.queueId, envelope.received, envelope.account, envelope.mailFrom,
+        envelope.helo, envelope.ip, envelope.via, int(envelope.tls), len(raw),
+        parsed.subject, _addressesJSON(parsed.fromAddresses),
+        _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
+        _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
+        _toJSON(list(parsed.links)),
+        _toJSON(attachments),
+    )
+    bodiesRow = (
+        parsed.text,
+        parsed.html,
+        _toJSON([list(h) for h in parsed.headers]),
+        _toJSON(parsed.structure.toJSON()),
+    )
+    copyRows = [
+        (n, r.inbox.lower(), r.original, r.inbox.lower().rpartition("@")[2], envelope.received)
+        for n, r in enumerate(envelope.recipients)
+    ]
+    return _PreparedMessage(
+        envelope=envelope,
+        parsed=parsed,
+        messageRow=messageRow,
+        bodiesRow=bodiesRow,
+        raw=raw,
+        attachmentRows=[(a.md5, a.part) for a in parsed.attachments],
+        copyRows=copyRows,
+        month=time.strftime("%Y-%m", time.gmtime(envelope.received / 1000)),
+    )
+
+
+@attrs.frozen
+class _Inserted:
+    """
+    What the writer reports for one stored message: the numbers SQLite gave
+    it, from which the reactor side builds the L{Copy} objects.
+    """
+
+    prepared: _PreparedMessage
+    rowid: int
+    uids: list[int]
+    starredBy: str | None
+
+
+def _insertMessage(conn: sqlite3.Connection, prepared: _PreparedMessage) -> _Inserted:
+    envelope = prepared.envelope
     starredBy = None
     if envelope.account is not None:
         account = _account(conn, envelope.account)
         if account.capturePrivate:
             starredBy = account.name
-    attachments = [
-        [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
-        for a in parsed.attachments
-    ]
     cursor = conn.execute(
         "INSERT INTO messages(queue_id, received, account, mail_from, helo, ip, via, tls, "
         "size, subject, from_json, to_json, cc_json, bcc_json, date, message_id, "
         "links_json, attachments_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            envelope.queueId, envelope.received, envelope.account, envelope.mailFrom,
-            envelope.helo, envelope.ip, envelope.via, int(envelope.tls), len(raw),
-            parsed.subject, _addressesJSON(parsed.fromAddresses),
-            _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
-            _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
-            json.dumps(list(parsed.links), ensure_ascii=False),
-            json.dumps(attachments, ensure_ascii=False),
-        ),
+        prepared.messageRow,
     )
     rowid = cursor.lastrowid
     assert rowid is not None
     conn.execute(
         "INSERT INTO message_bodies(message, text, html, headers_json, structure_json) "
         "VALUES (?, ?, ?, ?, ?)",
-        (
-            rowid, parsed.text, parsed.html,
-            json.dumps([list(h) for h in parsed.headers], ensure_ascii=False),
-            json.dumps(parsed.structure.toJSON(), ensure_ascii=False),
-        ),
+        (rowid, *prepared.bodiesRow),
     )
-    conn.execute("INSERT INTO message_raw(message, raw) VALUES (?, ?)", (rowid, raw))
-    if parsed.attachments:
+    conn.execute("INSERT INTO message_raw(message, raw) VALUES (?, ?)", (rowid, prepared.raw))
+    if prepared.attachmentRows:
         conn.executemany(
             "INSERT OR IGNORE INTO attachments(message, md5, part) VALUES (?, ?, ?)",
-            [(rowid, a.md5, a.part) for a in parsed.attachments],
+            [(rowid, md5, part) for md5, part in prepared.attachmentRows],
         )
+    uids = []
+    for row in prepared.copyRows:
+        cursor = conn.execute(
+            "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (rowid, *row, starredBy),
+        )
+        assert cursor.lastrowid is not None
+        uids.append(cursor.lastrowid)
+    if envelope.account is not None:
+        conn.execute(
+            "INSERT INTO usage(account, month, ops) VALUES (?, ?, 1) "
+            "ON CONFLICT(account, month) DO UPDATE SET ops = ops + 1",
+            (envelope.account, prepared.month),
+        )
+    return _Inserted(prepared, rowid, uids, starredBy)
+
+
+def _newCopies(inserted: _Inserted) -> list[Copy]:
+    prepared = inserted.prepared
+    envelope, parsed = prepared.envelope, prepared.parsed
     info = MessageInfo(
-        rowid=rowid,
+        rowid=inserted.rowid,
         queueId=envelope.queueId,
         received=envelope.received,
         account=envelope.account,
         mailFrom=envelope.mailFrom,
-        size=len(raw),
+        size=len(prepared.raw),
         subject=parsed.subject,
         fromAddresses=parsed.fromAddresses,
         to=parsed.to,
@@ -900,32 +975,14 @@ def _insertMessage(
         via=envelope.via,
         tls=envelope.tls,
     )
-    copies = _NewCopies()
-    for n, recipient in enumerate(envelope.recipients):
-        inbox = recipient.inbox.lower()
-        cursor = conn.execute(
-            "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (rowid, n, inbox, recipient.original, inbox.rpartition("@")[2],
-             envelope.received, starredBy),
+    return [
+        Copy(
+            uid=uid, n=n, inbox=inbox, originalInbox=original,
+            savedBy=inserted.starredBy, read=None, deleted=False, answered=False,
+            flagged=False, labels=(), folder="inbox", message=info,
         )
-        uid = cursor.lastrowid
-        assert uid is not None
-        copies.append(
-            Copy(
-                uid=uid, n=n, inbox=inbox, originalInbox=recipient.original,
-                savedBy=starredBy, read=None, deleted=False, answered=False,
-                flagged=False, labels=(), folder="inbox", message=info,
-            )
-        )
-    if envelope.account is not None:
-        month = time.strftime("%Y-%m", time.gmtime(envelope.received / 1000))
-        conn.execute(
-            "INSERT INTO usage(account, month, ops) VALUES (?, ?, 1) "
-            "ON CONFLICT(account, month) DO UPDATE SET ops = ops + 1",
-            (envelope.account, month),
-        )
-    return copies
+        for uid, (n, inbox, original, _, _) in zip(inserted.uids, prepared.copyRows, strict=True)
+    ]
 
 
 def _dropOrphans(conn: sqlite3.Connection, messages: Iterable[int]) -> None:
