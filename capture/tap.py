@@ -31,6 +31,7 @@ from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 
 _log = Logger()
+_MAX_RETENTION_PASSES = 100
 
 _SIZE_UNITS = {"": 1, "k": 1024, "kb": 1000, "kib": 1024, "m": 1024**2, "mb": 1000**2,
                "mib": 1024**2, "g": 1024**3, "gb": 1000**3, "gib": 1024**3}
@@ -275,10 +276,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
 
 def _retentionPass(store: SQLiteStore, retention: Retention) -> Deferred[None]:
+    """
+    Run retention until it finds nothing more to do (or a cap of passes):
+    each pass is one bounded write, so ingest goes on between them.
+    """
+
     async def run() -> None:
-        removed = await store.enforceRetention(retention, int(time.time() * 1000))
-        if removed:
-            _log.info("Retention recycled {count} copies", count=removed)
+        total = 0
+        for _ in range(_MAX_RETENTION_PASSES):
+            removed = await store.enforceRetention(retention, int(time.time() * 1000))
+            total += removed
+            if not removed:
+                break
+        if total:
+            _log.info("Retention recycled {count} copies", count=total)
 
     return ensureDeferred(run()).addErrback(lambda f: _log.failure("Retention pass failed", f))
-

@@ -32,6 +32,7 @@ from zope.interface.verify import verifyObject
 from capture.access import Visibility
 from capture.ids import newQueueId
 from capture.mime import Part, parseMessage
+from capture.store import sqlite as sqliteBackend
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
@@ -290,6 +291,17 @@ class AccountTests(_StoreCase):
         self.assertEqual(info.prefix, first[:8])
         self.assertIsNone(await self.store.accountForKey(first))
         await self.assertFails(NotFound, self.store.revokeKey("alice", "k_"))
+
+    async def test_revokeWithMoreThanThePrefix(self) -> None:
+        """
+        Only a key's first 8 characters are stored: a longer piece of a key
+        that is not the whole key is refused with a message saying so, and
+        revokes nothing.
+        """
+        _, key = await self.store.createAccount("alice")
+        error = await self.assertFails(NotFound, self.store.revokeKey("alice", key[:12]))
+        self.assertIn("at most 8 characters", str(error))
+        self.assertEqual(await self.store.accountForKey(key), "alice")
 
     async def test_revokeOtherAccountsKey(self) -> None:
         """
@@ -917,6 +929,19 @@ class RetentionTests(_StoreCase):
         self.assertEqual(removed, 3)
         self.assertEqual(await self._inbox("pub@example.com"),
                          [later[2].uid, later[1].uid, public[0].uid])
+        self.assertConsistent()
+
+    async def test_publicInboxLimitBeyondOneBatch(self) -> None:
+        """
+        An inbox with more excess than one pass removes is trimmed further
+        by the next passes, though no new mail arrives in between.
+        """
+        self.patch(sqliteBackend, "_RETENTION_BATCH", 3)
+        copies = [(await self.add("busy@example.com"))[0] for _ in range(10)]
+        retention = Retention(publicInboxLimit=2, publicMaxAge=0, messageLimit=0)
+        removals = [await self.store.enforceRetention(retention, nowMillis()) for _ in range(4)]
+        self.assertEqual(removals, [3, 3, 2, 0])
+        self.assertEqual(await self._inbox("busy@example.com"), [copies[9].uid, copies[8].uid])
         self.assertConsistent()
 
     async def test_publicMaxAge(self) -> None:

@@ -63,6 +63,9 @@ DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
 _INLINE_PARSE_LIMIT = 256 * 1024
+_KEY_LENGTH = len(newApiKey())
+# What is kept of a key besides its hash, to name it: "k_" and 6 characters.
+_PREFIX_LENGTH = 8
 
 _COPY_COLUMNS = """
     c.uid, c.n, c.inbox, c.original_inbox, c.saved_by, c.read, c.deleted,
@@ -496,9 +499,17 @@ class SQLiteStore:
                 "WHERE account = ? AND revoked IS NULL",
                 (account,),
             ).fetchall()
-            if len(prefix) > len(rows[0][2] if rows else "k_123456"):
+            if len(prefix) == _KEY_LENGTH:
                 # A whole key: match it exactly.
                 matches = [r for r in rows if r[0] == _keyHash(prefix)]
+            elif len(prefix) > _PREFIX_LENGTH:
+                # Only the prefix is stored; more of the key cannot be
+                # checked, and matching on part of what was given would
+                # revoke a key the caller did not name.
+                raise NotFound(
+                    f"a key prefix has at most {_PREFIX_LENGTH} characters "
+                    f"(as 'capture key list' shows them); or give the whole key"
+                )
             else:
                 matches = [r for r in rows if r[2].startswith(prefix)]
             if not prefix or not matches:
@@ -788,16 +799,23 @@ class SQLiteStore:
         fullScan = self._retentionFullScan
         self._retentionFullScan = False
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> tuple[int, set[str]]:
             return _enforceRetention(conn, retention, now, inboxes, fullScan)
 
-        return self._write(op)
+        def done(result: tuple[int, set[str]]) -> int:
+            removed, unfinished = result
+            # An inbox with more excess than one batch is looked at again
+            # by the next pass.
+            self._touchedInboxes |= unfinished
+            return removed
+
+        return self._write(op).addCallback(done)
 
 
 def _insertKey(conn: sqlite3.Connection, account: str, key: str, label: str, now: int) -> None:
     conn.execute(
         "INSERT INTO api_keys(hash, account, prefix, label, created) VALUES (?, ?, ?, ?, ?)",
-        (_keyHash(key), account, key[:8], label, now),
+        (_keyHash(key), account, key[:_PREFIX_LENGTH], label, now),
     )
 
 
@@ -1021,8 +1039,15 @@ def _enforceRetention(
     now: int,
     inboxes: set[str],
     fullScan: bool,
-) -> int:
+) -> tuple[int, set[str]]:
+    """
+    One bounded pass of retention.
+
+    @return: How many copies were removed, and the inboxes that still have
+        more to remove than this pass took.
+    """
     removed = 0
+    unfinished: set[str] = set()
     if retention.publicMaxAge:
         cutoff = now - retention.publicMaxAge * 1000
         uids = [
@@ -1054,13 +1079,15 @@ def _enforceRetention(
                 )
             ]
             removed += _deleteCopies(conn, uids)
+            if len(uids) == _RETENTION_BATCH:
+                unfinished.add(inbox)
     owners = {_owner(conn, inbox).account for inbox in inboxes} - {None}
     if fullScan:
         owners |= {r[0] for r in conn.execute("SELECT name FROM accounts")}
     for account in owners:
         assert account is not None
         removed += _enforceMessageLimit(conn, account, retention.messageLimit)
-    return removed
+    return removed, unfinished
 
 
 def _enforceMessageLimit(conn: sqlite3.Connection, account: str, default: int) -> int:
