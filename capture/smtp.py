@@ -62,6 +62,7 @@ _PATH_RE = re.compile(rb"^(?:FROM|TO):\s*(<[^<>]*>|[^\s<>]+)(?:\s+(.*))?$", re.I
 _PARAM_RE = re.compile(rb"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~\x80-\xff]*))?$")
 _HELO_SAFE = re.compile(r"[^!-~]")
 _POSTMASTER_RE = re.compile(rb"(?<=^TO:)\s*<postmaster>$", re.IGNORECASE)
+_SPACE_RE = re.compile(r"\s")
 _HEADER_START_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _QUOTED_RE = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[ -~])*"')
 
@@ -154,7 +155,7 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
         local, at, domain = address.rpartition("@")
         # RFC 5321 allows spaces inside a quoted local part, nowhere else.
         unquoted = _QUOTED_RE.sub('""', address)
-        if not at or not local or not domain or any(c.isspace() for c in unquoted):
+        if not at or not local or not domain or _SPACE_RE.search(unquoted):
             raise SMTPError(
                 501 if keyword == b"FROM" else 553,
                 (b"5.1.7 Bad sender" if keyword == b"FROM" else b"5.1.3 Bad recipient")
