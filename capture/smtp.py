@@ -663,7 +663,7 @@ class CaptureSMTP(ESMTP):
             )
             return
         envelope = self._envelope()
-        raw = self._receivedLine(envelope) + self._messageBytes()
+        raw = self._messageBytes(self._receivedLine(envelope))
         self._resetTransaction()
         d = self._store.addMessage(envelope, raw)
         d.addCallbacks(self._stored, self._storeFailed, callbackArgs=(envelope.queueId,))
@@ -683,13 +683,19 @@ class CaptureSMTP(ESMTP):
             received=int(datetime.datetime.now(datetime.UTC).timestamp() * 1000),
         )
 
-    def _messageBytes(self) -> bytes:
-        data = b"".join(self._lines)
+    def _messageBytes(self, received: bytes) -> bytes:
+        """
+        The message as stored: our C{Received:} line and the data, joined
+        in one copy (a message may be as large as C{--max-message-size}).
+        """
+        parts = [received]
+        first = self._lines[0] if self._lines else b""
         # A message that starts without a header gets the empty line that
         # separates our Received: header from its body.
-        if data and not data.startswith(b"\r\n") and not _HEADER_START_RE.match(data):
-            return b"\r\n" + data
-        return data
+        if first and not first.startswith(b"\r\n") and not _HEADER_START_RE.match(first):
+            parts.append(b"\r\n")
+        parts += self._lines
+        return b"".join(parts)
 
     def _receivedLine(self, envelope: Envelope) -> bytes:
         """
