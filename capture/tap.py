@@ -190,6 +190,9 @@ class _StoreService(Service):
 
     def startService(self) -> None:
         super().startService()
+        # Threads start here, after twistd has daemonized, not in
+        # makeService.
+        self.store.start()
         ensureDeferred(self._firstAccount()).addErrback(
             lambda f: _log.failure("Could not create the first account", f)
         )
@@ -220,7 +223,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     top = MultiService()
     store = SQLiteStore(options["data"], reactor, maxSize=options["max-store-size"])
     try:
-        store.start()
+        store.open()
     except SchemaTooNew as e:
         raise SystemExit(f"capture: {e}") from None
     _StoreService(store, options["admin-account"]).setServiceParent(top)

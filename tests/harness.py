@@ -34,7 +34,7 @@ class CaptureServer:
     """
 
     def __init__(self, directory: str | None = None, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, daemon: bool = False) -> None:
         self.directory = directory or tempfile.mkdtemp(prefix="capture-test-")
         self.data = os.path.join(self.directory, "data")
         self.tlsDir = os.path.join(self.directory, "tls")
@@ -45,11 +45,18 @@ class CaptureServer:
         self.account = "admin"
         self.process: subprocess.Popen[str] | None = None
         self.logPath = os.path.join(self.directory, "server.log")
+        self.daemon = daemon
+        self.pidPath = os.path.join(self.directory, "twistd.pid")
 
     def start(self, timeout: float = 20.0) -> CaptureServer:
+        twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+        if self.daemon:
+            # twistd forks into the background and logs to the file itself.
+            start = [twistd, "--pidfile", self.pidPath, "--logfile", self.logPath, "capture"]
+        else:
+            start = [twistd, "-n", "--pidfile=", "capture"]
         args = [
-            os.path.join(os.path.dirname(sys.executable), "twistd"),
-            "-n", "--pidfile=", "capture",
+            *start,
             "--data", self.data,
             "--tls-dir", self.tlsDir,
             "--smtp", "tcp:0:interface=127.0.0.1",
@@ -60,6 +67,9 @@ class CaptureServer:
         fresh = not os.path.exists(self.data)
         log = open(self.logPath, "a")
         self._logStart = log.tell()
+        if self.daemon:
+            log.close()
+            log = open(os.devnull, "w")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen(
             args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, env=env, text=True
@@ -78,7 +88,9 @@ class CaptureServer:
                 self.account, self.key = match.group(1), match.group(2)
             if wanted <= set(self.ports) and (self.key is not None or not fresh):
                 return self
-            if self.process.poll() is not None:
+            if self.process.poll() not in (None, 0) or (
+                self.process.poll() == 0 and not self.daemon
+            ):
                 raise RuntimeError(f"capture exited with {self.process.returncode}:\n{text}")
             time.sleep(0.05)
         raise RuntimeError(f"capture did not start in time:\n{self.log()}")
@@ -89,6 +101,9 @@ class CaptureServer:
             return f.read()
 
     def stop(self) -> None:
+        if self.daemon:
+            self._stopDaemon()
+            return
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -97,6 +112,25 @@ class CaptureServer:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+    def _stopDaemon(self) -> None:
+        if self.process is not None:
+            self.process.wait(15)
+        self.process = None
+        if not os.path.exists(self.pidPath):
+            return
+        with open(self.pidPath) as f:
+            pid = int(f.read().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+        os.kill(pid, signal.SIGKILL)
+        raise RuntimeError("the daemon did not stop on SIGTERM")
 
     def kill(self) -> None:
         """

@@ -28,12 +28,19 @@ class IStore(Interface):
         "changes only if the copy sequence is ever reset."
     )
 
-    def start() -> None:
+    def open() -> None:
         """
-        Open the store: apply schema migrations and start the writer.
+        Create or migrate the stored data, synchronously, starting no
+        thread (safe before C{twistd} daemonizes).
 
         @raise capture.store.model.SchemaTooNew: The data was written by a
             newer Capture.
+        """
+
+    def start() -> None:
+        """
+        L{open} if needed, then start what the store runs on (threads,
+        connections).
         """
 
     def stop():

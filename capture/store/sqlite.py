@@ -333,12 +333,26 @@ class SQLiteStore:
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._retentionFullScan = True
+        self._opened = False
         self.uidValidity = 0
 
     # Life cycle
 
-    def start(self) -> None:
-        os.makedirs(self._directory, exist_ok=True)
+    def open(self) -> None:
+        """
+        Create or migrate the database, synchronously and without starting
+        any thread, so that C{twistd} can do it before it daemonizes (a
+        thread started before the fork would not survive it).
+
+        @raise SchemaTooNew: The data was written by a newer Capture.
+        """
+        if self._opened:
+            return
+        os.makedirs(self._directory, mode=0o700, exist_ok=True)
+        if not os.path.exists(self._path):
+            # Mail and key hashes are for Capture alone; SQLite gives the
+            # -wal and -shm files the permissions of the database file.
+            os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         conn = _connect(self._path)
         try:
             # Migrate (which first refuses a newer schema) before switching
@@ -350,6 +364,14 @@ class SQLiteStore:
             self.uidValidity = int(row[0])
         finally:
             conn.close()
+        self._opened = True
+
+    def start(self) -> None:
+        """
+        Open the store if L{open} was not called, then start the writer
+        thread and the read pool.
+        """
+        self.open()
         pageSize = 4096
         maxPages = self._maxSize // pageSize if self._maxSize else 0
         self._writer = _Writer(self._path, self._reactor, maxPages)
