@@ -230,11 +230,20 @@ def _decodeWord(match: re.Match[str]) -> str:
 
 
 def _fromSurrogates(value: str) -> str:
+    """
+    Text safe to store: raw 8-bit octets (surrogate escapes) read as UTF-8,
+    and any other lone surrogate (a codec such as C{unicode_escape} can make
+    them) replaced, since SQLite and JSON take only valid UTF-8.
+    """
     try:
         value.encode("utf-8")
         return value
     except UnicodeEncodeError:
+        pass
+    try:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _addresses(values: list[str]) -> tuple[MailAddress, ...]:
@@ -245,7 +254,12 @@ def _addresses(values: list[str]) -> tuple[MailAddress, ...]:
         if simple:
             name = " ".join((simple.group(1) or "").split())
             return (MailAddress(address=simple.group(2), name=name),)
-    found = getaddresses([_fromSurrogates(v) for v in values])
+    try:
+        found = getaddresses([_fromSurrogates(v) for v in values])
+    except RecursionError:
+        # The email package's address parser recurses on nested comments:
+        # a header of thousands of "(" is no address list worth keeping.
+        return ()
     return tuple(
         MailAddress(address=address, name=decodeHeaderValue(name))
         for name, address in found
@@ -399,14 +413,15 @@ class _Parser:
         bodyStart = min(bodyStart, end)
         headers = _parseHeaders(buf, start, headersEnd)
         if "content-type" in headers:
-            contentType = headers.get_content_type()
+            contentType = _fromSurrogates(headers.get_content_type())
         else:
             contentType = defaultType
         mainType, _, subType = contentType.partition("/")
         params = _params(headers, "content-type")
         encoding = headers.get("content-transfer-encoding")
-        encoding = encoding.strip().lower() if encoding else None
+        encoding = _fromSurrogates(encoding.strip().lower()) if encoding else None
         disposition = headers.get_content_disposition()
+        disposition = _fromSurrogates(disposition) if disposition else None
         dispositionParams = _params(headers, "content-disposition")
         lines = buf.count(b"\n", bodyStart, end)
         if end > bodyStart and not buf.endswith(b"\n", bodyStart, end):
@@ -533,7 +548,7 @@ class _Parser:
                 # An unknown charset, or a codec that refuses "replace"
                 # (idna) or is not a text codec at all.
                 text = decoded.decode("utf-8", "replace")
-            (self.html if subType == "html" else self.text).append(text)
+            (self.html if subType == "html" else self.text).append(_fromSurrogates(text))
             return None
         if inMessage:
             return None

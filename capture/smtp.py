@@ -39,7 +39,7 @@ import attrs
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import ITLSTransport
+from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.mail._cred import LOGINCredentials, PLAINCredentials
@@ -61,6 +61,9 @@ _AUTH = "auth"
 _PATH_RE = re.compile(rb"^(?:FROM|TO):\s*(<[^<>]*>|[^\s<>]+)(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 _PARAM_RE = re.compile(rb"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~\x80-\xff]*))?$")
 _HELO_SAFE = re.compile(r"[^!-~]")
+# How long a client that ended DATA with LF.LF has to send more before it is
+# told so and disconnected.
+_BARE_LF_WAIT = 1.0
 _POSTMASTER_RE = re.compile(rb"(?<=^TO:)\s*<postmaster>$", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s")
 _HEADER_START_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
@@ -85,6 +88,7 @@ class SMTPSettings:
     maxErrors: int = 10
     maxConnections: int = 1000
     idleTimeout: float = 300.0
+    storeTimeout: float = 60.0
     allowInsecureAuth: bool = False
     allowAnonymous: bool = False
 
@@ -202,13 +206,22 @@ class CaptureSMTP(ESMTP):
         self._errors = 0
         self._submitter: str | None = None
         self._implicitTLS = False
+        self._lost = False
+        self._bareLFCall: Any = None
+        self.mode = _COMMAND
         self._resetTransaction()
 
     # Connection and line handling
 
     def connectionMade(self) -> None:
-        self.canStartTLS = ITLSTransport.providedBy(self.transport) and self.ctx is not None
-        self._implicitTLS = self.factory.implicitTLS
+        # A listener on ssl: or tls: (or a tcp: one we wrapped) hands us a
+        # transport that is TLS already.
+        self._implicitTLS = ISSLTransport.providedBy(self.transport)
+        self.canStartTLS = (
+            not self._implicitTLS
+            and ITLSTransport.providedBy(self.transport)
+            and self.ctx is not None
+        )
         if hasattr(self.transport, "setTcpNoDelay"):
             # Replies are small and each one is awaited: Nagle's algorithm
             # would hold them back (about 40 ms per TLS handshake here).
@@ -222,7 +235,9 @@ class CaptureSMTP(ESMTP):
         self.setTimeout(self.timeout)
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        self._lost = True
         self.setTimeout(None)
+        self._cancelBareLF()
         self._buffer = b""
         self._resetTransaction()
         self.factory.connectionClosed()
@@ -236,6 +251,7 @@ class CaptureSMTP(ESMTP):
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
+        self._cancelBareLF()
         self._buffer += data
         self._drain()
 
@@ -248,7 +264,10 @@ class CaptureSMTP(ESMTP):
         finally:
             self._draining = False
         if self.mode == _DATA and not self._held and self._endsWithBareLF():
-            self._bareLineFeedEnd()
+            # LF.LF may also be the middle of a proper message that was cut
+            # there by TCP: only a client that then falls silent gets the
+            # error (and the connection closed).
+            self._bareLFCall = self.callLater(_BARE_LF_WAIT, self._bareLineFeedEnd)
         if self._held and not self._paused and len(self._buffer) > 1024 * 1024:
             self._paused = True
             self.transport.pauseProducing()
@@ -308,6 +327,12 @@ class CaptureSMTP(ESMTP):
         buf = self._buffer
         return buf == b".\n" or buf.endswith(b"\n.\n")
 
+    def _cancelBareLF(self) -> None:
+        if self._bareLFCall is not None:
+            if self._bareLFCall.active():
+                self._bareLFCall.cancel()
+            self._bareLFCall = None
+
     def _bareLineFeedEnd(self) -> None:
         """
         The client ended DATA with LF.LF, which is no end in SMTP: rather
@@ -318,6 +343,7 @@ class CaptureSMTP(ESMTP):
         still to come, and the rest of that message must never be run as
         commands (SMTP smuggling).
         """
+        self._bareLFCall = None
         self._buffer = b""
         self.mode = _COMMAND
         self._resetTransaction()
@@ -335,11 +361,15 @@ class CaptureSMTP(ESMTP):
         Read no further command until C{d} has fired.
         """
         self._held = True
-        # The idle timeout measures the client's silence, not our store's.
+        # The idle timeout measures the client's silence, not our store's;
+        # the store gets its own limit.
         self.setTimeout(None)
+        d.addTimeout(self.settings.storeTimeout, self._clock())
 
-        def release(result: object) -> None:
+        def release(result: object) -> object:
             self._held = False
+            if self._lost:
+                return None
             self.setTimeout(self.timeout)
             if self._paused:
                 self._paused = False
@@ -347,9 +377,26 @@ class CaptureSMTP(ESMTP):
             # When d fired at once, the loop in _drainLines is still
             # running and carries on by itself.
             if not self.transport.disconnecting:
-                self._drain()
+                try:
+                    self._drain()
+                except Exception:
+                    # Nothing may leave a session hanging without a reply.
+                    _log.failure("SMTP session failed")
+                    self.sendCode(421, b"4.3.0 " + self.host + b" Internal error, closing connection")
+                    self.transport.loseConnection()
+            return None
 
         d.addBoth(release)
+
+    def _clock(self) -> Any:
+        """
+        The reactor whose C{callLater} this session uses (tests give the
+        protocol a L{Clock}).
+        """
+        owner = getattr(self.callLater, "__self__", None)
+        if owner is None:
+            from twisted.internet import reactor as owner
+        return owner
 
     def _error(self, code: int, text: bytes) -> None:
         self._errors += 1
@@ -506,11 +553,15 @@ class CaptureSMTP(ESMTP):
         self._hold(d)
 
     def _authenticated(self, result: tuple[Any, Any, Callable[[], None]]) -> None:
+        if self._lost:
+            return
         _, avatar, _ = result
         self._submitter = avatar.account
         self.sendCode(235, b"2.7.0 Authentication successful")
 
     def _authFailed(self, reason: Failure) -> None:
+        if self._lost:
+            return
         if reason.check(UnauthorizedLogin):
             self.factory.authFailures += 1
             self._error(535, b"5.7.8 Authentication credentials invalid")
@@ -590,6 +641,9 @@ class CaptureSMTP(ESMTP):
         self.sendCode(250, b"2.0.0 OK")
 
     def smtp_VRFY(self, argument: bytes) -> None:
+        if not argument.strip():
+            self._error(501, b"5.5.4 Syntax: VRFY address")
+            return
         self.sendCode(252, b"2.5.0 Cannot VRFY user, but will accept message")
 
     def smtp_EXPN(self, argument: bytes) -> None:
@@ -717,6 +771,8 @@ class CaptureSMTP(ESMTP):
         return text.encode("utf-8")
 
     def _stored(self, copies: object, queueId: str) -> None:
+        if self._lost:
+            return
         self.factory.messagesStored += 1
         # The error limit is for sessions that go astray, not for errors
         # scattered over a long-lived connection that keeps delivering.
@@ -725,6 +781,8 @@ class CaptureSMTP(ESMTP):
 
     def _storeFailed(self, reason: Failure) -> None:
         _log.failure("Could not store a message", reason)
+        if self._lost:
+            return
         if reason.check(StoreFull):
             self.sendCode(452, b"4.3.1 Insufficient system storage, try again later")
         else:

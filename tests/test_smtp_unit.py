@@ -15,6 +15,7 @@ import os
 import queue
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -343,17 +344,19 @@ def test_overlongDataLineNeverBecomesCommands(backend: _Backend) -> None:
     assert backend.messageCount() == before
 
 
-def test_bareLineFeedEndAnsweredAtOnce(backend: _Backend) -> None:
+def test_bareLineFeedEndAnsweredPromptly(backend: _Backend) -> None:
     """
-    DATA ended with LF.LF gets a C{554} as soon as it arrives (no waiting
-    for the idle timeout), nothing is stored, and the connection is closed
-    so nothing sent after it can be read as commands.
+    DATA ended with LF.LF gets a C{554} once the client has been silent for
+    a second (no waiting for the idle timeout), nothing is stored, and the
+    connection is closed so nothing sent after it can be read as commands.
     """
     session = _session(backend)
     before = backend.messageCount()
     session.feed(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
     session.new()
     session.feed(b"Subject: bare\n\nhello\n.\n")
+    assert session.new() == []
+    session.clock.advance(1)
     assert session.new() == [
         b"554 5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>"
     ]
@@ -363,27 +366,53 @@ def test_bareLineFeedEndAnsweredAtOnce(backend: _Backend) -> None:
     assert backend.messageCount() == before
 
 
-def test_bareLineFeedDotInsideMessageSmugglesNothing(backend: _Backend) -> None:
+def test_lineFeedDotAtPacketEndInsideAMessage(backend: _Backend) -> None:
     """
-    A message whose packet happens to end in LF.LF (inside the message,
-    CRLF.CRLF still to come) is refused and the connection closed; the
-    rest of it, shaped like a second transaction, is never run (SMTP
-    smuggling) and nothing is stored.
+    A proper message whose packet happens to end in LF.LF, with CRLF.CRLF
+    still to come, is not cut there: it is stored whole, and what looks
+    like a second transaction inside it stays message content (no SMTP
+    smuggling).
     """
     session = _session(backend)
     before = backend.messageCount()
     session.feed(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
     session.new()
     session.feed(b"Subject: s\r\n\r\nx\n.\n")
+    session.clock.advance(0.5)
     session.feed(
         b"MAIL FROM:<evil@example.com>\r\nRCPT TO:<victim@example.org>\r\nDATA\r\n"
         b"Subject: smuggled\r\n\r\n.\r\n"
     )
+    session.clock.advance(5)
+    replies = session.waitForReplies(1)
+    queueId = _queueId(replies[0])
+    assert _body(backend.raw(queueId)) == (
+        b"Subject: s\r\n\r\nx\n.\nMAIL FROM:<evil@example.com>\r\n"
+        b"RCPT TO:<victim@example.org>\r\nDATA\r\nSubject: smuggled\r\n\r\n"
+    )
+    assert backend.messageCount() == before + 1
+    assert not session.transport.disconnecting
+
+
+def test_storeThatNeverAnswers(backend: _Backend) -> None:
+    """
+    When the store does not answer within its timeout, the client gets
+    C{451 4.3.0} instead of waiting forever, and the session goes on.
+    """
+    session = _session(backend, storeTimeout=30.0)
+    stuck = threading.Event()
+    held = backend.store._write(lambda conn: stuck.wait(30))
+    session.feed(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+    session.new()
+    session.feed(b"Subject: stuck\r\n\r\nhi\r\n.\r\nNOOP\r\n")
+    assert session.new() == []
+    session.clock.advance(30)
     assert session.new() == [
-        b"554 5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>"
+        b"451 4.3.0 Temporary storage failure, try again later",
+        b"250 2.0.0 OK",
     ]
-    assert session.transport.disconnecting
-    assert backend.messageCount() == before
+    stuck.set()
+    backend.reactor.settle(held)
 
 
 def test_lineFeedAtPacketEndIsNotTakenForTheEnd(backend: _Backend) -> None:
@@ -912,7 +941,7 @@ def test_idleTimeoutPausedWhileTheStoreWorks(backend: _Backend) -> None:
     session.feed(b"EHLO c\r\nMAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
     session.new()
     session.feed(b"hi\r\n.\r\n")
-    session.clock.advance(60)
+    session.clock.advance(50)
     assert not session.transport.disconnecting
     _queueId(session.waitForReplies(1)[-1])
     session.clock.advance(29)

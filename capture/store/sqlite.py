@@ -894,12 +894,25 @@ class _PreparedMessage:
 def _prepare(envelope: Envelope, raw: bytes) -> _PreparedMessage:
     """
     Parse a message (once) and build its rows.
+
+    Whatever goes wrong in parsing, the message is still stored: a message
+    the parser cannot handle, or whose parsed text SQLite would refuse, is
+    stored with its raw bytes and no parsed facts, rather than refused with
+    a 4xx that the client would retry forever.
     """
     try:
-        parsed = parseMessage(raw)
+        prepared = _rows(envelope, raw, parseMessage(raw))
+        for row in (prepared.messageRow, prepared.bodiesRow):
+            for value in row:
+                if isinstance(value, str):
+                    value.encode("utf-8")
+        return prepared
     except Exception:
         _log.failure("parsing {queueId} failed; storing it unparsed", queueId=envelope.queueId)
-        parsed = _fallbackParse(raw)
+        return _rows(envelope, raw, _fallbackParse(raw))
+
+
+def _rows(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> _PreparedMessage:
     attachments = [
         [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
         for a in parsed.attachments
