@@ -10,7 +10,8 @@ the rules cannot drift apart between readers.  The rules
   - a public inbox (no owner) is readable, and its mail deletable, by anyone;
   - an owned address, or an address in a private domain, only by its owner;
   - a starred copy only by the account that starred it (and the owner of
-    the inbox it is in, who owns everything there);
+    the inbox it is in, who owns everything there; in someone else's inbox
+    the starring account may read and unstar its copy, not delete it);
   - starring needs an account; purging a whole inbox needs ownership.
 """
 
@@ -70,7 +71,10 @@ def permits(
     if owner.account is not None:
         if viewer == owner.account:
             return True
-        return savedBy is not None and viewer == savedBy
+        # Someone who starred a copy in another account's inbox (a sender
+        # with capturePrivate, say) may read it and unstar it, but the
+        # inbox's mail stays the owner's to delete or flag.
+        return savedBy is not None and viewer == savedBy and action in (Action.READ, Action.STAR)
     if savedBy is not None:
         return viewer == savedBy
     if viewer is None:

@@ -84,9 +84,13 @@ class ApiKeyChecker:
         try:
             await self.store.createAccount(name, key or None)
         except Conflict:
-            # Another connection created it a moment ago.
-            return name
-        _log.info("Created account {name} on first use (--accept-any-auth)", name=name)
+            # Another connection created it a moment ago, or the password is
+            # another account's key: either way, log in only as an account
+            # that exists.
+            if await self.store.resolveLogin(name) == name:
+                return name
+            raise UnauthorizedLogin() from None
+        _log.info("Created account {name!r} on first use (--accept-any-auth)", name=name)
         return name
 
 

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from twisted.internet.task import react
 
 from capture.access import Visibility
+from capture.addresses import baseInbox
 from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 
@@ -299,6 +300,8 @@ def _checkArguments(args: argparse.Namespace) -> None:
         args.address = args.address.strip().lower()
         if not _ADDRESS_RE.fullmatch(args.address):
             raise CommandError(f"not an email address: {args.address!r}")
+        # user+tag@example.org is filed in user@example.org.
+        args.address = baseInbox(args.address)
     args.newStore = not os.path.exists(os.path.join(args.data, DATABASE_NAME))
     if args.newStore and not getattr(args, "creates", False):
         raise CommandError(

@@ -47,6 +47,7 @@ from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
+from capture.addresses import baseInbox
 from capture.auth import ISubmitter
 from capture.ids import newQueueId
 from capture.store.interface import IStore
@@ -111,18 +112,6 @@ class SMTPError(Exception):
         super().__init__(code, text)
         self.code = code
         self.text = text
-
-
-def baseInbox(address: str) -> str:
-    """
-    The inbox an address files into: lower-cased, with any C{+tag} of the
-    local part removed (plus-addressing).
-    """
-    local, _, domain = address.rpartition("@")
-    # In a quoted local part the "+" may sit inside the quotes: cutting
-    # there would leave an unbalanced quote, so it is kept whole.
-    base = local.split("+", 1)[0] if not local.startswith(("+", '"')) else local
-    return f"{base}@{domain}".lower()
 
 
 def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:

@@ -34,7 +34,8 @@ ANON = "<anonymous if publicReadable>"
 #
 # Owned inbox (reserved address, or an address in a private domain): the
 # owner does everything, including to copies someone else starred; another
-# account only touches a copy it starred itself; purging is the owner's.
+# account may read a copy it starred there (and unstar it), but not delete
+# or flag the owner's mail; purging is the owner's.
 _PUBLIC_UNSTARRED = {
     Action.READ: {ANON, "alice", "bob"},
     Action.DELETE: {ANON, "alice", "bob"},
@@ -66,9 +67,9 @@ _OWNED_UNSTARRED = {
 _OWNED_STARRED_BY_OWNER = _OWNED_UNSTARRED
 _OWNED_STARRED_BY_BOB = {
     Action.READ: {"alice", "bob"},
-    Action.DELETE: {"alice", "bob"},
+    Action.DELETE: {"alice"},
     Action.STAR: {"alice", "bob"},
-    Action.FLAG: {"alice", "bob"},
+    Action.FLAG: {"alice"},
     Action.PURGE: {"alice"},
 }
 

@@ -313,6 +313,8 @@ def test_inboxCountsPlusAddressedCopies(server: CaptureServer) -> None:
     send(client, f"{local}+tag@example.com", b"Subject: tagged\r\n\r\nx\r\n")
     client.quit()
     assert [f[3] for f in inboxLines(server, f"{local}@example.com")] == ["tagged"]
+    # Asked for by the plus-address it was sent to, the inbox is the same.
+    assert [f[3] for f in inboxLines(server, f"{local}+other@example.com")] == ["tagged"]
 
 
 def test_showExactBytes(server: CaptureServer) -> None:

@@ -29,9 +29,10 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from capture.addresses import baseInbox
 from capture.auth import makePortal
 from capture.ids import newApiKey
-from capture.smtp import CaptureSMTP, SMTPError, SMTPFactory, SMTPSettings, baseInbox, parsePath
+from capture.smtp import CaptureSMTP, SMTPError, SMTPFactory, SMTPSettings, parsePath
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 
 ACCOUNT = "alice"

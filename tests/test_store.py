@@ -292,6 +292,17 @@ class AccountTests(_StoreCase):
         self.assertIsNone(await self.store.accountForKey(first))
         await self.assertFails(NotFound, self.store.revokeKey("alice", "k_"))
 
+    async def test_createAccountWithAnotherAccountsKey(self) -> None:
+        """
+        An account created with a chosen key (C{--accept-any-auth}) that is
+        already another account's key is refused with L{Conflict}, and no
+        account is left half-made.
+        """
+        _, key = await self.store.createAccount("alice")
+        await self.assertFails(Conflict, self.store.createAccount("mallory", key))
+        await self.assertFails(NotFound, self.store.getAccount("mallory"))
+        self.assertEqual(await self.store.accountForKey(key), "alice")
+
     async def test_revokeWithMoreThanThePrefix(self) -> None:
         """
         Only a key's first 8 characters are stored: a longer piece of a key

@@ -62,7 +62,7 @@ _log = Logger()
 DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
-_INLINE_PARSE_LIMIT = 256 * 1024
+_INLINE_PARSE_LIMIT = 32 * 1024
 _KEY_LENGTH = len(newApiKey())
 # What is kept of a key besides its hash, to name it: "k_" and 6 characters.
 _PREFIX_LENGTH = 8
@@ -451,7 +451,11 @@ class SQLiteStore:
                 )
             except sqlite3.IntegrityError:
                 raise Conflict(f"account {name!r} exists already") from None
-            _insertKey(conn, name, theKey, "", now)
+            try:
+                _insertKey(conn, name, theKey, "", now)
+            except sqlite3.IntegrityError:
+                # Only a chosen key (--accept-any-auth) can collide.
+                raise Conflict("that key belongs to another account") from None
             return Account(name, now, False, None), theKey
 
         return self._write(op)
