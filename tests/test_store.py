@@ -1025,6 +1025,64 @@ class RetentionTests(_StoreCase):
         removed = await self.store.enforceRetention(retention, nowMillis())
         self.assertEqual(removed, 0)
 
+    async def test_messageLimitBeyondOneBatch(self) -> None:
+        """
+        An account more than one batch over its limit keeps being trimmed
+        by the following passes, with no new mail in between.
+        """
+        self.patch(sqliteBackend, "_RETENTION_BATCH", 2)
+        await self.store.createAccount("alice")
+        await self.store.reserveAddress("alice", "owned@example.com")
+        await self.store.setAccountSettings("alice", messageLimit=1)
+        copies = [(await self.add("owned@example.com"))[0] for _ in range(6)]
+        retention = Retention(publicInboxLimit=0, publicMaxAge=0, messageLimit=0)
+        removals = [await self.store.enforceRetention(retention, nowMillis()) for _ in range(4)]
+        self.assertEqual(removals, [2, 2, 1, 0])
+        self.assertEqual(await self._inbox("owned@example.com"), [copies[5].uid])
+
+    async def test_capturePrivateMailCountsTowardTheLimit(self) -> None:
+        """
+        Mail an account starred by capturing it privately into public
+        inboxes counts toward its limit: after the first pass, new such mail
+        makes the account be looked at again (its starred copies are kept,
+        its owned ones recycled).
+        """
+        await self.store.createAccount("alice")
+        await self.store.reserveAddress("alice", "owned@example.com")
+        await self.store.setAccountSettings("alice", capturePrivate=True, messageLimit=2)
+        retention = Retention(publicInboxLimit=0, publicMaxAge=0, messageLimit=0)
+        await self.store.enforceRetention(retention, nowMillis())
+        (owned,) = await self.add("owned@example.com")
+        await self.store.setStarred(owned, None)
+        await self.store.enforceRetention(retention, nowMillis())
+        starred = [(await self.add("pub@example.com", account="alice"))[0] for _ in range(2)]
+        self.assertEqual([c.savedBy for c in starred], ["alice", "alice"])
+        removed = await self.store.enforceRetention(retention, nowMillis())
+        self.assertEqual(removed, 1)
+        self.assertEqual(await self._inbox("owned@example.com"), [])
+        self.assertEqual(
+            sorted(await self._inbox("pub@example.com")), [c.uid for c in starred]
+        )
+
+    async def test_failedPassForgetsNothing(self) -> None:
+        """
+        When a retention pass fails, what it was to look at is looked at by
+        the next one.
+        """
+        copies = [(await self.add("pub@example.com"))[0] for _ in range(4)]
+        retention = Retention(publicInboxLimit=1, publicMaxAge=0, messageLimit=0)
+        original = sqliteBackend._enforceRetention
+
+        def broken(*args: Any) -> Any:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        self.patch(sqliteBackend, "_enforceRetention", broken)
+        await self.assertFails(StoreError, self.store.enforceRetention(retention, nowMillis()))
+        self.patch(sqliteBackend, "_enforceRetention", original)
+        removed = await self.store.enforceRetention(retention, nowMillis())
+        self.assertEqual(removed, 3)
+        self.assertEqual(await self._inbox("pub@example.com"), [copies[3].uid])
+
     async def test_orphanMessagesRemoved(self) -> None:
         """
         A message whose copies are all recycled is removed with its raw

@@ -332,6 +332,7 @@ class SQLiteStore:
         self._subscribers: list[Callable[[list[Copy]], None]] = []
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
+        self._touchedAccounts: set[str] = set()
         self._retentionFullScan = True
         self._opened = False
         self.uidValidity = 0
@@ -694,6 +695,10 @@ class SQLiteStore:
         def stored(inserted: _Inserted) -> list[Copy]:
             copies = _newCopies(inserted)
             self._touchedInboxes.update(c.inbox for c in copies)
+            if inserted.starredBy is not None:
+                # Starred mail counts toward its account's limit wherever
+                # it was filed.
+                self._touchedAccounts.add(inserted.starredBy)
             self._published(copies)
             return list(copies)
 
@@ -820,22 +825,28 @@ class SQLiteStore:
         are checked against the per-inbox limit (all inboxes on the first
         pass after start), so a pass costs what changed, not the store.
         """
-        inboxes = self._touchedInboxes
-        self._touchedInboxes = set()
-        fullScan = self._retentionFullScan
-        self._retentionFullScan = False
+        inboxes, self._touchedInboxes = self._touchedInboxes, set()
+        accounts, self._touchedAccounts = self._touchedAccounts, set()
+        fullScan, self._retentionFullScan = self._retentionFullScan, False
 
-        def op(conn: sqlite3.Connection) -> tuple[int, set[str]]:
-            return _enforceRetention(conn, retention, now, inboxes, fullScan)
+        def op(conn: sqlite3.Connection) -> _RetentionResult:
+            return _enforceRetention(conn, retention, now, inboxes, accounts, fullScan)
 
-        def done(result: tuple[int, set[str]]) -> int:
-            removed, unfinished = result
-            # An inbox with more excess than one batch is looked at again
-            # by the next pass.
-            self._touchedInboxes |= unfinished
-            return removed
+        def done(result: _RetentionResult) -> int:
+            # What had more excess than one batch is looked at again by the
+            # next pass.
+            self._touchedInboxes |= result.unfinishedInboxes
+            self._touchedAccounts |= result.unfinishedAccounts
+            return result.removed
 
-        return self._write(op).addCallback(done)
+        def failed(reason: Failure) -> Failure:
+            # Nothing was removed: the next pass must look at all of it.
+            self._touchedInboxes |= inboxes
+            self._touchedAccounts |= accounts
+            self._retentionFullScan = self._retentionFullScan or fullScan
+            return reason
+
+        return self._write(op).addCallbacks(done, failed)
 
 
 def _insertKey(conn: sqlite3.Connection, account: str, key: str, label: str, now: int) -> None:
@@ -1077,8 +1088,9 @@ def _enforceRetention(
     retention: Retention,
     now: int,
     inboxes: set[str],
+    accounts: set[str],
     fullScan: bool,
-) -> tuple[int, set[str]]:
+) -> _RetentionResult:
     """
     One bounded pass of retention.
 
@@ -1120,25 +1132,45 @@ def _enforceRetention(
             removed += _deleteCopies(conn, uids)
             if len(uids) == _RETENTION_BATCH:
                 unfinished.add(inbox)
-    owners = {_owner(conn, inbox).account for inbox in inboxes} - {None}
+    owners = {_owner(conn, inbox).account for inbox in inboxes} | accounts
     if fullScan:
         owners |= {r[0] for r in conn.execute("SELECT name FROM accounts")}
+    unfinishedAccounts = set()
     for account in owners:
-        assert account is not None
-        removed += _enforceMessageLimit(conn, account, retention.messageLimit)
-    return removed, unfinished
+        if account is None:
+            continue
+        count, more = _enforceMessageLimit(conn, account, retention.messageLimit)
+        removed += count
+        if more:
+            unfinishedAccounts.add(account)
+    return _RetentionResult(removed, unfinished, unfinishedAccounts)
 
 
-def _enforceMessageLimit(conn: sqlite3.Connection, account: str, default: int) -> int:
+@attrs.frozen
+class _RetentionResult:
+    """
+    What one retention pass did, and what it left for the next.
+    """
+
+    removed: int
+    unfinishedInboxes: set[str]
+    unfinishedAccounts: set[str]
+
+
+def _enforceMessageLimit(
+    conn: sqlite3.Connection, account: str, default: int
+) -> tuple[int, bool]:
     """
     Recycle the oldest unstarred copies in the account's owned inboxes
     while it stores more than its limit.  Starred copies count toward the
     limit but are never recycled.
+
+    @return: How many copies were removed, and whether more could be.
     """
     row = conn.execute("SELECT message_limit FROM accounts WHERE name = ?", (account,)).fetchone()
     limit = row[0] if row and row[0] is not None else default
     if not limit:
-        return 0
+        return 0, False
     owned = """
         (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
          OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
@@ -1148,19 +1180,21 @@ def _enforceMessageLimit(conn: sqlite3.Connection, account: str, default: int) -
     ).fetchone()[0]
     excess = stored - limit
     if excess <= 0:
-        return 0
+        return 0, False
+    wanted = min(excess, _RETENTION_BATCH)
     uids = [
         r[0]
         for r in conn.execute(
             f"SELECT uid FROM copies c WHERE {owned} AND c.saved_by IS NULL "
             "ORDER BY c.uid LIMIT :n",
-            {"a": account, "n": min(excess, _RETENTION_BATCH)},
+            {"a": account, "n": wanted},
         )
     ]
-    if len(uids) < excess:
+    if len(uids) < wanted:
+        # Only starred copies are left over the limit.
         _log.warn(
             "{account} stores {stored} messages, over its limit of {limit}; "
             "starred mail is never recycled",
             account=account, stored=stored, limit=limit,
         )
-    return _deleteCopies(conn, uids)
+    return _deleteCopies(conn, uids), len(uids) == _RETENTION_BATCH and excess > len(uids)
