@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.application.internet import TimerService
@@ -20,6 +21,7 @@ from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory
+from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -68,6 +70,91 @@ def _count(text: str) -> int:
     return int(text)
 
 
+_FLAG_ON = ("1", "true", "yes", "on")
+_FLAG_OFF = ("", "0", "false", "no", "off")
+_LABEL_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def parseHostname(text: str) -> str:
+    """
+    A host name as Capture uses it everywhere (greeting, C{Received:} lines,
+    certificate, C{<hostname>.pem}): lower case, internationalized labels as
+    A-labels (C{bücher.example} becomes C{xn--bcher-kva.example}), without a
+    final dot.
+
+    @raise usage.UsageError: C{text} is not a host name (RFC 1123 letters,
+        digits and inner hyphens; labels of 1 to 63 characters; 253 in all).
+    """
+    name = text[:-1] if text.endswith(".") and text != "." else text
+    if not name:
+        raise usage.UsageError("a host name cannot be empty")
+    labels = []
+    for label in name.split("."):
+        if not label:
+            raise usage.UsageError(f"{text!r} is not a host name: it has an empty label")
+        if not label.isascii():
+            try:
+                label = label.encode("idna").decode("ascii")
+            except UnicodeError:
+                raise usage.UsageError(
+                    f"{text!r} is not a host name: label {label!r} is not a valid "
+                    "internationalized label (or is over 63 characters as an A-label)"
+                ) from None
+        label = label.lower()
+        if len(label) > 63:
+            raise usage.UsageError(
+                f"{text!r} is not a host name: label {label[:20]!r}... is longer than "
+                "63 characters"
+            )
+        if not _LABEL_RE.fullmatch(label):
+            raise usage.UsageError(
+                f"{text!r} is not a host name: label {label!r} may hold only letters, "
+                "digits and hyphens, and cannot start or end with a hyphen"
+            )
+        if label.startswith("xn--"):
+            try:
+                label.encode("ascii").decode("idna")
+            except UnicodeError:
+                raise usage.UsageError(
+                    f"{text!r} is not a host name: {label!r} is not a valid A-label "
+                    "(punycode)"
+                ) from None
+        labels.append(label)
+    result = ".".join(labels)
+    if len(result) > 253:
+        raise usage.UsageError(
+            f"{text[:20]!r}... is not a host name: it is {len(result)} characters long "
+            "(at most 253)"
+        )
+    return result
+
+
+def parseListener(description: str) -> str:
+    """
+    Check a listener description by parsing it (which does not listen), so
+    a typo stops C{twistd} with a usage error.
+
+    @return: C{description}, unchanged.
+    @raise usage.UsageError: It is neither C{none}/C{off} nor an endpoint
+        string that parses.
+    """
+    if _isOff(description):
+        return description
+    try:
+        endpoint = endpoints.serverFromString(MemoryReactor(), description)
+    except Exception as e:
+        reason = " ".join(str(e).split()) or type(e).__name__
+        raise usage.UsageError(
+            f"{description!r} is not a listener ({reason}); use an endpoint such as "
+            "tcp:5587, tcp:5587:interface=127.0.0.1, tls:./tls:465 or unix:/path, "
+            "or none to switch it off"
+        ) from None
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise usage.UsageError(f"{description!r}: port {port} is not between 0 and 65535")
+    return description
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -86,12 +173,13 @@ class Options(usage.Options):
         ["smtps", None, "tcp:5465", "SMTP listener with implicit TLS; a tcp: endpoint is "
          "wrapped in TLS with the certificate of --tls-dir."],
         ["hostname", None, "localhost", "Host name in the greeting, Received: lines and the "
-         "generated certificate."],
-        ["max-message-size", None, "25MiB", "Largest message accepted (advertised with SIZE)."],
+         "generated certificate (an internationalized name is used as its xn-- A-label)."],
+        ["max-message-size", None, "25MiB", "Largest message accepted (advertised with SIZE; "
+         "at least 1KiB)."],
         ["max-recipients", None, "100", "Most RCPTs per message."],
-        ["max-line-length", None, "1MiB", "Longest line inside a message."],
+        ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
         ["max-connections", None, "1000", "Most simultaneous connections per SMTP listener."],
-        ["idle-timeout", None, "5m", "Close a connection silent this long."],
+        ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0)."],
         ["public-inbox-limit", None, "500", "Copies kept per public inbox (0: no limit)."],
         ["public-max-age", None, "7d", "How long public mail is kept (0: forever)."],
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
@@ -111,28 +199,74 @@ class Options(usage.Options):
 
     def __init__(self) -> None:
         super().__init__()
+        self._environment: dict[str, str] = {}
+        self._given: dict[str, str] = {}
+        self._badFlags: list[str] = []
         for parameter in self.optParameters:
             name = str(parameter[0])
             env = os.environ.get(_environmentName(name))
             if env is not None:
                 self[name] = env
+                self._environment[name] = env
         for flag in self.optFlags:
             name = str(flag[0])
             env = os.environ.get(_environmentName(name), "")
-            if env.strip().lower() in ("1", "true", "yes", "on"):
+            value = env.strip().lower()
+            if value in _FLAG_ON:
                 self[name] = 1
+            elif value not in _FLAG_OFF:
+                self._badFlags.append(name)
+
+    def _error(self, name: str, problem: str) -> usage.UsageError:
+        """
+        A usage error that names the option, and the environment variable
+        when the value came from there.
+        """
+        source = ""
+        if name in self._environment and self._given.get(name) == self._environment[name]:
+            source = f" (from {_environmentName(name)})"
+        return usage.UsageError(f"--{name}{source}: {problem}")
+
+    def _convert(self, name: str, parse: Callable[[str], Any]) -> None:
+        try:
+            value = parse(str(self[name]))
+        except usage.UsageError as e:
+            raise self._error(name, str(e)) from None
+        self[name] = value
+
+    def _atLeast(self, name: str, minimum: int, why: str) -> None:
+        if self[name] < minimum:
+            raise self._error(name, f"must be at least {why}, not {self[name]}")
 
     def postOptions(self) -> None:
-        self["max-message-size"] = parseSize(str(self["max-message-size"]))
-        self["max-line-length"] = parseSize(str(self["max-line-length"]))
-        self["max-store-size"] = parseSize(str(self["max-store-size"]))
-        self["idle-timeout"] = parseDuration(str(self["idle-timeout"]))
-        self["public-max-age"] = parseDuration(str(self["public-max-age"]))
-        self["retention-interval"] = parseDuration(str(self["retention-interval"]))
+        # The values as given, before parsing, to tell which came from the
+        # environment (the command line overrides it).
+        self._given = {str(p[0]): str(self[str(p[0])]) for p in self.optParameters}
+        for name in self._badFlags:
+            variable = _environmentName(name)
+            raise usage.UsageError(
+                f"{variable}={os.environ.get(variable, '')!r} is not a switch: use "
+                "1, true, yes or on (or 0, false, no, off, empty)"
+            )
+        self._convert("hostname", parseHostname)
+        for name in ("max-message-size", "max-line-length", "max-store-size"):
+            self._convert(name, parseSize)
+        for name in ("idle-timeout", "public-max-age", "retention-interval"):
+            self._convert(name, parseDuration)
         for name in ("max-recipients", "max-connections", "public-inbox-limit", "message-limit"):
-            self[name] = _count(str(self[name]))
-        if self["max-recipients"] < 1:
-            raise usage.UsageError("--max-recipients must be at least 1")
+            self._convert(name, _count)
+        self._atLeast("max-recipients", 1, "1")
+        self._atLeast("max-connections", 1, "1")
+        self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
+        # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
+        self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
+        if self["idle-timeout"] <= 0:
+            raise self._error(
+                "idle-timeout", "must be more than 0 seconds (0 would close every connection "
+                "at once with 421)"
+            )
+        for name in ("smtp", "smtps"):
+            self._convert(name, parseListener)
 
 
 def _isOff(description: str) -> bool:
@@ -229,7 +363,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     _StoreService(store, options["admin-account"]).setServiceParent(top)
     _log.info("Data in {data}", data=os.path.abspath(options["data"]))
 
-    certificate = loadCertificate(options["tls-dir"], options["hostname"])
+    try:
+        certificate = loadCertificate(options["tls-dir"], options["hostname"])
+    except ValueError as e:
+        raise SystemExit(f"capture: {e}") from None
     _log.info(
         "{what} certificate {path} (SHA-256 {fingerprint})",
         what="Generated self-signed" if certificate.generated else "Using",
