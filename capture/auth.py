@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_auth -*-
+# -*- test-case-name: tests.test_smtp_server,tests.test_smtp_unit -*-
 """
 Credentials and avatars: one Portal for every protocol.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_ids -*-
+# -*- test-case-name: tests.test_store,tests.test_smtp_unit -*-
 """
 Identifiers that leave the server: queue ids and API keys.
 

@@ -70,7 +70,8 @@ _MAX_DEPTH = 20
 _MAX_LINKS = 500
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 _ADJACENT_WORDS_RE = re.compile(r"(=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=)\s+(?==\?)")
-_HEADER_LINE_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
+# The start of a header line: a field name and its colon.
+HEADER_LINE_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _FOLD_RE = re.compile(r"\r?\n[ \t]")
 _SIMPLE_ADDRESS_RE = re.compile(
     r"\s*(?:([A-Za-z0-9 .'_-]*?)\s*<)?([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)(?(1)>|)\s*"
@@ -276,7 +277,7 @@ def _headerBlockEnd(buf: bytes, start: int, end: int) -> tuple[int, int]:
     """
     if buf.startswith(b"\r\n", start):
         return start, start + 2
-    if not _HEADER_LINE_RE.match(buf, start, end):
+    if not HEADER_LINE_RE.match(buf, start, end):
         # No header block at all: the part is all body.
         return start, start
     i = buf.find(b"\r\n\r\n", start, end)

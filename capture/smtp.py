@@ -50,6 +50,7 @@ from twisted.python.failure import Failure
 from capture.addresses import baseInbox
 from capture.auth import ISubmitter
 from capture.ids import newQueueId
+from capture.mime import HEADER_LINE_RE
 from capture.store.interface import IStore
 from capture.store.model import Envelope, Recipient, StoreFull
 
@@ -67,7 +68,6 @@ _HELO_SAFE = re.compile(r"[^!-~]")
 _BARE_LF_WAIT = 1.0
 _POSTMASTER_RE = re.compile(rb"(?<=^TO:)\s*<postmaster>$", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s")
-_HEADER_START_RE = re.compile(rb"[!-9;-~]+[ \t]*:")
 _QUOTED_RE = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[ -~])*"')
 
 
@@ -552,7 +552,6 @@ class CaptureSMTP(ESMTP):
         if self._lost:
             return
         if reason.check(UnauthorizedLogin):
-            self.factory.authFailures += 1
             self._error(535, b"5.7.8 Authentication credentials invalid")
         else:
             _log.failure("SMTP authentication error", reason)
@@ -735,7 +734,7 @@ class CaptureSMTP(ESMTP):
         first = self._lines[0] if self._lines else b""
         # A message that starts without a header gets the empty line that
         # separates our Received: header from its body.
-        if first and not first.startswith(b"\r\n") and not _HEADER_START_RE.match(first):
+        if first and not first.startswith(b"\r\n") and not HEADER_LINE_RE.match(first):
             parts.append(b"\r\n")
         parts += self._lines
         return b"".join(parts)
@@ -762,7 +761,6 @@ class CaptureSMTP(ESMTP):
     def _stored(self, copies: object, queueId: str) -> None:
         if self._lost:
             return
-        self.factory.messagesStored += 1
         # The error limit is for sessions that go astray, not for errors
         # scattered over a long-lived connection that keeps delivering.
         self._errors = 0
@@ -780,10 +778,8 @@ class CaptureSMTP(ESMTP):
 
 class SMTPFactory(ServerFactory):
     """
-    Builds L{CaptureSMTP} sessions for one listener.
-
-    @ivar implicitTLS: Whether this listener's connections are TLS from the
-        first byte (SMTPS).
+    Builds L{CaptureSMTP} sessions for one listener; a session finds out
+    from its transport whether it is TLS from the first byte (SMTPS).
     """
 
     protocol = CaptureSMTP  # type: ignore[assignment]
@@ -795,22 +791,18 @@ class SMTPFactory(ServerFactory):
         portal: Portal,
         settings: SMTPSettings,
         tlsOptions: Any = None,
-        implicitTLS: bool = False,
     ) -> None:
         self.store = store
         self.portal = portal
         self.settings = settings
         self.tlsOptions = tlsOptions
-        self.implicitTLS = implicitTLS
         self.connections = 0
-        self.messagesStored = 0
-        self.authFailures = 0
 
     def buildProtocol(self, addr: Any) -> CaptureSMTP | _Refuse:  # type: ignore[override]
         if self.connections >= self.settings.maxConnections:
             return _Refuse()
         self.connections += 1
-        p = CaptureSMTP(self.store, self.settings, None if self.implicitTLS else self.tlsOptions)
+        p = CaptureSMTP(self.store, self.settings, self.tlsOptions)
         p.factory = self
         p.portal = self.portal
         return p

@@ -375,6 +375,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     tlsOptions = certificate.options
 
+    if options["accept-any-auth"]:
+        _log.warn(
+            "--accept-any-auth: any user name and password log in, to any "
+            "account; use it only where every client is trusted"
+        )
     portal = makePortal(store, acceptAny=bool(options["accept-any-auth"]))
     settings = SMTPSettings(
         hostname=options["hostname"],
@@ -400,7 +405,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         _Listener(
             "SMTPS (implicit TLS)",
             endpoint,
-            SMTPFactory(store, portal, settings, tlsOptions, implicitTLS=True),
+            SMTPFactory(store, portal, settings, tlsOptions),
         ).setServiceParent(top)
 
     retention = Retention(
