@@ -4,6 +4,8 @@ Shared fixtures: real Capture servers on loopback.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -37,3 +39,18 @@ def freshServer(request: pytest.FixtureRequest) -> Iterator[CaptureServer]:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "serverOptions(*args): options for freshServer")
+    # Every temporary directory of the run (servers' data, stores, TLS
+    # directories) goes under one, removed at the end: a run leaves nothing
+    # behind in /tmp.
+    global _runDirectory
+    _runDirectory = tempfile.mkdtemp(prefix="capture-tests-")
+    tempfile.tempdir = _runDirectory
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    tempfile.tempdir = None
+    if _runDirectory is not None:
+        shutil.rmtree(_runDirectory, ignore_errors=True)
+
+
+_runDirectory: str | None = None

@@ -558,6 +558,9 @@ class SQLiteStore:
                 "SELECT hash, account FROM api_keys WHERE hash = ? AND revoked IS NULL",
                 (digest,),
             ).fetchone()
+            # The lookup is by SHA-256 digest, so its timing says nothing
+            # about how much of a guessed key was right; the comparison in
+            # constant time is there for whoever changes the lookup.
             if row is None or not hmac.compare_digest(row[0], digest):
                 return None
             return str(row[1])
