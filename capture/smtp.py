@@ -387,6 +387,16 @@ class CaptureSMTP(ESMTP):
             from twisted.internet import reactor as owner
         return owner
 
+    def sendCode(self, code: int, message: bytes = b"") -> None:
+        """
+        Send a reply, all its lines in one write (Twisted's writes each line
+        on its own, which an EHLO reply pays for eight times).
+        """
+        lines = message.splitlines() or [b""]
+        reply = [b"%03d-%s\r\n" % (code, line) for line in lines[:-1]]
+        reply.append(b"%03d %s\r\n" % (code, lines[-1]))
+        self.transport.write(b"".join(reply))
+
     def _error(self, code: int, text: bytes) -> None:
         self._errors += 1
         if self._errors >= self.settings.maxErrors:
