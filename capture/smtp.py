@@ -103,6 +103,32 @@ def _rfc5322Date(seconds: int) -> str:
     return format_datetime(datetime.datetime.fromtimestamp(seconds, datetime.UTC))
 
 
+@attrs.define
+class IngestBudget:
+    """
+    How much message data every SMTP session together may hold in memory,
+    from the first data line until the store has it: without it, a thousand
+    clients each sending a message of the maximum size would exhaust memory.
+
+    @ivar used: Octets held now.
+    """
+
+    limit: int
+    used: int = 0
+
+    def take(self, octets: int) -> bool:
+        """
+        Reserve C{octets}, unless that would cross the limit.
+        """
+        if self.used + octets > self.limit:
+            return False
+        self.used += octets
+        return True
+
+    def give(self, octets: int) -> None:
+        self.used -= octets
+
+
 class SMTPError(Exception):
     """
     A command failed with this reply.
@@ -198,6 +224,7 @@ class CaptureSMTP(ESMTP):
         self._lost = False
         self._bareLFCall: Any = None
         self.mode = _COMMAND
+        self._budgeted = 0
         self._resetTransaction()
 
     # Connection and line handling
@@ -428,6 +455,10 @@ class CaptureSMTP(ESMTP):
         handler(argument)
 
     def _resetTransaction(self) -> None:
+        if self._budgeted:
+            self.factory.budget.give(self._budgeted)
+        self._budgeted = 0
+        self._overBudget = False
         self._from: str | None = None
         self._to: list[Recipient] = []
         self._lines: list[bytes] = []
@@ -697,8 +728,18 @@ class CaptureSMTP(ESMTP):
         if self._size > self.settings.maxMessageSize:
             self._tooBig = True
             self._lines = []
-        if not self._tooBig:
-            self._lines.append(chunk)
+        if self._tooBig or self._overBudget:
+            return
+        if not self.factory.budget.take(len(chunk)):
+            # The server holds all the message data it may: the client gets
+            # a temporary failure at the end and tries again later.
+            self._overBudget = True
+            self._lines = []
+            self.factory.budget.give(self._budgeted)
+            self._budgeted = 0
+            return
+        self._budgeted += len(chunk)
+        self._lines.append(chunk)
 
     def _endOfData(self) -> None:
         self.mode = _COMMAND
@@ -714,12 +755,24 @@ class CaptureSMTP(ESMTP):
                 % self.settings.maxLineLength,
             )
             return
+        if self._overBudget:
+            self._resetTransaction()
+            self.sendCode(452, b"4.3.1 Insufficient system storage, try again later")
+            return
         envelope = self._envelope()
         raw = self._messageBytes(self._receivedLine(envelope))
+        # The message stays in memory until the store has it: its share of
+        # the budget goes back then, not when the transaction resets.
+        budgeted, self._budgeted = self._budgeted, 0
         self._resetTransaction()
         d = self._store.addMessage(envelope, raw)
+        d.addBoth(self._giveBack, budgeted)
         d.addCallbacks(self._stored, self._storeFailed, callbackArgs=(envelope.queueId,))
         self._hold(d)
+
+    def _giveBack(self, result: object, octets: int) -> object:
+        self.factory.budget.give(octets)
+        return result
 
     def _envelope(self) -> Envelope:
         assert self._from is not None
@@ -801,11 +854,13 @@ class SMTPFactory(ServerFactory):
         portal: Portal,
         settings: SMTPSettings,
         tlsOptions: Any = None,
+        budget: IngestBudget | None = None,
     ) -> None:
         self.store = store
         self.portal = portal
         self.settings = settings
         self.tlsOptions = tlsOptions
+        self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
         self.connections = 0
 
     def buildProtocol(self, addr: Any) -> CaptureSMTP | _Refuse:  # type: ignore[override]

@@ -27,7 +27,7 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from capture.auth import makePortal
-from capture.smtp import SMTPFactory, SMTPSettings
+from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
@@ -179,6 +179,9 @@ class Options(usage.Options):
         ["max-recipients", None, "100", "Most RCPTs per message."],
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
         ["max-connections", None, "1000", "Most simultaneous connections per SMTP listener."],
+        ["max-ingest-memory", None, "512MiB", "Most message data all SMTP sessions together "
+         "hold in memory while receiving and storing; past it, mail gets 452 4.3.1 "
+         "(try again later)."],
         ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0)."],
         ["public-inbox-limit", None, "500", "Copies kept per public inbox (0: no limit)."],
         ["public-max-age", None, "7d", "How long public mail is kept (0: forever)."],
@@ -249,7 +252,7 @@ class Options(usage.Options):
                 "1, true, yes or on (or 0, false, no, off, empty)"
             )
         self._convert("hostname", parseHostname)
-        for name in ("max-message-size", "max-line-length", "max-store-size"):
+        for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
             self._convert(name, parseSize)
         for name in ("idle-timeout", "public-max-age", "retention-interval"):
             self._convert(name, parseDuration)
@@ -260,6 +263,11 @@ class Options(usage.Options):
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
+        self._atLeast(
+            "max-ingest-memory", self["max-message-size"],
+            f"--max-message-size ({self['max-message-size']} octets), or no message that "
+            "large could ever be taken",
+        )
         if self["idle-timeout"] <= 0:
             raise self._error(
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
@@ -391,11 +399,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         allowAnonymous=bool(options["allow-anonymous"]),
     )
+    # One budget for every listener: it bounds the process, not a port.
+    budget = IngestBudget(options["max-ingest-memory"])
     if not _isOff(options["smtp"]):
         _Listener(
             "SMTP (STARTTLS)",
             endpoints.serverFromString(reactor, options["smtp"]),
-            SMTPFactory(store, portal, settings, tlsOptions),
+            SMTPFactory(store, portal, settings, tlsOptions, budget),
         ).setServiceParent(top)
     if not _isOff(options["smtps"]):
         description = options["smtps"]
@@ -405,7 +415,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         _Listener(
             "SMTPS (implicit TLS)",
             endpoint,
-            SMTPFactory(store, portal, settings, tlsOptions),
+            SMTPFactory(store, portal, settings, tlsOptions, budget),
         ).setServiceParent(top)
 
     retention = Retention(

@@ -32,7 +32,14 @@ from zope.interface import implementer
 from capture.addresses import baseInbox
 from capture.auth import makePortal
 from capture.ids import newApiKey
-from capture.smtp import CaptureSMTP, SMTPError, SMTPFactory, SMTPSettings, parsePath
+from capture.smtp import (
+    CaptureSMTP,
+    IngestBudget,
+    SMTPError,
+    SMTPFactory,
+    SMTPSettings,
+    parsePath,
+)
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 
 ACCOUNT = "alice"
@@ -949,3 +956,49 @@ def test_idleTimeoutPausedWhileTheStoreWorks(backend: _Backend) -> None:
     assert not session.transport.disconnecting
     session.clock.advance(1)
     assert session.new() == [b"421 4.4.2 localhost Idle timeout, closing connection"]
+
+
+def test_ingestBudgetRefusesPastItsLimit(backend: _Backend) -> None:
+    """
+    Message data held by all sessions together is bounded: a session whose
+    message would cross the budget gets C{452 4.3.1} at the end of DATA and
+    nothing stored, while another session's message under way is unharmed;
+    every octet goes back to the budget once stored or refused.
+    """
+    budget = IngestBudget(4096)
+    first = _session(backend)
+    second = _session(backend)
+    first.factory.budget = second.factory.budget = budget
+    before = backend.messageCount()
+    envelope = b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+    first.feed(envelope)
+    second.feed(envelope)
+    first.new()
+    second.new()
+    first.feed(b"Subject: first\r\n\r\n" + b"x" * 3000 + b"\r\n")
+    assert budget.used > 3000
+    second.feed(b"Subject: second\r\n\r\n" + b"y" * 2000 + b"\r\n.\r\n")
+    assert second.new() == [b"452 4.3.1 Insufficient system storage, try again later"]
+    first.feed(b".\r\n")
+    _queueId(first.waitForReplies(1)[0])
+    assert budget.used == 0
+    second.feed(envelope + b"Subject: again\r\n\r\n" + b"y" * 2000 + b"\r\n.\r\n")
+    replies = second.waitForReplies(4)
+    _queueId(replies[-1])
+    assert budget.used == 0
+    assert backend.messageCount() == before + 2
+
+
+def test_ingestBudgetGivenBackOnReset(backend: _Backend) -> None:
+    """
+    A transaction abandoned in the middle of DATA (the connection lost)
+    gives its share of the budget back.
+    """
+    budget = IngestBudget(1024 * 1024)
+    session = _session(backend)
+    session.factory.budget = budget
+    session.feed(b"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n")
+    session.feed(b"Subject: cut\r\n\r\n" + b"x" * 5000 + b"\r\n")
+    assert budget.used > 5000
+    session.proto.connectionLost()
+    assert budget.used == 0
