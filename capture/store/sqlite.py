@@ -251,6 +251,44 @@ class _Writer:
         conn: sqlite3.Connection,
         batch: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]],
     ) -> list[tuple[Deferred[Any], bool, Any]]:
+        """
+        Run a batch in one transaction.  Operations almost never fail, so
+        the batch is first run as it is; only if something fails is it run
+        again with a savepoint per operation, so that the failure stays its
+        operation's own.
+        """
+        whole = self._commitWhole(conn, batch)
+        if whole is not None:
+            return whole
+        return self._commitEach(conn, batch)
+
+    def _commitWhole(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]],
+    ) -> list[tuple[Deferred[Any], bool, Any]] | None:
+        """
+        Run every operation and commit, or undo everything and return
+        L{None} if anything fails.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            results = [(d, True, operation(conn)) for operation, d in batch]
+            conn.execute("COMMIT")
+        except Exception:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            return None
+        return results
+
+    def _commitEach(
+        self,
+        conn: sqlite3.Connection,
+        batch: list[tuple[Callable[[sqlite3.Connection], Any], Deferred[Any]]],
+    ) -> list[tuple[Deferred[Any], bool, Any]]:
         results: list[tuple[Deferred[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -280,7 +318,7 @@ class _Writer:
                     undone = [
                         (rd, False, failure if ok else rv) for rd, ok, rv in results
                     ]
-                    return undone + self._commit(conn, batch[index + 1 :])
+                    return undone + self._commitEach(conn, batch[index + 1 :])
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as e:
