@@ -185,7 +185,6 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
     return address, params
 
 
-
 class CaptureSMTP(ESMTP):
     """
     One SMTP session.
@@ -279,7 +278,12 @@ class CaptureSMTP(ESMTP):
             self._drainLines()
         finally:
             self._draining = False
-        if self.mode == _DATA and not self._held and self._endsWithBareLF():
+        if (
+            self.mode == _DATA
+            and not self._held
+            and self._bareLFCall is None
+            and self._endsWithBareLF()
+        ):
             # LF.LF may also be the middle of a proper message that was cut
             # there by TCP: only a client that then falls silent gets the
             # error (and the connection closed).
