@@ -94,6 +94,66 @@ class ApiKeyChecker:
         return name
 
 
+@attrs.define
+class LoginThrottle:
+    """
+    Failed logins per client address, shared by every listener: after
+    C{delayAfter} failures within C{window} seconds each further failure is
+    answered C{delay} seconds late, and after C{refuseAfter} the client may
+    not try again until its failures age out of the window.
+
+    API keys are far too long to guess, so this is not what keeps accounts
+    safe; it keeps a misconfigured or hostile client from spending the
+    server's time on login after login.
+
+    @ivar clock: What tells the time (the reactor).
+    """
+
+    clock: Any
+    window: float = 300.0
+    delayAfter: int = 10
+    refuseAfter: int = 30
+    delay: float = 1.0
+    maxClients: int = 10_000
+    _failures: dict[str, list[float]] = attrs.field(factory=dict)
+
+    def _recent(self, client: str) -> list[float]:
+        cutoff = self.clock.seconds() - self.window
+        found = [t for t in self._failures.get(client, ()) if t > cutoff]
+        if found:
+            self._failures[client] = found
+        else:
+            self._failures.pop(client, None)
+        return found
+
+    def refused(self, client: str) -> bool:
+        """
+        Whether C{client} has failed too often to try again now.
+        """
+        return len(self._recent(client)) >= self.refuseAfter
+
+    def failed(self, client: str) -> float:
+        """
+        Count a failed login from C{client}.
+
+        @return: How many seconds to wait before answering it.
+        """
+        recent = self._recent(client)
+        if client not in self._failures and len(self._failures) >= self.maxClients:
+            # Bounded memory: forget the client seen longest ago.
+            oldest = min(self._failures, key=lambda c: self._failures[c][-1])
+            del self._failures[oldest]
+        recent.append(self.clock.seconds())
+        self._failures[client] = recent
+        return self.delay if len(recent) > self.delayAfter else 0.0
+
+    def succeeded(self, client: str) -> None:
+        """
+        A client that logs in is forgiven its earlier failures.
+        """
+        self._failures.pop(client, None)
+
+
 @implementer(IRealm)
 @attrs.frozen
 class CaptureRealm:

@@ -41,6 +41,7 @@ from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.mail._cred import LOGINCredentials, PLAINCredentials
 from twisted.mail.interfaces import IChallengeResponse
@@ -48,7 +49,7 @@ from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from capture.addresses import baseInbox
-from capture.auth import ISubmitter
+from capture.auth import ISubmitter, LoginThrottle
 from capture.ids import newQueueId
 from capture.mime import HEADER_LINE_RE
 from capture.store.interface import IStore
@@ -63,6 +64,7 @@ _AUTH = "auth"
 _PATH_RE = re.compile(rb"^(?:FROM|TO):\s*(<[^<>]*>|[^\s<>]+)(?:\s+(.*))?$", re.IGNORECASE | re.DOTALL)
 _PARAM_RE = re.compile(rb"^([A-Za-z0-9][A-Za-z0-9-]*)(?:=([!-<>-~\x80-\xff]*))?$")
 _HELO_SAFE = re.compile(r"[^!-~]")
+_BAD_CREDENTIALS = b"5.7.8 Authentication credentials invalid"
 # How long a client that ended DATA with LF.LF has to send more before it is
 # told so and disconnected.
 _BARE_LF_WAIT = 1.0
@@ -544,6 +546,10 @@ class CaptureSMTP(ESMTP):
         if not self._authAllowed():
             self._error(538, b"5.7.11 Encryption required for requested authentication mechanism")
             return
+        if self.factory.throttle.refused(self._peerIP):
+            self.sendCode(421, b"4.7.0 " + self.host + b" Too many failed logins, try again later")
+            self.transport.loseConnection()
+            return
         factory = self.challengers.get(parts[0].upper())
         if factory is None:
             self._error(504, b"5.5.4 Unrecognized authentication type")
@@ -591,16 +597,23 @@ class CaptureSMTP(ESMTP):
             return
         _, avatar, _ = result
         self._submitter = avatar.account
+        self.factory.throttle.succeeded(self._peerIP)
         self.sendCode(235, b"2.7.0 Authentication successful")
 
-    def _authFailed(self, reason: Failure) -> None:
+    def _authFailed(self, reason: Failure) -> Deferred[None] | None:
         if self._lost:
-            return
+            return None
         if reason.check(UnauthorizedLogin):
-            self._error(535, b"5.7.8 Authentication credentials invalid")
+            wait = self.factory.throttle.failed(self._peerIP)
+            if wait:
+                # Answered late: the session (held until this fires) reads
+                # nothing meanwhile.
+                return deferLater(self._clock(), wait, self._error, 535, _BAD_CREDENTIALS)
+            self._error(535, _BAD_CREDENTIALS)
         else:
             _log.failure("SMTP authentication error", reason)
             self.sendCode(454, b"4.7.0 Temporary authentication failure")
+        return None
 
     def smtp_MAIL(self, argument: bytes) -> None:
         if self._submitter is None and not self.settings.allowAnonymous:
@@ -859,12 +872,18 @@ class SMTPFactory(ServerFactory):
         settings: SMTPSettings,
         tlsOptions: Any = None,
         budget: IngestBudget | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.store = store
         self.portal = portal
         self.settings = settings
         self.tlsOptions = tlsOptions
         self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
+        if throttle is None:
+            from twisted.internet import reactor
+
+            throttle = LoginThrottle(reactor)
+        self.throttle = throttle
         self.connections = 0
 
     def buildProtocol(self, addr: Any) -> CaptureSMTP | _Refuse:  # type: ignore[override]

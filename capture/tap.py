@@ -26,7 +26,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from capture.auth import makePortal
+from capture.auth import LoginThrottle, makePortal
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
@@ -179,6 +179,9 @@ class Options(usage.Options):
         ["max-recipients", None, "100", "Most RCPTs per message."],
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
         ["max-connections", None, "1000", "Most simultaneous connections per SMTP listener."],
+        ["max-failed-logins", None, "30", "Failed logins one client address may make in "
+         "5 minutes; past 10, each answer is a second late, past this number logins are "
+         "refused with 421 until older failures age out."],
         ["max-ingest-memory", None, "512MiB", "Most message data all SMTP sessions together "
          "hold in memory while receiving and storing; past it, mail gets 452 4.3.1 "
          "(try again later)."],
@@ -256,10 +259,14 @@ class Options(usage.Options):
             self._convert(name, parseSize)
         for name in ("idle-timeout", "public-max-age", "retention-interval"):
             self._convert(name, parseDuration)
-        for name in ("max-recipients", "max-connections", "public-inbox-limit", "message-limit"):
+        for name in (
+            "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
+            "max-failed-logins",
+        ):
             self._convert(name, _count)
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
+        self._atLeast("max-failed-logins", 1, "1")
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
@@ -399,13 +406,19 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         allowAnonymous=bool(options["allow-anonymous"]),
     )
-    # One budget for every listener: it bounds the process, not a port.
+    # One budget and one login throttle for every listener: they bound the
+    # process and the client, not a port.
     budget = IngestBudget(options["max-ingest-memory"])
+    throttle = LoginThrottle(
+        reactor,
+        refuseAfter=options["max-failed-logins"],
+        delayAfter=min(10, options["max-failed-logins"]),
+    )
     if not _isOff(options["smtp"]):
         _Listener(
             "SMTP (STARTTLS)",
             endpoints.serverFromString(reactor, options["smtp"]),
-            SMTPFactory(store, portal, settings, tlsOptions, budget),
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
         ).setServiceParent(top)
     if not _isOff(options["smtps"]):
         description = options["smtps"]
@@ -415,7 +428,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         _Listener(
             "SMTPS (implicit TLS)",
             endpoint,
-            SMTPFactory(store, portal, settings, tlsOptions, budget),
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
         ).setServiceParent(top)
 
     retention = Retention(

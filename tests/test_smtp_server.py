@@ -1007,3 +1007,38 @@ def test_allowInsecureAuth(freshServer: CaptureServer) -> None:
     assert _rows(freshServer, "SELECT account, tls FROM messages WHERE queue_id = ?", queueId) == [
         (freshServer.account, 0)
     ]
+
+
+@pytest.mark.serverOptions("--max-failed-logins", "2")
+def test_tooManyFailedLoginsRefused(freshServer: CaptureServer) -> None:
+    """
+    A client that fails to log in C{--max-failed-logins} times is refused
+    with C{421} on its next AUTH, also on a new connection and with the
+    right key, until the failures age out; the connection still answers
+    other commands (NOOP) until then, and the refusal closes it.
+    """
+    server = freshServer
+    assert server.key is not None
+
+    def plain(key: str) -> str:
+        return base64.b64encode(f"\0{server.account}\0{key}".encode()).decode()
+
+    for _ in range(2):
+        client = server.smtp(login=False)
+        assert client.docmd("AUTH", "PLAIN " + plain(newApiKey()))[0] == 535
+        client.close()
+    client = server.smtp(login=False)
+    assert client.noop()[0] == 250
+    code, reply = client.docmd("AUTH", "PLAIN " + plain(server.key))
+    assert (code, reply) == (421, b"4.7.0 localhost Too many failed logins, try again later")
+    client.close()
+    raw = RawClient(server.ports["smtp"])
+    raw.command(b"EHLO client.example")
+    assert raw.command(b"STARTTLS").startswith(b"220")
+    raw.sock = server.tlsContext().wrap_socket(raw.sock, server_hostname="localhost")
+    raw.command(b"EHLO client.example")
+    token = base64.b64encode(b"\0" + server.account.encode() + b"\0" + server.key.encode())
+    assert raw.command(b"AUTH PLAIN " + token) == (
+        b"421 4.7.0 localhost Too many failed logins, try again later"
+    )
+    assert raw.closed()

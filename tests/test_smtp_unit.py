@@ -30,7 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.addresses import baseInbox
-from capture.auth import makePortal
+from capture.auth import LoginThrottle, makePortal
 from capture.ids import newApiKey
 from capture.smtp import (
     CaptureSMTP,
@@ -1002,3 +1002,66 @@ def test_ingestBudgetGivenBackOnReset(backend: _Backend) -> None:
     assert budget.used > 5000
     session.proto.connectionLost()
     assert budget.used == 0
+
+
+def test_loginThrottleDelaysThenRefuses() -> None:
+    """
+    The login throttle answers failures late past C{delayAfter}, refuses a
+    client past C{refuseAfter}, forgets failures older than its window and
+    forgives a client that logs in.
+    """
+    clock = Clock()
+    throttle = LoginThrottle(clock, window=60, delayAfter=2, refuseAfter=4, delay=1.0)
+    assert [throttle.failed("192.0.2.1") for _ in range(4)] == [0.0, 0.0, 1.0, 1.0]
+    assert throttle.refused("192.0.2.1")
+    assert not throttle.refused("192.0.2.2")
+    clock.advance(61)
+    assert not throttle.refused("192.0.2.1")
+    throttle.failed("192.0.2.1")
+    throttle.succeeded("192.0.2.1")
+    assert [throttle.failed("192.0.2.1") for _ in range(3)] == [0.0, 0.0, 1.0]
+
+
+def test_loginThrottleForgetsTheOldestClientWhenFull() -> None:
+    """
+    The throttle keeps at most C{maxClients} addresses: a new one pushes
+    out the one whose last failure is oldest.
+    """
+    clock = Clock()
+    throttle = LoginThrottle(clock, refuseAfter=1, maxClients=2)
+    throttle.failed("a")
+    clock.advance(1)
+    throttle.failed("b")
+    clock.advance(1)
+    throttle.failed("c")
+    assert [throttle.refused(c) for c in ("a", "b", "c")] == [False, True, True]
+
+
+def test_failedLoginsSlowedThenRefused(backend: _Backend) -> None:
+    """
+    Over SMTP, failed logins past the throttle's first allowance are
+    answered a second late (nothing is read meanwhile), and past its limit
+    AUTH gets C{421} and the connection closes, also on a new connection
+    from the same client.
+    """
+    session = _Session(backend, allowInsecureAuth=True)
+    session.factory.throttle = LoginThrottle(session.clock, delayAfter=1, refuseAfter=2)
+    session.new()
+    wrong = b"AUTH PLAIN " + base64.b64encode(b"\0" + ACCOUNT.encode() + b"\0k_wrong") + b"\r\n"
+    session.feed(wrong)
+    assert session.waitForReplies(1) == [b"535 5.7.8 Authentication credentials invalid"]
+    session.feed(wrong, b"NOOP\r\n")
+    # The store's answer arrives; the 535 then waits on the clock, beside
+    # the store timeout of the held session.
+    backend.reactor.pumpUntil(lambda: len(session.clock.getDelayedCalls()) == 2)
+    assert session.new() == []
+    session.clock.advance(1)
+    assert session.new() == [b"535 5.7.8 Authentication credentials invalid", b"250 2.0.0 OK"]
+    session.feed(wrong)
+    assert session.new() == [b"421 4.7.0 localhost Too many failed logins, try again later"]
+    assert session.transport.disconnecting
+    again = _Session(backend, allowInsecureAuth=True)
+    again.factory.throttle = session.factory.throttle
+    again.new()
+    again.feed(wrong)
+    assert again.new() == [b"421 4.7.0 localhost Too many failed logins, try again later"]

@@ -38,6 +38,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "max-line-length": ("2000", 2000),
     "max-connections": ("12", 12),
     "max-ingest-memory": ("1GiB", 1024**3),
+    "max-failed-logins": ("5", 5),
     "idle-timeout": ("90m", 90 * 60),
     "public-inbox-limit": ("0", 0),
     "public-max-age": ("12h", 12 * 3600),
@@ -104,6 +105,7 @@ def test_defaults() -> None:
         "max-line-length": 1024 * 1024,
         "max-connections": 1000,
         "max-ingest-memory": 512 * 1024 * 1024,
+        "max-failed-logins": 30,
         "idle-timeout": 300,
         "public-inbox-limit": 500,
         "public-max-age": 7 * 86400,
@@ -308,6 +310,7 @@ def test_errorFromEnvironmentNamesVariable(monkeypatch: pytest.MonkeyPatch) -> N
         ("--max-connections", "0", "at least 1"),
         ("--max-recipients", "0", "at least 1"),
         ("--max-ingest-memory", "24MiB", "at least --max-message-size"),
+        ("--max-failed-logins", "0", "at least 1"),
     ],
 )
 def test_limitsTooLow(option: str, value: str, words: str) -> None:
