@@ -23,7 +23,7 @@ from importlib import resources
 from typing import Any, cast
 
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -175,6 +175,23 @@ class _StoreCase(unittest.TestCase):
     async def add(self, *recipients: str | tuple[str, str], **kwargs: Any) -> list[Copy]:
         raw = kwargs.pop("raw", None) or message()
         return await self.store.addMessage(envelope(*recipients, **kwargs), raw)
+
+    def holdWriter(self) -> tuple[Deferred[None], threading.Event]:
+        """
+        Keep the writer thread busy until the returned event is set, so
+        that the writes queued meanwhile are committed as one batch.
+
+        @return: The held write's Deferred and the event that releases it.
+        """
+        started, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(10)
+
+        holding = self.store._write(hold)
+        self.assertTrue(started.wait(10))
+        return holding, release
 
     async def assertFails(
         self, exception: type[BaseException], d: Awaitable[Any]
@@ -688,14 +705,7 @@ class ConcurrencyTests(_StoreCase):
         around it are committed and reported as such.
         """
         await self.store.createAccount("alice")
-        started, release = threading.Event(), threading.Event()
-
-        def hold(conn: sqlite3.Connection) -> None:
-            started.set()
-            release.wait(10)
-
-        holding = self.store._write(hold)
-        self.assertTrue(started.wait(10))
+        holding, release = self.holdWriter()
         before = self.store.addMessage(envelope("a@example.com"), message("before"))
         bad = self.store.addMessage(envelope("a@example.com", account="ghost"), message("bad"))
         after = self.store.addMessage(envelope("a@example.com"), message("after"))
@@ -881,14 +891,7 @@ class SizeLimitTests(_StoreCase):
                 await self.add("fill@example.com", raw=message(f"f{i}", b"x" * 8000))
             except StoreFull:
                 break
-        started, release = threading.Event(), threading.Event()
-
-        def hold(conn: sqlite3.Connection) -> None:
-            started.set()
-            release.wait(10)
-
-        holding = self.store._write(hold)
-        self.assertTrue(started.wait(10))
+        holding, release = self.holdWriter()
         envelopes = [envelope("batch@example.com") for _ in range(3)]
         raws = [message("small1"), message("big", os.urandom(100_000)), message("small2")]
         pending = [self.store.addMessage(e, r) for e, r in zip(envelopes, raws, strict=True)]
