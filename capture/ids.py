@@ -8,6 +8,7 @@ can be split on its last C{-} without ambiguity.
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 
@@ -32,7 +33,7 @@ def newQueueId() -> str:
     """
     millis = int(time.time() * 1000)
     return _encode(millis, _ALPHABET, 7) + _encode(
-        secrets.randbits(102), _ALPHABET, 17
+        int.from_bytes(os.urandom(13)), _ALPHABET, 17
     )
 
 

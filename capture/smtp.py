@@ -31,6 +31,7 @@ import base64
 import datetime
 import functools
 import re
+import time
 from collections.abc import Callable
 from email.utils import format_datetime
 from typing import Any
@@ -216,6 +217,7 @@ class CaptureSMTP(ESMTP):
         self.timeout = settings.idleTimeout
         self._buffer = b""
         self._held = False
+        self._heldFor: Deferred[Any] | None = None
         self._draining = False
         self._skippingLine = False
         self._paused = False
@@ -383,13 +385,14 @@ class CaptureSMTP(ESMTP):
         Read no further command until C{d} has fired.
         """
         self._held = True
-        # The idle timeout measures the client's silence, not our store's;
-        # the store gets its own limit.
-        self.setTimeout(None)
-        d.addTimeout(self.settings.storeTimeout, self._clock())
+        self._heldFor = d
+        # While the store works, the session's one timer watches the store
+        # (storeTimeout) instead of the client's silence (idle timeout).
+        self.setTimeout(self.settings.storeTimeout)
 
         def release(result: object) -> object:
             self._held = False
+            self._heldFor = None
             if self._lost:
                 return None
             self.setTimeout(self.timeout)
@@ -439,6 +442,11 @@ class CaptureSMTP(ESMTP):
         self.sendCode(code, text)
 
     def timeoutConnection(self) -> None:
+        if self._heldFor is not None:
+            # The store did not answer in time: give up on it (the command
+            # gets its temporary failure) and read on.
+            self._heldFor.cancel()
+            return
         self.sendCode(421, b"4.4.2 " + self.host + b" Idle timeout, closing connection")
         self.transport.loseConnection()
 
@@ -802,7 +810,7 @@ class CaptureSMTP(ESMTP):
             ip=self._peerIP,
             via=self._localIP,
             tls=self.secure,
-            received=int(datetime.datetime.now(datetime.UTC).timestamp() * 1000),
+            received=int(time.time() * 1000),
         )
 
     def _messageBytes(self, received: bytes) -> bytes:
