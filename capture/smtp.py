@@ -744,8 +744,8 @@ class CaptureSMTP(ESMTP):
         """
         if chunk.startswith(b"."):
             chunk = chunk[1:]
-        if b"\r\n." in chunk:
-            chunk = chunk.replace(b"\r\n.", b"\r\n")
+        # One pass: replace() hands back the same object when nothing matches.
+        chunk = chunk.replace(b"\r\n.", b"\r\n")
         limit = self.settings.maxLineLength
         if len(chunk) > limit and any(len(line) > limit for line in chunk.split(b"\r\n")):
             self._tooLongLine = True
