@@ -106,7 +106,9 @@ def _addresses(data: str) -> tuple[MailAddress, ...]:
 _toJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
-def _addressesJSON(addresses: Iterable[MailAddress]) -> str:
+def _addressesJSON(addresses: tuple[MailAddress, ...]) -> str:
+    if not addresses:
+        return "[]"
     return _toJSON([[a.address, a.name] for a in addresses])
 
 
@@ -987,8 +989,8 @@ def _rows(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> _PreparedMes
         parsed.subject, _addressesJSON(parsed.fromAddresses),
         _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
         _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
-        _toJSON(list(parsed.links)),
-        _toJSON(attachments),
+        _toJSON(list(parsed.links)) if parsed.links else "[]",
+        _toJSON(attachments) if attachments else "[]",
     )
     bodiesRow = (
         parsed.text,
