@@ -25,12 +25,14 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
+from twisted.web.server import Site
 
 from capture.auth import LoginThrottle, makePortal
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
+from capture.web.api import MailsacAPI
 
 _log = Logger()
 _MAX_RETENTION_PASSES = 100
@@ -170,6 +172,7 @@ class Options(usage.Options):
         ["tls-dir", None, "./tls", "Directory of PEM certificates (key + certificate per file); "
          "a self-signed one for localhost is made when it has none."],
         ["smtp", None, "tcp:5587", "SMTP listener (STARTTLS)."],
+        ["http", None, "tcp:8025", "HTTP listener: the Mailsac-compatible API under /api."],
         ["smtps", None, "tcp:5465", "SMTP listener with implicit TLS; a tcp: endpoint is "
          "wrapped in TLS with the certificate of --tls-dir."],
         ["hostname", None, "localhost", "Host name in the greeting, Received: lines and the "
@@ -280,7 +283,7 @@ class Options(usage.Options):
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
                 "at once with 421)"
             )
-        for name in ("smtp", "smtps"):
+        for name in ("smtp", "smtps", "http"):
             self._convert(name, parseListener)
 
 
@@ -429,6 +432,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "SMTPS (implicit TLS)",
             endpoint,
             SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
+        ).setServiceParent(top)
+    if not _isOff(options["http"]):
+        site = Site(MailsacAPI(store).app.resource())
+        site.noisy = False
+        _Listener(
+            "HTTP", endpoints.serverFromString(reactor, options["http"]), site
         ).setServiceParent(top)
 
     retention = Retention(

@@ -20,7 +20,10 @@ import tempfile
 import time
 from typing import Any
 
-_LISTEN_RE = re.compile(r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)) listening on ([^\s:]+):(\d+)")
+_LISTEN_RE = re.compile(
+    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|HTTP) listening on ([^\s:]+):(\d+)"
+)
+_LABELS = {"SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "HTTP": "http"}
 _KEY_RE = re.compile(r"Created account (\S+); its API key \(shown this once\): (k_\w+)")
 
 
@@ -61,6 +64,7 @@ class CaptureServer:
             "--tls-dir", self.tlsDir,
             "--smtp", "tcp:0:interface=127.0.0.1",
             "--smtps", "tcp:0:interface=127.0.0.1",
+            "--http", "tcp:0:interface=127.0.0.1",
             *self.extra,
         ]
         self.ports = {}
@@ -76,13 +80,13 @@ class CaptureServer:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        wanted = {"smtp", "smtps"} - {
-            name for name in ("smtp", "smtps") if f"--{name}" in self.extra
+        wanted = {"smtp", "smtps", "http"} - {
+            name for name in ("smtp", "smtps", "http") if f"--{name}" in self.extra
         }
         while time.monotonic() < deadline:
             text = self.log()
             for label, _, port in _LISTEN_RE.findall(text):
-                self.ports["smtps" if label.startswith("SMTPS") else "smtp"] = int(port)
+                self.ports[_LABELS[label]] = int(port)
             match = _KEY_RE.search(text)
             if match:
                 self.account, self.key = match.group(1), match.group(2)

@@ -32,6 +32,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "tls-dir": ("/srv/capture/tls", "/srv/capture/tls"),
     "smtp": ("tcp:2525", "tcp:2525"),
     "smtps": ("tcp:2465:interface=127.0.0.1", "tcp:2465:interface=127.0.0.1"),
+    "http": ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1"),
     "hostname": ("mail.example.com", "mail.example.com"),
     "max-message-size": ("10MB", 10_000_000),
     "max-recipients": ("7", 7),
@@ -99,6 +100,7 @@ def test_defaults() -> None:
         "tls-dir": "./tls",
         "smtp": "tcp:5587",
         "smtps": "tcp:5465",
+        "http": "tcp:8025",
         "hostname": "localhost",
         "max-message-size": 25 * 1024 * 1024,
         "max-recipients": 100,
@@ -479,7 +481,7 @@ def _build(directory: Path, *args: str) -> list[Any]:
 def _factories(services: list[Any]) -> list[SMTPFactory]:
     factories = []
     for service in services:
-        if isinstance(service, tap._Listener):
+        if isinstance(service, tap._Listener) and service._label.startswith("SMTP"):
             assert isinstance(service._factory, SMTPFactory)
             factories.append(service._factory)
     return factories
@@ -490,7 +492,7 @@ def test_makeServiceWithoutListeners(directory: Path) -> None:
     With both listeners C{none}, the service tree has the store and
     retention and no listener; the store and certificate are made.
     """
-    services = _build(directory, "--smtp", "none", "--smtps", "off")
+    services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none")
     assert [type(s) for s in services] == [tap._StoreService, TimerService]
     assert (directory / "data").is_dir()
     assert (directory / "tls" / "localhost.pem").is_file()
@@ -500,7 +502,7 @@ def test_makeServiceWithoutRetention(directory: Path) -> None:
     """
     C{--retention-interval 0} leaves retention out of the tree.
     """
-    services = _build(directory, "--smtp", "none", "--smtps", "none",
+    services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
                       "--retention-interval", "0")
     assert [type(s) for s in services] == [tap._StoreService]
 
@@ -515,7 +517,7 @@ def test_makeServiceListenersUseOptions(directory: Path) -> None:
         "--hostname", "bücher.example", "--max-message-size", "1MiB", "--idle-timeout", "2m",
     )
     listeners = [s for s in services if isinstance(s, tap._Listener)]
-    assert [s._label for s in listeners] == ["SMTP (STARTTLS)", "SMTPS (implicit TLS)"]
+    assert [s._label for s in listeners] == ["SMTP (STARTTLS)", "SMTPS (implicit TLS)", "HTTP"]
     factories = _factories(services)
     for factory in factories:
         assert factory.settings.hostname == "xn--bcher-kva.example"

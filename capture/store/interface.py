@@ -172,7 +172,7 @@ class IStore(Interface):
         """
 
     def listInbox(
-        inbox, visibility, limit=50, beforeUid=None
+        inbox, visibility, limit=50, beforeUid=None, until=None
     ):
         """
         Copies of one inbox, newest first.
@@ -180,6 +180,8 @@ class IStore(Interface):
         @param visibility: A L{capture.access.Visibility} from the access
             rule.
         @param beforeUid: Only copies with a smaller uid (paging).
+        @param until: Only copies received at or before this time
+            (milliseconds since the epoch; Mailsac's C{until}).
         @return: Deferred firing with a list of L{Copy}.
         """
 

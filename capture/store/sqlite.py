@@ -781,6 +781,7 @@ class SQLiteStore:
         visibility: Visibility,
         limit: int = 50,
         beforeUid: int | None = None,
+        until: int | None = None,
     ) -> Deferred[list[Copy]]:
         inbox = inbox.lower()
 
@@ -791,6 +792,9 @@ class SQLiteStore:
             if beforeUid is not None:
                 sql += " AND c.uid < ?"
                 params.append(beforeUid)
+            if until is not None:
+                sql += " AND c.received <= ?"
+                params.append(until)
             sql += " ORDER BY c.uid DESC LIMIT ?"
             params.append(limit)
             return [_copyFromRow(r) for r in conn.execute(sql, params)]

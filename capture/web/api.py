@@ -1,0 +1,264 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The Mailsac-compatible HTTP API (C{reference/mailsac-api.md} section 4),
+under C{/api}, in Klein.
+
+Every route finds its viewer from the API key (C{Mailsac-Key} header in any
+case, or C{?_mailsacKey=}), asks the store who owns the inbox, and lets
+L{capture.access} decide, as every other protocol does.
+"""
+
+from __future__ import annotations
+
+import datetime
+import html
+import re
+import time
+from typing import Any
+
+from klein import Klein
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+
+from capture.access import Action, permits, visibility
+from capture.addresses import baseInbox
+from capture.store.interface import IStore
+from capture.store.model import Copy, InboxOwner, NotFound
+from capture.web.messages import messageJSON
+from capture.web.responses import ApiError, jsonBody, textBody
+
+_ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
+_ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+_TAG_RE = re.compile(r"<[^>]*>")
+_MESSAGE_NOT_FOUND = "Message not found by id."
+
+
+def _query(request: IRequest, name: bytes) -> str | None:
+    values = request.args.get(name)
+    return values[0].decode("utf-8", "replace") if values else None
+
+
+def _plainText(htmlText: str) -> str:
+    """
+    A simple plain-text rendering of an HTML-only message, as Mailsac's
+    C{/text} makes one.
+    """
+    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", "", htmlText)
+    text = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>|</li\s*>|</tr\s*>", "\n", text)
+    return html.unescape(_TAG_RE.sub("", text)).strip() + "\n"
+
+
+class MailsacAPI:
+    """
+    The API's routes, bound to one store.
+
+    @ivar publicReadable: Whether public inboxes may be read without a key.
+    """
+
+    app = Klein()
+
+    def __init__(self, store: IStore, publicReadable: bool = True) -> None:
+        self._store = store
+        self.publicReadable = publicReadable
+
+    # Errors
+
+    @app.handle_errors(ApiError)
+    def _apiError(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, ApiError)
+        return jsonBody(request, error.body(), error.code)
+
+    @app.handle_errors(HTTPException)
+    def _routingError(self, request: IRequest, failure: Failure) -> bytes:
+        # Unknown paths and methods: JSON like every other answer, not
+        # Werkzeug's HTML page.
+        error = failure.value
+        assert isinstance(error, HTTPException)
+        code = error.code or 500
+        return jsonBody(request, ApiError(code, error.description or "").body(), code)
+
+    # Request helpers
+
+    async def _viewer(self, request: IRequest) -> str | None:
+        """
+        The account whose key came with the request, or L{None} for none.
+
+        @raise ApiError: 401 for a key that is not a live key.
+        """
+        key = request.getHeader(b"mailsac-key") or _query(request, b"_mailsacKey")
+        if key is None:
+            return None
+        account = await self._store.accountForKey(key.strip())
+        if account is None:
+            raise ApiError(401, "API key is wrong or was revoked.")
+        return str(account)
+
+    def _inbox(self, email: str) -> str:
+        if not _ADDRESS_RE.fullmatch(email):
+            raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
+        return baseInbox(email)
+
+    def _limit(self, request: IRequest, default: int, maximum: int) -> int:
+        text = _query(request, b"limit")
+        if text is None:
+            return default
+        if not text.isdigit() or int(text) > maximum:
+            raise ApiError(
+                400, "Invalid limit.", [f"limit must be a whole number from 0 to {maximum}"]
+            )
+        return int(text)
+
+    def _until(self, request: IRequest) -> int | None:
+        text = _query(request, b"until")
+        if text is None:
+            return None
+        if not _ISO_RE.fullmatch(text):
+            raise ApiError(400, "Invalid until.", ["until must be an ISO 8601 date"])
+        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=datetime.UTC)
+        return int(when.timestamp() * 1000)
+
+    @staticmethod
+    def _closed(viewer: str | None) -> ApiError:
+        """
+        The refusal for an inbox the viewer may not see: 401 without a key,
+        403 for another account's inbox (Mailsac's C{OwnedByAnotherUser}).
+        """
+        if viewer is None:
+            return ApiError(401, "An API key is required to read this inbox.")
+        return ApiError(403, "OwnedByAnotherUser")
+
+    async def _copy(self, request: IRequest, email: str, messageId: str,
+                    action: Any = Action.READ) -> tuple[Copy, str | None, InboxOwner]:
+        """
+        The copy C{messageId} of inbox C{email}, if the viewer may do
+        C{action} to it.  A copy of another inbox, and one starred by
+        someone else in a public inbox, are not found: their existence is
+        nobody else's business.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._viewer(request)
+        try:
+            copy = await self._store.getCopy(messageId)
+        except NotFound:
+            raise ApiError(404, _MESSAGE_NOT_FOUND) from None
+        if copy.inbox != inbox:
+            raise ApiError(404, _MESSAGE_NOT_FOUND)
+        owner = await self._store.inboxOwner(inbox)
+        if not permits(viewer, action, owner, copy.savedBy, self.publicReadable):
+            if owner.account is None and copy.savedBy is not None:
+                raise ApiError(404, _MESSAGE_NOT_FOUND)
+            raise self._closed(viewer)
+        return copy, viewer, owner
+
+    # Routes
+
+    @app.route("/livez", methods=["GET"])
+    def livez(self, request: IRequest) -> bytes:
+        return jsonBody(request, {"status": "ok"})
+
+    @app.route("/api/addresses/<email>/messages", methods=["GET"])
+    async def listMessages(self, request: IRequest, email: str) -> bytes:
+        """
+        M1: an inbox's messages, newest first (C{limit}, default 20, at most
+        1000; C{until}, an ISO date).
+        """
+        inbox = self._inbox(email)
+        limit = self._limit(request, default=20, maximum=1000)
+        until = self._until(request)
+        viewer = await self._viewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        visible = visibility(viewer, owner, self.publicReadable)
+        if visible is None:
+            raise self._closed(viewer)
+        copies = await self._store.listInbox(inbox, visible, limit=limit, until=until)
+        return jsonBody(request, [messageJSON(c) for c in copies])
+
+    @app.route("/api/addresses/<email>/message-count", methods=["GET"])
+    async def messageCount(self, request: IRequest, email: str) -> bytes:
+        """
+        M3: how many messages a listing of the inbox would show.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._viewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        visible = visibility(viewer, owner, self.publicReadable)
+        if visible is None:
+            raise self._closed(viewer)
+        count = await self._store.countInbox(inbox, visible)
+        return jsonBody(request, {"count": count, "inbox": inbox})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>", methods=["GET"])
+    async def getMessage(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M5: one message's metadata.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        return jsonBody(request, messageJSON(copy))
+
+    @app.route("/api/addresses/<email>/messages/<messageId>", methods=["DELETE"])
+    async def deleteMessage(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M6: delete one message (public inboxes too, as at Mailsac).
+        """
+        copy, _, _ = await self._copy(request, email, messageId, Action.DELETE)
+        await self._store.deleteCopy(copy)
+        return jsonBody(
+            request, {"message": "Message was deleted.", "_id": copy.id, "inbox": copy.inbox}
+        )
+
+    @app.route("/api/raw/<email>/<messageId>", methods=["GET"])
+    async def raw(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M7: the message exactly as stored, C{Received:} line included.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        raw = await self._store.getRaw(copy)
+        download = f"{copy.id}.eml" if _query(request, b"download") else None
+        return textBody(request, raw, b"text/plain; charset=utf-8", download)
+
+    @app.route("/api/text/<email>/<messageId>", methods=["GET"])
+    async def text(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M11: the plain-text body; for HTML-only mail, a plain rendering of
+        the HTML.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        bodies = await self._store.getBodies(copy)
+        if bodies.text is not None:
+            text = bodies.text
+        elif bodies.html is not None:
+            text = _plainText(bodies.html)
+        else:
+            text = ""
+        download = f"{copy.id}.txt" if _query(request, b"download") else None
+        return textBody(request, text, b"text/plain; charset=utf-8", download)
+
+    @app.route("/api/me", methods=["GET"])
+    async def me(self, request: IRequest) -> bytes:
+        """
+        U1: the account of the key.
+        """
+        viewer = await self._viewer(request)
+        if viewer is None:
+            raise ApiError(401, "An API key is required.")
+        account = await self._store.getAccount(viewer)
+        month = time.strftime("%Y-%m", time.gmtime())
+        ops = await self._store.usage(viewer, month)
+        return jsonBody(
+            request,
+            {
+                "_id": account.name,
+                "email": None,
+                "capturePrivate": account.capturePrivate,
+                "messageLimit": account.messageLimit,
+                "apiAccess": 1,
+                "recents": [],
+                "labels": [],
+                "disableSpam": True,
+                "moAPICount": ops,
+            },
+        )

@@ -1,0 +1,62 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+JSON in and out of Klein routes, and Mailsac's error body.
+
+Klein drops a C{dict} returned by a route and answers an empty 200 (gap K1),
+so every route returns through L{jsonBody}, and every refusal is an
+L{ApiError} turned into C{{"message", "error", "validationErrors"}} by the
+app's error handler.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from twisted.web.iweb import IRequest
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+class ApiError(Exception):
+    """
+    A refusal with its HTTP status and Mailsac's error body.
+    """
+
+    def __init__(self, code: int, message: str, validationErrors: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.validationErrors = validationErrors
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "message": self.message,
+            "error": HTTPStatus(self.code).phrase,
+        }
+        if self.validationErrors is not None:
+            body["validationErrors"] = self.validationErrors
+        return body
+
+
+def jsonBody(request: IRequest, value: Any, code: int = 200) -> bytes:
+    """
+    Answer C{value} as JSON with status C{code}.
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+def textBody(request: IRequest, text: str | bytes, contentType: bytes, download: str | None) -> bytes:
+    """
+    Answer a non-JSON body; C{download} (Mailsac's C{?download=1}) makes it
+    an attachment named C{download}.
+    """
+    request.setHeader(b"content-type", contentType)
+    if download is not None:
+        request.setHeader(
+            b"content-disposition", b'attachment; filename="' + download.encode("ascii") + b'"'
+        )
+    return text if isinstance(text, bytes) else text.encode("utf-8")
