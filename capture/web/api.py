@@ -17,6 +17,7 @@ import time
 from typing import Any
 
 from klein import Klein
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
@@ -32,6 +33,7 @@ _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
 _MESSAGE_NOT_FOUND = "Message not found by id."
+_log = Logger()
 
 
 def _query(request: IRequest, name: bytes) -> str | None:
@@ -79,6 +81,13 @@ class MailsacAPI:
         code = error.code or 500
         return jsonBody(request, ApiError(code, error.description or "").body(), code)
 
+    @app.handle_errors(Exception)
+    def _unexpected(self, request: IRequest, failure: Failure) -> bytes:
+        # Klein tries handlers in the order they were declared: this one,
+        # last, only sees what the others did not take.
+        _log.failure("API request failed", failure)
+        return jsonBody(request, ApiError(500, "Internal server error.").body(), 500)
+
     # Request helpers
 
     async def _viewer(self, request: IRequest) -> str | None:
@@ -87,7 +96,8 @@ class MailsacAPI:
 
         @raise ApiError: 401 for a key that is not a live key.
         """
-        key = request.getHeader(b"mailsac-key") or _query(request, b"_mailsacKey")
+        header = request.getHeader(b"mailsac-key")
+        key = header.decode("latin-1") if header is not None else _query(request, b"_mailsacKey")
         if key is None:
             return None
         account = await self._store.accountForKey(key.strip())

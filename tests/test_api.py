@@ -1,0 +1,257 @@
+"""
+The Mailsac-compatible API on a real server, with a real HTTP client:
+mail sent over SMTP, read over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import sqlite3
+import urllib.error
+import urllib.parse
+import urllib.request
+from typing import Any
+
+import pytest
+
+from capture.ids import newApiKey
+from tests.harness import CaptureServer
+
+_QUEUED = re.compile(rb"OK : queued as ([0-9A-Za-z]+)")
+_FIELDS = {
+    "_id", "from", "to", "cc", "bcc", "subject", "savedBy", "inbox", "originalInbox",
+    "domain", "received", "size", "attachments", "ip", "via", "folder", "labels", "read",
+    "rtls", "links", "spam",
+}
+
+
+def call(server: CaptureServer, method: str, path: str, key: str | None = None,
+         headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    """
+    One HTTP request; returns status, headers (lower-case names) and body.
+    """
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.ports['http']}{path}", method=method,
+        headers={**({"Mailsac-Key": key} if key else {}), **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
+
+
+def callJSON(server: CaptureServer, method: str, path: str, key: str | None = None,
+             **kwargs: Any) -> tuple[int, Any]:
+    status, headers, body = call(server, method, path, key, **kwargs)
+    assert headers["content-type"] == "application/json; charset=utf-8", (status, body)
+    return status, json.loads(body)
+
+
+def send(server: CaptureServer, to: str, message: bytes) -> str:
+    client = server.smtp()
+    client.mail("sender@example.com")
+    client.rcpt(to)
+    code, reply = client.data(message)
+    client.quit()
+    match = _QUEUED.match(reply)
+    assert code == 250 and match
+    return match.group(1).decode()
+
+
+def inbox() -> str:
+    return f"api-{secrets.token_hex(6)}@example.com"
+
+
+def test_listPublicInboxWithoutKey(server: CaptureServer) -> None:
+    """
+    A public inbox lists without a key, newest first, each message with
+    every field of Mailsac's EmailMessage and lists as C{[]}.
+    """
+    address = inbox()
+    first = send(server, address, b"From: Alice <alice@example.net>\r\nSubject: one\r\n\r\n1\r\n")
+    second = send(server, address, b"Subject: two\r\n\r\nsee https://example.com/x\r\n")
+    status, body = callJSON(server, "GET", f"/api/addresses/{address}/messages")
+    assert status == 200
+    assert [m["_id"] for m in body] == [f"{second}-0", f"{first}-0"]
+    assert all(set(m) == _FIELDS for m in body)
+    newest, oldest = body
+    assert newest["links"] == ["https://example.com/x"]
+    assert oldest["from"] == [{"address": "alice@example.net", "name": "Alice"}]
+    assert oldest["subject"] == "one" and oldest["inbox"] == address
+    assert oldest["cc"] == [] and oldest["attachments"] == [] and oldest["savedBy"] is None
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", oldest["received"])
+    status, count = callJSON(server, "GET", f"/api/addresses/{address}/message-count")
+    assert (status, count) == (200, {"count": 2, "inbox": address})
+    status, limited = callJSON(server, "GET", f"/api/addresses/{address}/messages?limit=1")
+    assert [m["_id"] for m in limited] == [f"{second}-0"]
+
+
+@pytest.mark.parametrize(
+    "query, error",
+    [("limit=1001", "limit"), ("limit=-1", "limit"), ("limit=abc", "limit"),
+     ("until=yesterday", "until")],
+)
+def test_badQueryParameters(server: CaptureServer, query: str, error: str) -> None:
+    """
+    C{limit} outside 0..1000 and an C{until} that is no date get 400 with
+    Mailsac's error body and its C{validationErrors}.
+    """
+    status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages?{query}")
+    assert status == 400
+    assert set(body) == {"message", "error", "validationErrors"}
+    assert body["error"] == "Bad Request" and error in body["validationErrors"][0]
+
+
+@pytest.mark.parametrize("address", ["not-an-address", "a@b@c", "\x00@example.com", "a b@example.com"])
+def test_malformedAddress(server: CaptureServer, address: str) -> None:
+    """
+    A malformed address gets 400 with C{validationErrors}.
+    """
+    status, body = callJSON(
+        server, "GET", f"/api/addresses/{urllib.parse.quote(address)}/messages"
+    )
+    assert status == 400 and body["validationErrors"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/addresses/a%2Fb@example.com/messages",
+        "/api/addresses/..%2F..%2Fme/messages",
+        "/api/addresses/../me",
+        "/api/raw/a%2F..%2Fb@example.com/x-0",
+    ],
+)
+def test_pathTricks(server: CaptureServer, path: str) -> None:
+    """
+    Encoded slashes and dot segments in path parameters get 400 or 404
+    JSON, never another route or another inbox.
+    """
+    status, body = callJSON(server, "GET", path)
+    assert status in (400, 404) and "message" in body
+
+
+def test_badKeyRefused(server: CaptureServer) -> None:
+    """
+    A key that is not a live key gets 401 in the header and in the query,
+    even for a public inbox.
+    """
+    path = f"/api/addresses/{inbox()}/messages"
+    assert callJSON(server, "GET", path, key=newApiKey())[0] == 401
+    assert callJSON(server, "GET", path + "?_mailsacKey=" + newApiKey())[0] == 401
+    assert callJSON(server, "GET", path, headers={"mailsac-key": server.key or ""})[0] == 200
+
+
+def test_ownedInboxClosedToOthers(server: CaptureServer) -> None:
+    """
+    An address owned by another account lists 401 without a key and 403
+    with another account's key, with no byte of its mail in the body; its
+    owner reads it.
+    """
+    owner = f"owner{secrets.token_hex(4)}"
+    created = server.cli("account", "create", owner)
+    ownerKey = created.stdout.strip().splitlines()[-1]
+    address = inbox()
+    _reserve(server, owner, address)
+    queueId = send(server, address, b"Subject: secret-subject\r\n\r\nsecret body\r\n")
+    for key, expected in ((None, 401), (server.key, 403)):
+        status, _, body = call(server, "GET", f"/api/addresses/{address}/messages", key)
+        assert status == expected and b"secret" not in body
+        status, _, body = call(
+            server, "GET", f"/api/addresses/{address}/messages/{queueId}-0", key
+        )
+        assert status == expected and b"secret" not in body
+        status, _, body = call(server, "GET", f"/api/raw/{address}/{queueId}-0", key)
+        assert status == expected and b"secret" not in body
+    status, body = callJSON(server, "GET", f"/api/addresses/{address}/messages", ownerKey)
+    assert status == 200 and [m["subject"] for m in body] == ["secret-subject"]
+
+
+def _reserve(server: CaptureServer, account: str, address: str) -> None:
+    """
+    Reserve C{address} for C{account} through the store (the API's own
+    reservation route comes with the rest of issue 3).
+    """
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from twisted.internet import task, defer\n"
+        "from capture.store.sqlite import SQLiteStore\n"
+        "async def main(reactor):\n"
+        "    store = SQLiteStore(sys.argv[1], reactor); store.start()\n"
+        "    await store.reserveAddress(sys.argv[2], sys.argv[3])\n"
+        "    await store.stop()\n"
+        "task.react(lambda r: defer.ensureDeferred(main(r)))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, server.data, account, address],
+                   check=True, timeout=60)
+
+
+def test_readRawTextAndDelete(server: CaptureServer) -> None:
+    """
+    One message's metadata, its raw bytes exactly as stored, its text, and
+    its deletion (200 with Mailsac's body, then 404 everywhere).
+    """
+    address = inbox()
+    message = b"Subject: read me\r\nContent-Type: text/html\r\n\r\n<p>Hello <b>you</b></p>\r\n"
+    queueId = send(server, address, message)
+    messageId = f"{queueId}-0"
+    status, body = callJSON(server, "GET", f"/api/addresses/{address}/messages/{messageId}")
+    assert status == 200 and body["_id"] == messageId and body["subject"] == "read me"
+    status, headers, raw = call(server, "GET", f"/api/raw/{address}/{messageId}")
+    assert status == 200 and raw.startswith(b"Received: ") and raw.endswith(message)
+    with sqlite3.connect(os.path.join(server.data, "capture.sqlite3")) as db:
+        stored = db.execute(
+            "SELECT r.raw FROM message_raw r JOIN messages m ON m.id = r.message "
+            "WHERE m.queue_id = ?", (queueId,)
+        ).fetchone()[0]
+    assert raw == bytes(stored)
+    status, headers, text = call(server, "GET", f"/api/text/{address}/{messageId}?download=1")
+    assert status == 200 and text == b"Hello you\n"
+    assert headers["content-disposition"] == f'attachment; filename="{messageId}.txt"'
+    status, body = callJSON(server, "DELETE", f"/api/addresses/{address}/messages/{messageId}")
+    assert (status, body) == (
+        200, {"message": "Message was deleted.", "_id": messageId, "inbox": address}
+    )
+    for path in (f"/api/addresses/{address}/messages/{messageId}", f"/api/raw/{address}/{messageId}"):
+        status, body = callJSON(server, "GET", path)
+        assert status == 404 and body["message"] == "Message not found by id."
+
+
+@pytest.mark.parametrize("messageId", ["nope", "..", "abc-", "abc-1-2", "%2e%2e", "a%00b-0"])
+def test_unknownMessageIds(server: CaptureServer, messageId: str) -> None:
+    """
+    Ids that name no message, and path tricks in the id, get 404 JSON.
+    """
+    status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages/{messageId}")
+    assert status in (400, 404) and "message" in body
+
+
+def test_messageOfAnotherInboxNotFound(server: CaptureServer) -> None:
+    """
+    A message id asked for under another inbox's path is not found: a path
+    never reaches another inbox's mail.
+    """
+    queueId = send(server, inbox(), b"Subject: elsewhere\r\n\r\nx\r\n")
+    status, _, body = call(server, "GET", f"/api/addresses/{inbox()}/messages/{queueId}-0")
+    assert status == 404 and b"elsewhere" not in body
+
+
+def test_meAndUnknownRoutes(server: CaptureServer) -> None:
+    """
+    C{/api/me} names the key's account (401 without a key); unknown paths
+    get 404 JSON, not an HTML page.
+    """
+    status, body = callJSON(server, "GET", "/api/me", server.key)
+    assert status == 200 and body["_id"] == server.account and body["capturePrivate"] is False
+    assert callJSON(server, "GET", "/api/me")[0] == 401
+    status, body = callJSON(server, "GET", "/api/no-such-route")
+    assert status == 404 and body["error"] == "Not Found"
+    status, body = callJSON(server, "GET", "/livez")
+    assert (status, body) == (200, {"status": "ok"})
