@@ -255,3 +255,100 @@ def test_meAndUnknownRoutes(server: CaptureServer) -> None:
     assert status == 404 and body["error"] == "Not Found"
     status, body = callJSON(server, "GET", "/livez")
     assert (status, body) == (200, {"status": "ok"})
+
+
+def test_starToggles(server: CaptureServer) -> None:
+    """
+    PUT .../star stars a message for the key's account (hiding it from
+    everyone else's listing of the public inbox) and a second PUT unstars
+    it; starring needs a key.
+    """
+    address = inbox()
+    messageId = send(server, address, b"Subject: star me\r\n\r\nx\r\n") + "-0"
+    path = f"/api/addresses/{address}/messages/{messageId}/star"
+    assert callJSON(server, "PUT", path)[0] == 401
+    status, body = callJSON(server, "PUT", path, server.key)
+    assert status == 200 and body["savedBy"] == server.account
+    assert callJSON(server, "GET", f"/api/addresses/{address}/messages")[1] == []
+    status, starred = callJSON(server, "GET", "/api/addresses/starred/messages", server.key)
+    assert messageId in [m["_id"] for m in starred]
+    status, body = callJSON(server, "PUT", path, server.key)
+    assert status == 200 and body["savedBy"] is None
+    assert [m["_id"] for m in callJSON(server, "GET", f"/api/addresses/{address}/messages")[1]] == [
+        messageId
+    ]
+
+
+def test_headersInThreeFormats(server: CaptureServer) -> None:
+    """
+    Headers as C{json} (lower-case names to lists), C{json-ordered} and
+    C{plain}, also under the legacy path and the older C{format} name; an
+    unknown format is 400.
+    """
+    address = inbox()
+    messageId = send(
+        server, address, b"Subject: h\r\nX-Test: one\r\nX-Test: two\r\n\r\nx\r\n"
+    ) + "-0"
+    base = f"/api/addresses/{address}/messages/{messageId}/headers"
+    status, grouped = callJSON(server, "GET", base)
+    assert status == 200 and grouped["x-test"] == ["one", "two"] and grouped["subject"] == ["h"]
+    assert len(grouped["received"]) == 1
+    status, ordered = callJSON(server, "GET", base + "?messageHeadersFormat=json-ordered")
+    assert [h["name"] for h in ordered] == ["received", "subject", "x-test", "x-test"]
+    status, headers, plain = call(server, "GET", f"/api/headers/{address}/{messageId}?format=plain")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert plain.endswith(b"Subject: h\r\nX-Test: one\r\nX-Test: two\r\n")
+    assert callJSON(server, "GET", base + "?messageHeadersFormat=xml")[0] == 400
+
+
+def test_reserveAddressMakesItsMailPrivate(server: CaptureServer) -> None:
+    """
+    Reserving an address (POST) makes its mail, earlier mail included,
+    private: other keys get 403 and nothing of it; the owner lists it,
+    sees the address in /api/addresses and as owned in availability;
+    reserving twice is 400, another account's attempt 401; releasing
+    (DELETE) opens the inbox again.
+    """
+    address = inbox()
+    send(server, address, b"Subject: before reserving\r\n\r\nx\r\n")
+    other = f"other{secrets.token_hex(4)}"
+    otherKey = server.cli("account", "create", other).stdout.strip().splitlines()[-1]
+    status, reserved = callJSON(server, "POST", f"/api/addresses/{address}", otherKey)
+    assert status == 200 and reserved["_id"] == address and reserved["owner"] == other
+    assert callJSON(server, "POST", f"/api/addresses/{address}", otherKey)[0] == 400
+    assert callJSON(server, "POST", f"/api/addresses/{address}", server.key)[0] == 401
+    status, _, body = call(server, "GET", f"/api/addresses/{address}/messages", server.key)
+    assert status == 403 and b"before reserving" not in body
+    status, listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", otherKey)
+    assert [m["subject"] for m in listed] == ["before reserving"]
+    assert address in [a["_id"] for a in callJSON(server, "GET", "/api/addresses", otherKey)[1]]
+    assert callJSON(server, "GET", f"/api/addresses/{address}/availability", otherKey)[1] == {
+        "available": False, "email": address, "owned": True,
+    }
+    assert callJSON(server, "GET", f"/api/addresses/{address}", server.key)[0] == 401
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}", server.key)[0] == 401
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}", otherKey)[0] == 200
+    assert callJSON(server, "GET", f"/api/addresses/{address}/messages")[0] == 200
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}", otherKey)[0] == 400
+
+
+def test_purgeKeepsStarredMail(server: CaptureServer) -> None:
+    """
+    DELETE .../messages purges an owned inbox (204) but keeps starred mail;
+    on a public inbox, or for someone else, it is 401 and deletes nothing.
+    """
+    address = inbox()
+    owner = f"purger{secrets.token_hex(4)}"
+    ownerKey = server.cli("account", "create", owner).stdout.strip().splitlines()[-1]
+    first = send(server, address, b"Subject: keep\r\n\r\nx\r\n") + "-0"
+    send(server, address, b"Subject: go\r\n\r\nx\r\n")
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}/messages", ownerKey)[0] == 401
+    assert callJSON(server, "POST", f"/api/addresses/{address}", ownerKey)[0] == 200
+    assert callJSON(
+        server, "PUT", f"/api/addresses/{address}/messages/{first}/star", ownerKey
+    )[0] == 200
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}/messages", server.key)[0] == 401
+    status, _, body = call(server, "DELETE", f"/api/addresses/{address}/messages", ownerKey)
+    assert (status, body) == (204, b"")
+    listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", ownerKey)[1]
+    assert [m["subject"] for m in listed] == ["keep"]

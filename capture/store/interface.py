@@ -206,6 +206,18 @@ class IStore(Interface):
         @return: Deferred firing with L{None}.
         """
 
+    def purgeInbox(inbox):
+        """
+        Delete every unstarred copy of an inbox (Mailsac's purge keeps
+        starred mail).  @return: Deferred firing with how many went.
+        """
+
+    def listStarred(account, limit=50):
+        """
+        Copies starred by C{account}, newest first, wherever they are.
+        @return: Deferred firing with a list of L{Copy}.
+        """
+
     def setStarred(copy, account):
         """
         Star the copy for C{account}, or unstar it with L{None}.

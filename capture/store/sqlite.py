@@ -851,6 +851,31 @@ class SQLiteStore:
 
         return self._write(op)
 
+    def purgeInbox(self, inbox: str) -> Deferred[int]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            uids = [
+                r[0]
+                for r in conn.execute(
+                    "SELECT uid FROM copies WHERE inbox = ? AND saved_by IS NULL", (inbox,)
+                )
+            ]
+            return _deleteCopies(conn, uids)
+
+        return self._write(op)
+
+    def listStarred(self, account: str, limit: int = 50) -> Deferred[list[Copy]]:
+        def op(conn: sqlite3.Connection) -> list[Copy]:
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.saved_by = ? "
+                "ORDER BY c.uid DESC LIMIT ?",
+                (account, limit),
+            )
+            return [_copyFromRow(r) for r in rows]
+
+        return self._read(op)
+
     def setStarred(self, copy: Copy, account: str | None) -> Deferred[Copy]:
         def op(conn: sqlite3.Connection) -> Copy:
             conn.execute("UPDATE copies SET saved_by = ? WHERE uid = ?", (account, copy.uid))

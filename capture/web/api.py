@@ -25,8 +25,8 @@ from werkzeug.exceptions import HTTPException
 from capture.access import Action, permits, visibility
 from capture.addresses import baseInbox
 from capture.store.interface import IStore
-from capture.store.model import Copy, InboxOwner, NotFound
-from capture.web.messages import messageJSON
+from capture.store.model import Conflict, Copy, InboxOwner, NotFound
+from capture.web.messages import addressJSON, headersJSON, messageJSON
 from capture.web.responses import ApiError, jsonBody, textBody
 
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
@@ -104,6 +104,12 @@ class MailsacAPI:
         if account is None:
             raise ApiError(401, "API key is wrong or was revoked.")
         return str(account)
+
+    async def _requiredViewer(self, request: IRequest) -> str:
+        viewer = await self._viewer(request)
+        if viewer is None:
+            raise ApiError(401, "An API key is required.")
+        return viewer
 
     def _inbox(self, email: str) -> str:
         if not _ADDRESS_RE.fullmatch(email):
@@ -247,14 +253,152 @@ class MailsacAPI:
         download = f"{copy.id}.txt" if _query(request, b"download") else None
         return textBody(request, text, b"text/plain; charset=utf-8", download)
 
+    @app.route("/api/addresses/<email>/messages/<messageId>/star", methods=["PUT"])
+    async def star(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M12: star the message for the key's account, or unstar it if that
+        account starred it already (a toggle, as at Mailsac).
+        """
+        copy, viewer, _ = await self._copy(request, email, messageId, Action.STAR)
+        starredBy = None if copy.savedBy == viewer else viewer
+        updated = await self._store.setStarred(copy, starredBy)
+        return jsonBody(request, messageJSON(updated))
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/headers", methods=["GET"])
+    async def headers(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M8: the headers as C{json} (default), C{json-ordered} or C{plain}
+        (C{messageHeadersFormat}, or the older C{format}).
+        """
+        style = _query(request, b"messageHeadersFormat") or _query(request, b"format") or "json"
+        if style not in ("json", "json-ordered", "plain"):
+            raise ApiError(
+                400, "Invalid messageHeadersFormat.",
+                ["messageHeadersFormat must be json, json-ordered or plain"],
+            )
+        copy, _, _ = await self._copy(request, email, messageId)
+        bodies = await self._store.getBodies(copy)
+        formatted = headersJSON(bodies.headers, style)
+        if style == "plain":
+            download = f"{copy.id}-headers.txt" if _query(request, b"download") else None
+            return textBody(request, formatted, b"text/plain; charset=utf-8", download)
+        return jsonBody(request, formatted)
+
+    @app.route("/api/headers/<email>/<messageId>", methods=["GET"])
+    async def legacyHeaders(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        The older clients' path for M8.
+        """
+        return await self.headers(request, email, messageId)
+
+    @app.route("/api/addresses/<email>/messages", methods=["DELETE"])
+    async def purge(self, request: IRequest, email: str) -> bytes:
+        """
+        M2: delete every unstarred message of an owned inbox (204).
+        """
+        inbox = self._inbox(email)
+        viewer = await self._viewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        if not permits(viewer, Action.PURGE, owner, None, self.publicReadable):
+            raise ApiError(401, "Only the owner of an address or its domain may purge it.")
+        await self._store.purgeInbox(inbox)
+        request.setResponseCode(204)
+        return b""
+
+    @app.route("/api/addresses/starred/messages", methods=["GET"])
+    async def starred(self, request: IRequest) -> bytes:
+        """
+        M4: the messages the key's account starred, wherever they are.
+        """
+        viewer = await self._requiredViewer(request)
+        limit = self._limit(request, default=20, maximum=1000)
+        copies = await self._store.listStarred(viewer, limit)
+        return jsonBody(request, [messageJSON(c) for c in copies])
+
+    @app.route("/api/addresses", methods=["GET"])
+    async def addresses(self, request: IRequest) -> bytes:
+        """
+        D1: the addresses the key's account owns.
+        """
+        viewer = await self._requiredViewer(request)
+        owned = await self._store.listAddresses(viewer)
+        return jsonBody(request, [addressJSON(a) for a in owned])
+
+    @app.route("/api/addresses/<email>/availability", methods=["GET"])
+    async def availability(self, request: IRequest, email: str) -> bytes:
+        """
+        D6: whether an address may be reserved.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._viewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        return jsonBody(
+            request,
+            {
+                "available": owner.account is None,
+                "email": inbox,
+                "owned": owner.account is not None and owner.account == viewer,
+            },
+        )
+
+    @app.route("/api/addresses/<email>", methods=["GET"])
+    async def address(self, request: IRequest, email: str) -> bytes:
+        """
+        D2: an address: the account's own, or one nobody owns (without an
+        C{owner}); another account's is 401.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        owned = {a.address: a for a in await self._store.listAddresses(viewer)}
+        if inbox in owned:
+            return jsonBody(request, addressJSON(owned[inbox]))
+        owner = await self._store.inboxOwner(inbox)
+        if owner.account is not None:
+            raise ApiError(401, "That address belongs to another account.")
+        return jsonBody(request, {"_id": inbox, "info": "", "enablews": False, "forward": None,
+                                  "webhook": None})
+
+    @app.route("/api/addresses/<email>", methods=["POST"])
+    async def reserve(self, request: IRequest, email: str) -> bytes:
+        """
+        D3: reserve an address; its mail, past and future, becomes private
+        to the account.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        if owner.account == viewer:
+            raise ApiError(400, "You own that address already.")
+        if owner.account is not None:
+            raise ApiError(401, "That address belongs to another account.")
+        try:
+            reserved = await self._store.reserveAddress(viewer, inbox)
+        except Conflict:
+            raise ApiError(401, "That address belongs to another account.") from None
+        return jsonBody(request, addressJSON(reserved))
+
+    @app.route("/api/addresses/<email>", methods=["DELETE"])
+    async def release(self, request: IRequest, email: str) -> bytes:
+        """
+        D5: give an owned address up; its future mail is public again.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        if owner.account is not None and owner.account != viewer:
+            raise ApiError(401, "That address belongs to another account.")
+        try:
+            await self._store.releaseAddress(viewer, inbox)
+        except NotFound:
+            raise ApiError(400, "You do not own that address.") from None
+        return jsonBody(request, {"message": "Address released.", "_id": inbox})
+
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
         """
         U1: the account of the key.
         """
-        viewer = await self._viewer(request)
-        if viewer is None:
-            raise ApiError(401, "An API key is required.")
+        viewer = await self._requiredViewer(request)
         account = await self._store.getAccount(viewer)
         month = time.strftime("%Y-%m", time.gmtime())
         ops = await self._store.usage(viewer, month)

@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 from capture.mime import MailAddress
-from capture.store.model import Copy
+from capture.store.model import Copy, OwnedAddress
 
 
 def isoTime(millis: int) -> str:
@@ -53,3 +53,39 @@ def messageJSON(copy: Copy) -> dict[str, Any]:
         "links": list(message.links),
         "spam": 0,
     }
+
+
+def addressJSON(address: OwnedAddress) -> dict[str, Any]:
+    """
+    An owned address as Mailsac's C{EmailAddress} (reference 5.2).
+    """
+    return {
+        "_id": address.address,
+        "owner": address.account,
+        "forward": address.forward,
+        "enablews": address.enablews,
+        "webhook": address.webhook,
+        "webhookSlack": None,
+        "webhookSlackToFrom": None,
+        "catchAll": None,
+        "password": None,
+        "info": address.info,
+        "created": isoTime(address.created),
+        "updated": isoTime(address.updated),
+    }
+
+
+def headersJSON(headers: tuple[tuple[str, str], ...], style: str) -> Any:
+    """
+    A message's headers in one of Mailsac's three formats: C{json} (lower
+    case names, each to a list of values), C{json-ordered} (name/value
+    pairs in order) or C{plain} (the header lines, as text).
+    """
+    if style == "json-ordered":
+        return [{"name": name.lower(), "value": value} for name, value in headers]
+    if style == "plain":
+        return "".join(f"{name}: {value}\r\n" for name, value in headers)
+    grouped: dict[str, list[str]] = {}
+    for name, value in headers:
+        grouped.setdefault(name.lower(), []).append(value)
+    return grouped
