@@ -352,3 +352,17 @@ def test_purgeKeepsStarredMail(server: CaptureServer) -> None:
     assert (status, body) == (204, b"")
     listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", ownerKey)[1]
     assert [m["subject"] for m in listed] == ["keep"]
+
+
+def test_callsWithAKeyAreCountedAsOps(server: CaptureServer) -> None:
+    """
+    Every call made with a key counts one op for its account, shown at
+    once in /api/me's C{moAPICount} (captured messages count too).
+    """
+    first = callJSON(server, "GET", "/api/me", server.key)[1]["moAPICount"]
+    callJSON(server, "GET", f"/api/addresses/{inbox()}/messages", server.key)
+    second = callJSON(server, "GET", "/api/me", server.key)[1]["moAPICount"]
+    assert second == first + 2
+    send(server, inbox(), b"Subject: counted\r\n\r\nx\r\n")
+    third = callJSON(server, "GET", "/api/me", server.key)[1]["moAPICount"]
+    assert third == second + 2

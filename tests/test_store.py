@@ -755,6 +755,19 @@ class PersistenceTests(_StoreCase):
         self.assertGreater(newer.uid, new.uid)
         self.assertEqual(self.store.uidValidity, validity)
 
+    async def test_opsCountedAndWrittenAtStop(self) -> None:
+        """
+        Ops counted in memory show in usage at once and are written by the
+        time the store stops: after a restart they are still there.
+        """
+        await self.store.createAccount("alice")
+        month = time.strftime("%Y-%m", time.gmtime())
+        for _ in range(3):
+            self.store.countOp("alice")
+        self.assertEqual(await self.store.usage("alice", month), 3)
+        await self.restart()
+        self.assertEqual(await self.store.usage("alice", month), 3)
+
     async def _assertRefusedUntouched(self) -> None:
         before = os.listdir(self.directory)
         with open(self.path, "rb") as f:

@@ -230,6 +230,12 @@ class IStore(Interface):
         @return: Deferred firing with the number of ops counted.
         """
 
+    def countOp(account: str) -> None:
+        """
+        Count one op (an API call) for C{account} this month; counts may
+        reach the stored total a moment later, and L{usage} includes them.
+        """
+
     def enforceRetention(retention, now):
         """
         Recycle what the L{Retention} limits no longer allow, a bounded

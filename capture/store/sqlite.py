@@ -63,6 +63,7 @@ DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
 _INLINE_PARSE_LIMIT = 32 * 1024
+_OPS_FLUSH_INTERVAL = 1.0
 _KEY_LENGTH = len(newApiKey())
 # What is kept of a key besides its hash, to name it: "k_" and 6 characters.
 _PREFIX_LENGTH = 8
@@ -377,6 +378,8 @@ class SQLiteStore:
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._touchedAccounts: set[str] = set()
+        self._pendingOps: dict[tuple[str, str], int] = {}
+        self._opsFlush: Any = None
         self._retentionFullScan = True
         self._opened = False
         self.uidValidity = 0
@@ -452,6 +455,10 @@ class SQLiteStore:
         self._pool.stop()
         if self._writer is None:
             return succeed(None)
+        if self._opsFlush is not None and self._opsFlush.active():
+            self._opsFlush.cancel()
+        # Queued before the writer's stop, so the counts are written first.
+        self._flushOps()
         return self._writer.stop()
 
     # Plumbing
@@ -889,13 +896,43 @@ class SQLiteStore:
         return self._write(op)
 
     def usage(self, account: str, month: str) -> Deferred[int]:
+        pending = self._pendingOps.get((account, month), 0)
+
         def op(conn: sqlite3.Connection) -> int:
             row = conn.execute(
                 "SELECT ops FROM usage WHERE account = ? AND month = ?", (account, month)
             ).fetchone()
-            return int(row[0]) if row else 0
+            return (int(row[0]) if row else 0) + pending
 
         return self._read(op)
+
+    def countOp(self, account: str) -> None:
+        """
+        Count one op (an API call) for C{account} this month.  Ops are
+        summed in memory and written once a second, in one write: a write per
+        call would put the writer, and its fsync, on every read.
+        """
+        month = time.strftime("%Y-%m", time.gmtime())
+        self._pendingOps[(account, month)] = self._pendingOps.get((account, month), 0) + 1
+        if self._opsFlush is None:
+            self._opsFlush = self._reactor.callLater(_OPS_FLUSH_INTERVAL, self._flushOps)
+
+    def _flushOps(self) -> Deferred[None]:
+        self._opsFlush = None
+        pending, self._pendingOps = self._pendingOps, {}
+        if not pending or self._writer is None:
+            return succeed(None)
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO usage(account, month, ops) VALUES (?, ?, ?) "
+                "ON CONFLICT(account, month) DO UPDATE SET ops = ops + excluded.ops",
+                [(account, month, n) for (account, month), n in pending.items()],
+            )
+
+        d = self._write(op)
+        d.addErrback(lambda f: _log.failure("Could not record API ops", f))
+        return d
 
     # Retention
 

@@ -103,6 +103,9 @@ class MailsacAPI:
         account = await self._store.accountForKey(key.strip())
         if account is None:
             raise ApiError(401, "API key is wrong or was revoked.")
+        # Every call made with a key is one op of its account (Mailsac's
+        # metering, shown in /api/me as moAPICount).
+        self._store.countOp(str(account))
         return str(account)
 
     async def _requiredViewer(self, request: IRequest) -> str:
