@@ -32,7 +32,7 @@ from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
-from capture.web.api import MailsacAPI
+from capture.web.api import BoundedRequest, MailsacAPI
 
 _log = Logger()
 _MAX_RETENTION_PASSES = 100
@@ -434,7 +434,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
         ).setServiceParent(top)
     if not _isOff(options["http"]):
-        site = Site(MailsacAPI(store).app.resource())
+        site = Site(MailsacAPI(store).app.resource(), requestFactory=BoundedRequest)
         site.noisy = False
         _Listener(
             "HTTP", endpoints.serverFromString(reactor, options["http"]), site

@@ -366,3 +366,41 @@ def test_callsWithAKeyAreCountedAsOps(server: CaptureServer) -> None:
     send(server, inbox(), b"Subject: counted\r\n\r\nx\r\n")
     third = callJSON(server, "GET", "/api/me", server.key)[1]["moAPICount"]
     assert third == second + 2
+
+
+def test_keyInTheJSONBody(server: CaptureServer) -> None:
+    """
+    The third key transport: a C{_mailsacKey} field in a JSON body (here,
+    reserving an address).
+    """
+    address = inbox()
+    body = json.dumps({"_mailsacKey": server.key}).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.ports['http']}/api/addresses/{address}", data=body,
+        method="POST", headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert json.loads(response.read())["owner"] == server.account
+
+
+def test_badBodies(server: CaptureServer) -> None:
+    """
+    A body that is not JSON gets 400; one over 1 MiB gets 413 before it is
+    read whole (the connection is closed); the next client is served.
+    """
+    for data, expected in ((b"not json", 400), (b"{" + b" " * (2 * 1024 * 1024), 413)):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.ports['http']}/api/addresses/{inbox()}", data=data,
+            method="POST", headers={"Content-Type": "application/json"},
+        )
+        try:
+            urllib.request.urlopen(request, timeout=30)
+        except urllib.error.HTTPError as error:
+            assert error.code == expected
+            assert "message" in json.loads(error.read())
+        except (ConnectionError, urllib.error.URLError):
+            # The 413 may arrive while the client is still sending.
+            assert expected == 413
+        else:
+            raise AssertionError("accepted")
+    assert callJSON(server, "GET", "/livez")[0] == 200

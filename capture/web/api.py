@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 import re
 import time
 from typing import Any
@@ -20,6 +21,7 @@ from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, permits, visibility
@@ -39,6 +41,80 @@ _log = Logger()
 def _query(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def jsonRequestBody(request: IRequest) -> Any:
+    """
+    The request's JSON body, or L{None} when it has none.
+
+    @raise ApiError: 400 for a body that is not JSON.
+    """
+    content = request.content
+    if content is None:
+        return None
+    content.seek(0)
+    data = content.read()
+    if not data.strip():
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        raise ApiError(400, "The request body is not JSON.", ["body must be JSON"]) from None
+
+
+def _bodyKey(request: IRequest) -> str | None:
+    """
+    The C{_mailsacKey} field of a JSON body (POST, PUT, PATCH), the third
+    way Mailsac takes a key.
+    """
+    if request.method not in (b"POST", b"PUT", b"PATCH"):
+        return None
+    body = jsonRequestBody(request)
+    if isinstance(body, dict) and isinstance(body.get("_mailsacKey"), str):
+        return str(body["_mailsacKey"])
+    return None
+
+
+class BoundedRequest(Request):
+    """
+    A request whose body may not exceed L{maxBody} octets: a larger one is
+    answered C{413} as soon as its size is known (from Content-Length, or
+    while a chunked body arrives), before it is buffered.
+    """
+
+    maxBody = 1024 * 1024
+    _received = 0
+    _refused = False
+
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(length)
+        if length is not None and length > self.maxBody:
+            self._refuse()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._received += len(data)
+        if self._received > self.maxBody:
+            self._refuse()
+            return
+        super().handleContentChunk(data)
+
+    def _refuse(self) -> None:
+        if self._refused:
+            return
+        self._refused = True
+        body = json.dumps(
+            ApiError(413, f"The request body is over {self.maxBody} octets.").body()
+        ).encode()
+        transport = self.channel.transport
+        assert transport is not None
+        transport.write(
+            b"HTTP/1.1 413 Payload Too Large\r\n"
+            b"Content-Type: application/json; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+        )
+        transport.loseConnection()
 
 
 def _plainText(htmlText: str) -> str:
@@ -98,6 +174,8 @@ class MailsacAPI:
         """
         header = request.getHeader(b"mailsac-key")
         key = header.decode("latin-1") if header is not None else _query(request, b"_mailsacKey")
+        if key is None:
+            key = _bodyKey(request)
         if key is None:
             return None
         account = await self._store.accountForKey(key.strip())
