@@ -540,16 +540,7 @@ class _Parser:
         path: str,
         inMessage: bool,
     ) -> str | None:
-        raw = self.buf[bodyStart:end]
-        encoding = headers.get("content-transfer-encoding")
-        if encoding is None or encoding.strip().lower() in ("7bit", "8bit", "binary"):
-            decoded = raw
-        else:
-            leaf = Message()
-            leaf["Content-Transfer-Encoding"] = _fromSurrogates(str(encoding))
-            leaf.set_payload(raw.decode("ascii", "surrogateescape"))
-            payload = leaf.get_payload(decode=True)
-            decoded = payload if isinstance(payload, bytes) else raw
+        decoded = decodeBody(self.buf[bodyStart:end], headers.get("content-transfer-encoding"))
         filename = _filename(params, dispositionParams)
         isBody = (
             mainType == "text"
@@ -582,6 +573,35 @@ class _Parser:
             )
         )
         return md5
+
+
+def decodeBody(raw: bytes, encoding: str | None) -> bytes:
+    """
+    A part's body with its Content-Transfer-Encoding undone (base64,
+    quoted-printable, uuencode); anything unknown is returned as it is.
+    """
+    if encoding is None or encoding.strip().lower() in ("7bit", "8bit", "binary"):
+        return raw
+    leaf = Message()
+    leaf["Content-Transfer-Encoding"] = _fromSurrogates(str(encoding))
+    leaf.set_payload(raw.decode("ascii", "surrogateescape"))
+    payload = leaf.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else raw
+
+
+def findPart(structure: Part, path: str) -> Part | None:
+    """
+    The part of a message named by an IMAP-style specifier (C{"2"},
+    C{"1.3"}); C{"1"} of a single-part message is the message itself.
+    """
+    if path == "1" and not structure.children:
+        return structure
+    node = structure
+    for number in path.split("."):
+        if not number.isdigit() or not 1 <= int(number) <= len(node.children):
+            return None
+        node = node.children[int(number) - 1]
+    return node
 
 
 def _links(text: str | None, html: str | None) -> tuple[str, ...]:

@@ -404,3 +404,50 @@ def test_badBodies(server: CaptureServer) -> None:
         else:
             raise AssertionError("accepted")
     assert callJSON(server, "GET", "/livez")[0] == 200
+
+
+def test_attachmentsListedAndDownloaded(server: CaptureServer) -> None:
+    """
+    A message's attachments are described (checksum, type, name, size,
+    encoding) and each downloads by md5, content-id or file name as the
+    exact decoded bytes with its content type; an unknown one is 404.
+    """
+    import base64
+    import hashlib
+
+    pdf = os.urandom(3000)
+    png = os.urandom(500)
+    message = (
+        b"Subject: files\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/mixed; boundary="B"\r\n\r\n'
+        b"--B\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n"
+        b'--B\r\nContent-Type: application/pdf; name="report.pdf"\r\n'
+        b'Content-Disposition: attachment; filename="report.pdf"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(pdf).replace(b"\n", b"\r\n")
+        + b"--B\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(png).replace(b"\n", b"\r\n")
+        + b"--B--\r\n"
+    )
+    address = inbox()
+    messageId = send(server, address, message) + "-0"
+    base = f"/api/addresses/{address}/messages/{messageId}/attachments"
+    status, described = callJSON(server, "GET", base)
+    assert status == 200
+    assert described == [
+        {"checksum": hashlib.md5(pdf).hexdigest(), "contentDisposition": "attachment",
+         "contentId": None, "contentType": "application/pdf", "fileName": "report.pdf",
+         "length": 3000, "transferEncoding": "base64"},
+        {"checksum": hashlib.md5(png).hexdigest(), "contentDisposition": "attachment",
+         "contentId": "logo@x", "contentType": "image/png", "fileName": None,
+         "length": 500, "transferEncoding": "base64"},
+    ]
+    for identifier, expected, contentType in (
+        (hashlib.md5(pdf).hexdigest(), pdf, "application/pdf"),
+        ("report.pdf", pdf, "application/pdf"),
+        ("logo@x", png, "image/png"),
+    ):
+        status, headers, body = call(server, "GET", f"{base}/{urllib.parse.quote(identifier)}")
+        assert (status, body, headers["content-type"]) == (200, expected, contentType)
+    assert callJSON(server, "GET", f"{base}/nothing.txt")[0] == 404

@@ -26,6 +26,7 @@ from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, permits, visibility
 from capture.addresses import baseInbox
+from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, InboxOwner, NotFound
 from capture.web.messages import addressJSON, headersJSON, messageJSON
@@ -34,6 +35,7 @@ from capture.web.responses import ApiError, jsonBody, textBody
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
+_SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _log = Logger()
 
@@ -473,6 +475,56 @@ class MailsacAPI:
         except NotFound:
             raise ApiError(400, "You do not own that address.") from None
         return jsonBody(request, {"message": "Address released.", "_id": inbox})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/attachments", methods=["GET"])
+    async def attachments(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        A1: the message's attachments, described.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        structure = Part.fromJSON((await self._store.getBodies(copy)).structure)
+        described = []
+        for attachment in copy.message.attachments:
+            part = findPart(structure, attachment.part)
+            described.append(
+                {
+                    "checksum": attachment.md5,
+                    "contentDisposition": (part.disposition if part else None) or "attachment",
+                    "contentId": (attachment.contentId or "").strip("<>") or None,
+                    "contentType": attachment.contentType,
+                    "fileName": attachment.filename,
+                    "length": attachment.size,
+                    "transferEncoding": (part.encoding if part else None) or "7bit",
+                }
+            )
+        return jsonBody(request, described)
+
+    @app.route(
+        "/api/addresses/<email>/messages/<messageId>/attachments/<identifier>", methods=["GET"]
+    )
+    async def attachment(
+        self, request: IRequest, email: str, messageId: str, identifier: str
+    ) -> bytes:
+        """
+        A2: one attachment's bytes, named by its md5, its content-id or its
+        file name.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        wanted = identifier.strip("<>")
+        for attachment in copy.message.attachments:
+            if wanted in (attachment.md5, (attachment.contentId or "").strip("<>"),
+                          attachment.filename):
+                break
+        else:
+            raise ApiError(404, "Attachment not found.")
+        structure = Part.fromJSON((await self._store.getBodies(copy)).structure)
+        part = findPart(structure, attachment.part)
+        if part is None:
+            raise ApiError(404, "Attachment not found.")
+        raw = await self._store.getRaw(copy)
+        data = decodeBody(raw[part.bodyStart : part.end], part.encoding)
+        name = _SAFE_FILENAME_RE.sub("_", attachment.filename or attachment.md5)
+        return textBody(request, data, attachment.contentType.encode("ascii", "replace"), name)
 
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
