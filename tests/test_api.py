@@ -451,3 +451,45 @@ def test_attachmentsListedAndDownloaded(server: CaptureServer) -> None:
         status, headers, body = call(server, "GET", f"{base}/{urllib.parse.quote(identifier)}")
         assert (status, body, headers["content-type"]) == (200, expected, contentType)
     assert callJSON(server, "GET", f"{base}/nothing.txt")[0] == 404
+
+
+def test_bodySanitizedAndDirtyInlined(server: CaptureServer) -> None:
+    """
+    /api/body strips scripts, event handlers, images, styles
+    and links (keeping their text), so nothing remote loads and nothing
+    runs; /api/dirty keeps the HTML as sent with the cid: image inlined
+    as a data: URI; a text-only message gets a simple HTML rendering.
+    """
+    import base64
+
+    png = os.urandom(64)
+    hostile = (
+        '<p onclick="steal()">Hi <b>there</b><script>alert(1)</script>'
+        '<img src="https://tracker.example/p.gif" onerror="x()">'
+        '<a href="javascript:evil()">click</a> <a href="https://example.com/r">reset</a>'
+        '<span style="background:url(https://tracker.example/c)">s</span>'
+        '<img src="cid:logo@x"></p>'
+    )
+    message = (
+        b"Subject: hostile\r\nMIME-Version: 1.0\r\n"
+        b'Content-Type: multipart/related; boundary="R"\r\n\r\n'
+        b"--R\r\nContent-Type: text/html; charset=utf-8\r\n\r\n" + hostile.encode() + b"\r\n"
+        b"--R\r\nContent-Type: image/png\r\nContent-ID: <logo@x>\r\n"
+        b"Content-Transfer-Encoding: base64\r\n\r\n"
+        + base64.encodebytes(png).replace(b"\n", b"\r\n") + b"--R--\r\n"
+    )
+    address = inbox()
+    messageId = send(server, address, message) + "-0"
+    status, headers, body = call(server, "GET", f"/api/body/{address}/{messageId}")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    for banned in (b"<script", b"alert", b"onclick", b"onerror", b"<img", b"<a ", b"href",
+                   b"javascript:", b"tracker.example", b"style="):
+        assert banned not in body, banned
+    assert b"<b>there</b>" in body and b"reset" in body and b"click" in body
+    status, _, dirty = call(server, "GET", f"/api/dirty/{address}/{messageId}")
+    assert status == 200
+    assert b'src="data:image/png;base64,' + base64.b64encode(png) + b'"' in dirty
+    assert b"<script>alert(1)</script>" in dirty
+    textOnly = send(server, address, b"Subject: plain\r\n\r\na < b & c\r\n") + "-0"
+    status, _, simple = call(server, "GET", f"/api/body/{address}/{textOnly}")
+    assert status == 200 and b"a &lt; b &amp; c" in simple

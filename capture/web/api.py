@@ -10,6 +10,7 @@ L{capture.access} decide, as every other protocol does.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import html
 import json
@@ -17,6 +18,7 @@ import re
 import time
 from typing import Any
 
+import nh3
 from klein import Klein
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -36,6 +38,8 @@ _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
 _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
+# What /api/body keeps: formatting, never links, images or image maps.
+_SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _log = Logger()
 
@@ -475,6 +479,58 @@ class MailsacAPI:
         except NotFound:
             raise ApiError(400, "You do not own that address.") from None
         return jsonBody(request, {"message": "Address released.", "_id": inbox})
+
+    async def _html(self, copy: Copy) -> tuple[str, Any]:
+        """
+        The message's HTML, or a simple HTML rendering of its text when it
+        has none (as Mailsac makes one), and its bodies.
+        """
+        bodies = await self._store.getBodies(copy)
+        if bodies.html is not None:
+            return bodies.html, bodies
+        text = html.escape(bodies.text or "")
+        return f"<html><body><pre>{text}</pre></body></html>", bodies
+
+    @app.route("/api/body/<email>/<messageId>", methods=["GET"])
+    async def body(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M9: the HTML body, sanitized by nh3: no scripts, no event handlers,
+        no styles, and, as at Mailsac, no images and no links (their text
+        stays), so nothing remote is ever loaded.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        original, _ = await self._html(copy)
+        cleaned = nh3.clean(original, tags=_SAFE_TAGS, link_rel=None)
+        download = f"{copy.id}.html" if _query(request, b"download") else None
+        return textBody(request, cleaned, b"text/html; charset=utf-8", download)
+
+    @app.route("/api/dirty/<email>/<messageId>", methods=["GET"])
+    async def dirty(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        M10: the HTML body as sent, with C{cid:} images inlined as C{data:}
+        URIs so that it shows whole on its own.
+        """
+        copy, _, _ = await self._copy(request, email, messageId)
+        original, bodies = await self._html(copy)
+        inline = [a for a in copy.message.attachments if a.contentId]
+        if inline and "cid:" in original:
+            structure = Part.fromJSON(bodies.structure)
+            raw = await self._store.getRaw(copy)
+            for attachment in inline:
+                part = findPart(structure, attachment.part)
+                if part is None:
+                    continue
+                data = decodeBody(raw[part.bodyStart : part.end], part.encoding)
+                uri = f"data:{attachment.contentType};base64,{base64.b64encode(data).decode()}"
+                cid = (attachment.contentId or "").strip("<>")
+                original = re.sub(
+                    r"cid:" + re.escape(cid) + r"(?=[\"')\s>])",
+                    lambda match, uri=uri: uri,  # type: ignore[misc]
+                    original,
+                    flags=re.IGNORECASE,
+                )
+        download = f"{copy.id}.html" if _query(request, b"download") else None
+        return textBody(request, original, b"text/html; charset=utf-8", download)
 
     @app.route("/api/addresses/<email>/messages/<messageId>/attachments", methods=["GET"])
     async def attachments(self, request: IRequest, email: str, messageId: str) -> bytes:
