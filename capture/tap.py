@@ -204,6 +204,8 @@ class Options(usage.Options):
         ["allow-insecure-auth", None, "Allow AUTH before TLS."],
         ["allow-anonymous", None, "Accept mail without AUTH; it belongs to no account and "
          "is public."],
+        ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
+         "(by default anyone may read them, as at Mailsac)."],
     ]
 
     def __init__(self) -> None:
@@ -434,7 +436,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
         ).setServiceParent(top)
     if not _isOff(options["http"]):
-        site = Site(MailsacAPI(store).app.resource(), requestFactory=BoundedRequest)
+        api = MailsacAPI(store, publicReadable=not options["require-key"])
+        site = Site(api.app.resource(), requestFactory=BoundedRequest)
         site.noisy = False
         _Listener(
             "HTTP", endpoints.serverFromString(reactor, options["http"]), site

@@ -493,3 +493,19 @@ def test_bodySanitizedAndDirtyInlined(server: CaptureServer) -> None:
     textOnly = send(server, address, b"Subject: plain\r\n\r\na < b & c\r\n") + "-0"
     status, _, simple = call(server, "GET", f"/api/body/{address}/{textOnly}")
     assert status == 200 and b"a &lt; b &amp; c" in simple
+
+
+@pytest.mark.serverOptions("--require-key")
+def test_requireKeyClosesPublicInboxes(freshServer: CaptureServer) -> None:
+    """
+    With C{--require-key}, a public inbox is 401 without a key (and shows
+    nothing of its mail) but readable with any account's key.
+    """
+    address = inbox()
+    send(freshServer, address, b"Subject: keyed only\r\n\r\nx\r\n")
+    status, _, body = call(freshServer, "GET", f"/api/addresses/{address}/messages")
+    assert status == 401 and b"keyed only" not in body
+    status, listed = callJSON(
+        freshServer, "GET", f"/api/addresses/{address}/messages", freshServer.key
+    )
+    assert status == 200 and [m["subject"] for m in listed] == ["keyed only"]

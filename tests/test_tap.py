@@ -48,7 +48,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "max-store-size": ("1GiB", 1024**3),
     "admin-account": ("root", "root"),
 }
-_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous"]
+_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key"]
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +116,7 @@ def test_defaults() -> None:
         "max-store-size": 0,
         "admin-account": "admin",
     }
-    assert [options[flag] for flag in _FLAGS] == [0, 0, 0]
+    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0]
 
 
 def test_tableCoversEveryOption() -> None:
@@ -164,7 +164,7 @@ def test_flagOnFromEnvironment(monkeypatch: pytest.MonkeyPatch, flag: str, value
     monkeypatch.setenv("CAPTURE_" + flag.upper().replace("-", "_"), value)
     options = _parse()
     assert options[flag] == 1
-    assert [options[f] for f in _FLAGS if f != flag] == [0, 0]
+    assert [options[f] for f in _FLAGS if f != flag] == [0] * (len(_FLAGS) - 1)
 
 
 @pytest.mark.parametrize("value", ["0", "false", "no", "off", "", "OFF"])
