@@ -509,3 +509,31 @@ def test_requireKeyClosesPublicInboxes(freshServer: CaptureServer) -> None:
         freshServer, "GET", f"/api/addresses/{address}/messages", freshServer.key
     )
     assert status == 200 and [m["subject"] for m in listed] == ["keyed only"]
+
+
+def test_labelsFolderAndRead(server: CaptureServer) -> None:
+    """
+    Labels are added and removed (each a no-op when already so), the
+    folder moves among Mailsac's folders, read is set and cleared; bad
+    values are 400 and all of it needs a key.
+    """
+    address = inbox()
+    messageId = send(server, address, b"Subject: organise\r\n\r\nx\r\n") + "-0"
+    base = f"/api/addresses/{address}/messages/{messageId}"
+    key = server.key
+    assert callJSON(server, "PUT", f"{base}/labels/work")[0] == 401
+    assert callJSON(server, "PUT", f"{base}/labels/work", key)[1] == {
+        "_id": messageId, "labels": ["work"]}
+    assert callJSON(server, "PUT", f"{base}/labels/work", key)[1]["labels"] == ["work"]
+    assert callJSON(server, "PUT", f"{base}/labels/big%20deal", key)[1]["labels"] == [
+        "work", "big deal"]
+    assert callJSON(server, "DELETE", f"{base}/labels/work", key)[1]["labels"] == ["big deal"]
+    assert callJSON(server, "DELETE", f"{base}/labels/absent", key)[1]["labels"] == ["big deal"]
+    assert callJSON(server, "PUT", f"{base}/folder/trash", key)[1] == {
+        "_id": messageId, "folder": "trash"}
+    assert callJSON(server, "PUT", f"{base}/folder/nowhere", key)[0] == 400
+    assert callJSON(server, "PUT", f"{base}/read/true", key)[1] == {"_id": messageId, "read": True}
+    assert callJSON(server, "PUT", f"{base}/read/maybe", key)[0] == 400
+    message = callJSON(server, "GET", base, key)[1]
+    assert (message["labels"], message["folder"], message["read"]) == (["big deal"], "trash", True)
+    assert callJSON(server, "PUT", f"{base}/read/false", key)[1]["read"] is False

@@ -206,6 +206,12 @@ class IStore(Interface):
         @return: Deferred firing with L{None}.
         """
 
+    def setCopyState(copy, read=None, labels=None, folder=None):
+        """
+        Change a copy's read flag, labels or folder; L{None} leaves each as
+        it is.  @return: Deferred firing with the updated L{Copy}.
+        """
+
     def purgeInbox(inbox):
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps

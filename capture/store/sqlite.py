@@ -858,6 +858,32 @@ class SQLiteStore:
 
         return self._write(op)
 
+    def setCopyState(
+        self,
+        copy: Copy,
+        read: bool | None = None,
+        labels: tuple[str, ...] | None = None,
+        folder: str | None = None,
+    ) -> Deferred[Copy]:
+        def op(conn: sqlite3.Connection) -> Copy:
+            if read is not None:
+                conn.execute("UPDATE copies SET read = ? WHERE uid = ?", (int(read), copy.uid))
+            if labels is not None:
+                conn.execute(
+                    "UPDATE copies SET labels_json = ? WHERE uid = ?",
+                    (_toJSON(list(labels)), copy.uid),
+                )
+            if folder is not None:
+                conn.execute("UPDATE copies SET folder = ? WHERE uid = ?", (folder, copy.uid))
+            row = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.uid = ?", (copy.uid,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {copy.id!r}")
+            return _copyFromRow(row)
+
+        return self._write(op)
+
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 

@@ -37,6 +37,9 @@ from capture.web.responses import ApiError, jsonBody, textBody
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
+_FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
+_MAX_LABEL = 64
+_MAX_LABELS = 20
 _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
@@ -350,6 +353,48 @@ class MailsacAPI:
         starredBy = None if copy.savedBy == viewer else viewer
         updated = await self._store.setStarred(copy, starredBy)
         return jsonBody(request, messageJSON(updated))
+
+    @app.route(
+        "/api/addresses/<email>/messages/<messageId>/labels/<label>", methods=["PUT", "DELETE"]
+    )
+    async def label(self, request: IRequest, email: str, messageId: str, label: str) -> bytes:
+        """
+        M13/M14: add (PUT) or remove (DELETE) a label; either is a no-op
+        when already so.
+        """
+        label = label.strip()
+        if not label or len(label) > _MAX_LABEL:
+            raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
+        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        labels = [x for x in copy.labels if x != label]
+        if request.method == b"PUT":
+            if len(labels) >= _MAX_LABELS:
+                raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
+            labels.append(label)
+        updated = await self._store.setCopyState(copy, labels=tuple(labels))
+        return jsonBody(request, {"_id": updated.id, "labels": list(updated.labels)})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/folder/<folder>", methods=["PUT"])
+    async def folder(self, request: IRequest, email: str, messageId: str, folder: str) -> bytes:
+        """
+        M15: move the message to one of Mailsac's folders.
+        """
+        if folder not in _FOLDERS:
+            raise ApiError(400, "Invalid folder.", [f"folder is one of {', '.join(_FOLDERS)}"])
+        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        updated = await self._store.setCopyState(copy, folder=folder)
+        return jsonBody(request, {"_id": updated.id, "folder": updated.folder})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/read/<state>", methods=["PUT"])
+    async def read(self, request: IRequest, email: str, messageId: str, state: str) -> bytes:
+        """
+        M16: mark the message read (C{true}) or unread (C{false}).
+        """
+        if state not in ("true", "false"):
+            raise ApiError(400, "Invalid read state.", ["read is true or false"])
+        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        updated = await self._store.setCopyState(copy, read=state == "true")
+        return jsonBody(request, {"_id": updated.id, "read": updated.read})
 
     @app.route("/api/addresses/<email>/messages/<messageId>/headers", methods=["GET"])
     async def headers(self, request: IRequest, email: str, messageId: str) -> bytes:
