@@ -537,3 +537,31 @@ def test_labelsFolderAndRead(server: CaptureServer) -> None:
     message = callJSON(server, "GET", base, key)[1]
     assert (message["labels"], message["folder"], message["read"]) == (["big deal"], "trash", True)
     assert callJSON(server, "PUT", f"{base}/read/false", key)[1]["read"] is False
+
+
+def test_unifiedInbox(server: CaptureServer) -> None:
+    """
+    /api/inbox lists the account's mail across its owned addresses and its
+    starred mail, newest first, with the unread count, C{limit} and
+    C{skip}; others' public mail is not in it; it needs a key.
+    """
+    name = f"unified{secrets.token_hex(4)}"
+    key = server.cli("account", "create", name).stdout.strip().splitlines()[-1]
+    owned = inbox()
+    assert callJSON(server, "POST", f"/api/addresses/{owned}", key)[0] == 200
+    first = send(server, owned, b"Subject: owned one\r\n\r\nx\r\n") + "-0"
+    public = inbox()
+    starred = send(server, public, b"Subject: starred public\r\n\r\nx\r\n") + "-0"
+    send(server, public, b"Subject: not mine\r\n\r\nx\r\n")
+    assert callJSON(
+        server, "PUT", f"/api/addresses/{public}/messages/{starred}/star", key
+    )[0] == 200
+    callJSON(server, "PUT", f"/api/addresses/{owned}/messages/{first}/read/true", key)
+    status, body = callJSON(server, "GET", "/api/inbox", key)
+    assert status == 200
+    assert [m["_id"] for m in body["messages"]] == [starred, first]
+    assert (body["unread"], body["limit"], body["skip"]) == (1, 20, 0)
+    paged = callJSON(server, "GET", "/api/inbox?limit=1&skip=1", key)[1]
+    assert [m["_id"] for m in paged["messages"]] == [first]
+    assert callJSON(server, "GET", "/api/inbox")[0] == 401
+    assert callJSON(server, "GET", "/api/inbox?since=soon", key)[0] == 400

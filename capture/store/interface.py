@@ -212,6 +212,16 @@ class IStore(Interface):
         it is.  @return: Deferred firing with the updated L{Copy}.
         """
 
+    def listAccountInbox(account, limit=20, skip=0, since=None):
+        """
+        The account's unified inbox: copies in the inboxes it owns and the
+        copies it starred, newest first.
+
+        @param since: Only copies received at or after this time (ms).
+        @return: Deferred firing with C{(copies, unread)}, C{unread} counting
+            the whole inbox.
+        """
+
     def purgeInbox(inbox):
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps

@@ -884,6 +884,30 @@ class SQLiteStore:
 
         return self._write(op)
 
+    def listAccountInbox(
+        self, account: str, limit: int = 20, skip: int = 0, since: int | None = None
+    ) -> Deferred[tuple[list[Copy], int]]:
+        def op(conn: sqlite3.Connection) -> tuple[list[Copy], int]:
+            mine = f"({_OWNED_BY} OR c.saved_by = :a)"
+            params: dict[str, Any] = {"a": account, "limit": limit, "skip": skip}
+            sinceClause = ""
+            if since is not None:
+                sinceClause = " AND c.received >= :since"
+                params["since"] = since
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE {mine}{sinceClause} "
+                "ORDER BY c.uid DESC LIMIT :limit OFFSET :skip",
+                params,
+            )
+            copies = [_copyFromRow(r) for r in rows]
+            unread = conn.execute(
+                f"SELECT count(*) FROM copies c WHERE {mine} AND (c.read IS NULL OR c.read = 0)",
+                {"a": account},
+            ).fetchone()[0]
+            return copies, int(unread)
+
+        return self._read(op)
+
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
@@ -1219,6 +1243,12 @@ def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
     return len(uids)
 
 
+# Copies in the inboxes account :a owns (reserved addresses, private domains).
+_OWNED_BY = """
+    (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
+     OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
+"""
+
 _PUBLIC_COPY = """
     c.saved_by IS NULL
     AND NOT EXISTS (SELECT 1 FROM addresses a WHERE a.address = c.inbox)
@@ -1314,10 +1344,7 @@ def _enforceMessageLimit(
     limit = row[0] if row and row[0] is not None else default
     if not limit:
         return 0, False
-    owned = """
-        (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
-         OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
-    """
+    owned = _OWNED_BY
     stored = conn.execute(
         f"SELECT count(*) FROM copies c WHERE {owned} OR c.saved_by = :a", {"a": account}
     ).fetchone()[0]

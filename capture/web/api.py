@@ -216,12 +216,16 @@ class MailsacAPI:
             )
         return int(text)
 
-    def _until(self, request: IRequest) -> int | None:
-        text = _query(request, b"until")
+    def _date(self, request: IRequest, name: bytes) -> int | None:
+        """
+        The ISO 8601 date in query parameter C{name}, in milliseconds.
+        """
+        text = _query(request, name)
         if text is None:
             return None
         if not _ISO_RE.fullmatch(text):
-            raise ApiError(400, "Invalid until.", ["until must be an ISO 8601 date"])
+            label = name.decode()
+            raise ApiError(400, f"Invalid {label}.", [f"{label} must be an ISO 8601 date"])
         when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
         if when.tzinfo is None:
             when = when.replace(tzinfo=datetime.UTC)
@@ -274,7 +278,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         limit = self._limit(request, default=20, maximum=1000)
-        until = self._until(request)
+        until = self._date(request, b"until")
         viewer = await self._viewer(request)
         owner = await self._store.inboxOwner(inbox)
         visible = visibility(viewer, owner, self.publicReadable)
@@ -626,6 +630,27 @@ class MailsacAPI:
         data = decodeBody(raw[part.bodyStart : part.end], part.encoding)
         name = _SAFE_FILENAME_RE.sub("_", attachment.filename or attachment.md5)
         return textBody(request, data, attachment.contentType.encode("ascii", "replace"), name)
+
+    @app.route("/api/inbox", methods=["GET"])
+    async def unifiedInbox(self, request: IRequest) -> bytes:
+        """
+        M17: every message of the account, across its owned addresses and
+        domains and its starred mail (C{limit}, C{skip}, C{since}).
+        """
+        viewer = await self._requiredViewer(request)
+        limit = self._limit(request, default=20, maximum=1000)
+        skipText = _query(request, b"skip") or "0"
+        if not skipText.isdigit():
+            raise ApiError(400, "Invalid skip.", ["skip must be a whole number"])
+        since = self._date(request, b"since")
+        copies, unread = await self._store.listAccountInbox(
+            viewer, limit=limit, skip=int(skipText), since=since
+        )
+        return jsonBody(
+            request,
+            {"messages": [messageJSON(c) for c in copies], "unread": unread, "limit": limit,
+             "skip": int(skipText)},
+        )
 
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
