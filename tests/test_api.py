@@ -565,3 +565,34 @@ def test_unifiedInbox(server: CaptureServer) -> None:
     assert [m["_id"] for m in paged["messages"]] == [first]
     assert callJSON(server, "GET", "/api/inbox")[0] == 401
     assert callJSON(server, "GET", "/api/inbox?since=soon", key)[0] == 400
+
+
+def test_inboxFilterAndSearch(server: CaptureServer) -> None:
+    """
+    /api/inbox-filter ANDs its conditions over the account's mail and
+    needs at least one (400); /api/inbox-search ORs one query over
+    subject, sender and recipients; neither sees other accounts' mail, and
+    LIKE wildcards in a query match only themselves.
+    """
+    name = f"finder{secrets.token_hex(4)}"
+    key = server.cli("account", "create", name).stdout.strip().splitlines()[-1]
+    owned = inbox()
+    assert callJSON(server, "POST", f"/api/addresses/{owned}", key)[0] == 200
+    invoice = send(server, owned, b"From: billing@shop.example\r\nSubject: Invoice 42\r\n\r\nx\r\n")
+    reset = send(server, owned, b"From: auth@site.example\r\nSubject: Reset 100%\r\n\r\nx\r\n")
+    send(server, inbox(), b"From: billing@shop.example\r\nSubject: Invoice 43\r\n\r\nx\r\n")
+    status, body = callJSON(server, "GET", "/api/inbox-filter?andSubjectIncludes=invoice", key)
+    assert status == 200 and [m["_id"] for m in body["messages"]] == [invoice + "-0"]
+    body = callJSON(
+        server, "GET", "/api/inbox-filter?andFrom=billing&andSubjectIncludes=reset", key
+    )[1]
+    assert body["messages"] == []
+    assert callJSON(server, "GET", "/api/inbox-filter", key)[0] == 400
+    status, body = callJSON(server, "GET", "/api/inbox-search?query=site.example", key)
+    assert status == 200 and [m["_id"] for m in body["messages"]] == [reset + "-0"]
+    assert body["query"] == "site.example"
+    body = callJSON(server, "GET", "/api/inbox-search?query=" + urllib.parse.quote("100%"), key)[1]
+    assert [m["_id"] for m in body["messages"]] == [reset + "-0"]
+    body = callJSON(server, "GET", "/api/inbox-search?query=" + urllib.parse.quote("%"), key)[1]
+    assert [m["_id"] for m in body["messages"]] == [reset + "-0"]
+    assert callJSON(server, "GET", "/api/inbox-search?query=", key)[0] == 400

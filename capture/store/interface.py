@@ -222,6 +222,15 @@ class IStore(Interface):
             the whole inbox.
         """
 
+    def searchAccount(account, subject=None, sender=None, recipient=None, read=None,
+                      anyOf=None, limit=100):
+        """
+        Search the account's unified inbox: every condition given must hold
+        (C{subject}, C{sender}, C{recipient}: substrings, case-insensitive;
+        C{read}), and C{anyOf} matches subject, sender or recipients.
+        @return: Deferred firing with a list of L{Copy}, newest first.
+        """
+
     def purgeInbox(inbox):
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps

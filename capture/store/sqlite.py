@@ -908,6 +908,48 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def searchAccount(
+        self,
+        account: str,
+        subject: str | None = None,
+        sender: str | None = None,
+        recipient: str | None = None,
+        read: bool | None = None,
+        anyOf: str | None = None,
+        limit: int = 100,
+    ) -> Deferred[list[Copy]]:
+        def op(conn: sqlite3.Connection) -> list[Copy]:
+            clauses = [f"({_OWNED_BY} OR c.saved_by = :a)"]
+            params: dict[str, Any] = {"a": account, "limit": limit}
+            if subject is not None:
+                clauses.append("m.subject LIKE :subject ESCAPE '\\'")
+                params["subject"] = _like(subject)
+            if sender is not None:
+                clauses.append("m.from_json LIKE :sender ESCAPE '\\'")
+                params["sender"] = _like(sender)
+            if recipient is not None:
+                clauses.append(
+                    "(m.to_json LIKE :recipient ESCAPE '\\' OR c.inbox LIKE :recipient ESCAPE '\\')"
+                )
+                params["recipient"] = _like(recipient)
+            if read is not None:
+                clauses.append("coalesce(c.read, 0) = :read")
+                params["read"] = int(read)
+            if anyOf is not None:
+                clauses.append(
+                    "(m.subject LIKE :any ESCAPE '\\' OR m.from_json LIKE :any ESCAPE '\\' "
+                    "OR m.to_json LIKE :any ESCAPE '\\')"
+                )
+                params["any"] = _like(anyOf)
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE {' AND '.join(clauses)} "
+                "ORDER BY c.uid DESC LIMIT :limit",
+                params,
+            )
+            return [_copyFromRow(r) for r in rows]
+
+        return self._read(op)
+
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
@@ -1241,6 +1283,14 @@ def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
         conn.execute(f"DELETE FROM copies WHERE uid IN ({marks})", chunk)
     _dropOrphans(conn, messages)
     return len(uids)
+
+
+def _like(text: str) -> str:
+    """
+    A LIKE pattern matching C{text} anywhere, its own wildcards escaped.
+    """
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
 
 # Copies in the inboxes account :a owns (reserved addresses, private domains).

@@ -652,6 +652,44 @@ class MailsacAPI:
              "skip": int(skipText)},
         )
 
+    @app.route("/api/inbox-filter", methods=["GET"])
+    async def inboxFilter(self, request: IRequest) -> bytes:
+        """
+        M18: the account's messages matching every condition given
+        (C{andSubjectIncludes}, C{andFrom}, C{andTo}, C{andRead}); at
+        least one is required; at most 100 results.
+        """
+        viewer = await self._requiredViewer(request)
+        subject = _query(request, b"andSubjectIncludes")
+        sender = _query(request, b"andFrom")
+        recipient = _query(request, b"andTo")
+        readText = _query(request, b"andRead")
+        if readText not in (None, "true", "false"):
+            raise ApiError(400, "Invalid andRead.", ["andRead is true or false"])
+        if subject is None and sender is None and recipient is None and readText is None:
+            raise ApiError(
+                400, "Give at least one condition.",
+                ["one of andSubjectIncludes, andFrom, andTo, andRead is required"],
+            )
+        copies = await self._store.searchAccount(
+            viewer, subject=subject, sender=sender, recipient=recipient,
+            read=None if readText is None else readText == "true", limit=100,
+        )
+        return jsonBody(request, {"messages": [messageJSON(c) for c in copies]})
+
+    @app.route("/api/inbox-search", methods=["GET"])
+    async def inboxSearch(self, request: IRequest) -> bytes:
+        """
+        M19: the account's messages whose subject, sender or recipients
+        contain C{query}; at most 100 results.
+        """
+        viewer = await self._requiredViewer(request)
+        query = (_query(request, b"query") or "").strip()
+        if not query:
+            raise ApiError(400, "Give a query.", ["query is required"])
+        copies = await self._store.searchAccount(viewer, anyOf=query, limit=100)
+        return jsonBody(request, {"query": query, "messages": [messageJSON(c) for c in copies]})
+
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
         """
