@@ -875,12 +875,7 @@ class SQLiteStore:
                 )
             if folder is not None:
                 conn.execute("UPDATE copies SET folder = ? WHERE uid = ?", (folder, copy.uid))
-            row = conn.execute(
-                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.uid = ?", (copy.uid,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no message {copy.id!r}")
-            return _copyFromRow(row)
+            return _reread(conn, copy)
 
         return self._write(op)
 
@@ -978,12 +973,7 @@ class SQLiteStore:
     def setStarred(self, copy: Copy, account: str | None) -> Deferred[Copy]:
         def op(conn: sqlite3.Connection) -> Copy:
             conn.execute("UPDATE copies SET saved_by = ? WHERE uid = ?", (account, copy.uid))
-            row = conn.execute(
-                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.uid = ?", (copy.uid,)
-            ).fetchone()
-            if row is None:
-                raise NotFound(f"no message {copy.id!r}")
-            return _copyFromRow(row)
+            return _reread(conn, copy)
 
         return self._write(op)
 
@@ -1056,6 +1046,16 @@ class SQLiteStore:
             return reason
 
         return self._write(op).addCallbacks(done, failed)
+
+
+def _reread(conn: sqlite3.Connection, copy: Copy) -> Copy:
+    """
+    A copy as it is stored now, after a change.
+    """
+    row = conn.execute(f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.uid = ?", (copy.uid,)).fetchone()
+    if row is None:
+        raise NotFound(f"no message {copy.id!r}")
+    return _copyFromRow(row)
 
 
 def _insertKey(conn: sqlite3.Connection, account: str, key: str, label: str, now: int) -> None:
