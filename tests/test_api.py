@@ -596,3 +596,41 @@ def test_inboxFilterAndSearch(server: CaptureServer) -> None:
     body = callJSON(server, "GET", "/api/inbox-search?query=" + urllib.parse.quote("%"), key)[1]
     assert [m["_id"] for m in body["messages"]] == [reset + "-0"]
     assert callJSON(server, "GET", "/api/inbox-search?query=", key)[0] == 400
+
+
+def test_updateAddressSettings(server: CaptureServer) -> None:
+    """
+    PUT /api/addresses/{email} (and the legacy private-address-forwarding
+    path) changes an owned address's info, webhook and websocket switch;
+    bad values are 400 with validationErrors; another account gets 401.
+    """
+    address = inbox()
+    assert callJSON(server, "POST", f"/api/addresses/{address}", server.key)[0] == 200
+
+    def put(path: str, body: Any, key: str | None) -> tuple[int, Any]:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.ports['http']}{path}", data=json.dumps(body).encode(),
+            method="PUT", headers={"Content-Type": "application/json",
+                                   **({"Mailsac-Key": key} if key else {})},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read())
+
+    status, body = put(f"/api/addresses/{address}",
+                       {"info": "signup tests", "enablews": True}, server.key)
+    assert status == 200 and (body["info"], body["enablews"]) == ("signup tests", True)
+    status, body = put(f"/api/private-address-forwarding/{address}",
+                       {"webhook": "https://hooks.example/capture"}, server.key)
+    assert status == 200 and body["webhook"] == "https://hooks.example/capture"
+    assert body["info"] == "signup tests"
+    status, body = put(f"/api/addresses/{address}",
+                       {"webhook": "ftp://x", "enablews": "yes"}, server.key)
+    assert status == 400 and len(body["validationErrors"]) == 2
+    other = f"intruder{secrets.token_hex(4)}"
+    otherKey = server.cli("account", "create", other).stdout.strip().splitlines()[-1]
+    assert put(f"/api/addresses/{address}", {"info": "mine now"}, otherKey)[0] == 401
+    listed = callJSON(server, "GET", "/api/addresses", server.key)[1]
+    assert [a["info"] for a in listed if a["_id"] == address] == ["signup tests"]

@@ -123,6 +123,13 @@ class IStore(Interface):
         Give up an owned address.  @return: Deferred firing with L{None}.
         """
 
+    def updateAddress(account, address, settings):
+        """
+        Change an owned address's settings (C{info}, C{forward},
+        C{webhook}, C{enablews}); L{NotFound} if the account does not own
+        it.  @return: Deferred firing with the updated L{OwnedAddress}.
+        """
+
     def listAddresses(account):
         """
         @return: Deferred firing with the account's L{OwnedAddress} list.

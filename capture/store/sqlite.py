@@ -673,6 +673,37 @@ class SQLiteStore:
 
         return self._write(op)
 
+    def updateAddress(
+        self, account: str, address: str, settings: dict[str, Any]
+    ) -> Deferred[OwnedAddress]:
+        address = address.lower()
+        columns = {"info": "info", "forward": "forward", "webhook": "webhook", "enablews": "enablews"}
+        unknown = set(settings) - set(columns)
+        if unknown:
+            return fail(ValueError(f"unknown address settings: {sorted(unknown)}"))
+
+        def op(conn: sqlite3.Connection) -> OwnedAddress:
+            now = _now()
+            for name, value in settings.items():
+                conn.execute(
+                    f"UPDATE addresses SET {columns[name]} = ?, updated = ? "
+                    "WHERE address = ? AND account = ?",
+                    (int(value) if name == "enablews" else value, now, address, account),
+                )
+            row = conn.execute(
+                "SELECT address, account, created, updated, info, forward, webhook, enablews "
+                "FROM addresses WHERE address = ? AND account = ?",
+                (address, account),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"{account!r} does not own {address}")
+            return OwnedAddress(
+                address=row[0], account=row[1], created=row[2], updated=row[3], info=row[4],
+                forward=row[5], webhook=row[6], enablews=bool(row[7]),
+            )
+
+        return self._write(op)
+
     def listAddresses(self, account: str) -> Deferred[list[OwnedAddress]]:
         def op(conn: sqlite3.Connection) -> list[OwnedAddress]:
             rows = conn.execute(

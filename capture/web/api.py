@@ -37,6 +37,7 @@ from capture.web.responses import ApiError, jsonBody, textBody
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
+_WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
@@ -512,6 +513,51 @@ class MailsacAPI:
         except Conflict:
             raise ApiError(401, "That address belongs to another account.") from None
         return jsonBody(request, addressJSON(reserved))
+
+    @app.route("/api/addresses/<email>", methods=["PUT"])
+    async def updateAddress(self, request: IRequest, email: str) -> bytes:
+        """
+        D4: change an owned address's settings (C{info}, C{forward},
+        C{enablews}, C{webhook}) from a JSON body.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        body = jsonRequestBody(request) or {}
+        if not isinstance(body, dict):
+            raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
+        settings: dict[str, Any] = {}
+        errors = []
+        for name in ("info", "forward", "webhook"):
+            if name in body:
+                value = body[name]
+                if value is not None and not isinstance(value, str):
+                    errors.append(f"{name} must be a string or null")
+                elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
+                    errors.append("webhook must be an http(s) URL")
+                else:
+                    settings[name] = "" if name == "info" and value is None else value
+        if "enablews" in body:
+            if not isinstance(body["enablews"], bool):
+                errors.append("enablews must be true or false")
+            else:
+                settings["enablews"] = body["enablews"]
+        if errors:
+            raise ApiError(400, "Invalid address settings.", errors)
+        owner = await self._store.inboxOwner(inbox)
+        if owner.account is not None and owner.account != viewer:
+            raise ApiError(401, "That address belongs to another account.")
+        try:
+            updated = await self._store.updateAddress(viewer, inbox, settings)
+        except NotFound:
+            raise ApiError(400, "You do not own that address.") from None
+        return jsonBody(request, addressJSON(updated))
+
+    @app.route("/api/private-address-forwarding/<email>", methods=["PUT"])
+    async def legacyForwarding(self, request: IRequest, email: str) -> bytes:
+        """
+        L2: the older path for D4, still in Mailsac's webhook docs.
+        """
+        return await self.updateAddress(request, email)
 
     @app.route("/api/addresses/<email>", methods=["DELETE"])
     async def release(self, request: IRequest, email: str) -> bytes:
