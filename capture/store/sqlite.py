@@ -677,8 +677,7 @@ class SQLiteStore:
         self, account: str, address: str, settings: dict[str, Any]
     ) -> Deferred[OwnedAddress]:
         address = address.lower()
-        columns = {"info": "info", "forward": "forward", "webhook": "webhook", "enablews": "enablews"}
-        unknown = set(settings) - set(columns)
+        unknown = set(settings) - _ADDRESS_SETTINGS
         if unknown:
             return fail(ValueError(f"unknown address settings: {sorted(unknown)}"))
 
@@ -686,38 +685,27 @@ class SQLiteStore:
             now = _now()
             for name, value in settings.items():
                 conn.execute(
-                    f"UPDATE addresses SET {columns[name]} = ?, updated = ? "
+                    f"UPDATE addresses SET {name} = ?, updated = ? "
                     "WHERE address = ? AND account = ?",
                     (int(value) if name == "enablews" else value, now, address, account),
                 )
             row = conn.execute(
-                "SELECT address, account, created, updated, info, forward, webhook, enablews "
-                "FROM addresses WHERE address = ? AND account = ?",
+                f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address = ? AND account = ?",
                 (address, account),
             ).fetchone()
             if row is None:
                 raise NotFound(f"{account!r} does not own {address}")
-            return OwnedAddress(
-                address=row[0], account=row[1], created=row[2], updated=row[3], info=row[4],
-                forward=row[5], webhook=row[6], enablews=bool(row[7]),
-            )
+            return _addressFromRow(row)
 
         return self._write(op)
 
     def listAddresses(self, account: str) -> Deferred[list[OwnedAddress]]:
         def op(conn: sqlite3.Connection) -> list[OwnedAddress]:
             rows = conn.execute(
-                "SELECT address, account, created, updated, info, forward, webhook, enablews "
-                "FROM addresses WHERE account = ? ORDER BY address",
+                f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE account = ? ORDER BY address",
                 (account,),
             )
-            return [
-                OwnedAddress(
-                    address=r[0], account=r[1], created=r[2], updated=r[3], info=r[4],
-                    forward=r[5], webhook=r[6], enablews=bool(r[7]),
-                )
-                for r in rows
-            ]
+            return [_addressFromRow(r) for r in rows]
 
         return self._read(op)
 
@@ -1077,6 +1065,19 @@ class SQLiteStore:
             return reason
 
         return self._write(op).addCallbacks(done, failed)
+
+
+_ADDRESS_COLUMNS = "address, account, created, updated, info, forward, webhook, enablews"
+# The settings updateAddress may change; each is also its column's name.
+_ADDRESS_SETTINGS = {"info", "forward", "webhook", "enablews"}
+
+
+def _addressFromRow(row: tuple[Any, ...]) -> OwnedAddress:
+    address, account, created, updated, info, forward, webhook, enablews = row
+    return OwnedAddress(
+        address=address, account=account, created=created, updated=updated, info=info,
+        forward=forward, webhook=webhook, enablews=bool(enablews),
+    )
 
 
 def _reread(conn: sqlite3.Connection, copy: Copy) -> Copy:

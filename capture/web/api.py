@@ -26,11 +26,11 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
-from capture.access import Action, permits, visibility
+from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
-from capture.store.model import Conflict, Copy, InboxOwner, NotFound
+from capture.store.model import Conflict, Copy, NotFound
 from capture.web.messages import addressJSON, headersJSON, messageJSON
 from capture.web.responses import ApiError, jsonBody, textBody
 
@@ -45,6 +45,7 @@ _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
+_ANOTHER_ACCOUNTS = "That address belongs to another account."
 _log = Logger()
 
 
@@ -232,6 +233,27 @@ class MailsacAPI:
             when = when.replace(tzinfo=datetime.UTC)
         return int(when.timestamp() * 1000)
 
+    async def _listing(self, request: IRequest, inbox: str) -> Visibility:
+        """
+        Which copies of C{inbox} the request's viewer may list.
+
+        @raise ApiError: 401/403 when it may list none.
+        """
+        viewer = await self._viewer(request)
+        owner = await self._store.inboxOwner(inbox)
+        visible = visibility(viewer, owner, self.publicReadable)
+        if visible is None:
+            raise self._closed(viewer)
+        return visible
+
+    async def _notAnotherAccounts(self, inbox: str, viewer: str) -> None:
+        """
+        Refuse (401, as Mailsac does) an address another account owns.
+        """
+        owner = await self._store.inboxOwner(inbox)
+        if owner.account is not None and owner.account != viewer:
+            raise ApiError(401, _ANOTHER_ACCOUNTS)
+
     @staticmethod
     def _closed(viewer: str | None) -> ApiError:
         """
@@ -243,7 +265,7 @@ class MailsacAPI:
         return ApiError(403, "OwnedByAnotherUser")
 
     async def _copy(self, request: IRequest, email: str, messageId: str,
-                    action: Any = Action.READ) -> tuple[Copy, str | None, InboxOwner]:
+                    action: Any = Action.READ) -> tuple[Copy, str | None]:
         """
         The copy C{messageId} of inbox C{email}, if the viewer may do
         C{action} to it.  A copy of another inbox, and one starred by
@@ -263,7 +285,7 @@ class MailsacAPI:
             if owner.account is None and copy.savedBy is not None:
                 raise ApiError(404, _MESSAGE_NOT_FOUND)
             raise self._closed(viewer)
-        return copy, viewer, owner
+        return copy, viewer
 
     # Routes
 
@@ -280,11 +302,7 @@ class MailsacAPI:
         inbox = self._inbox(email)
         limit = self._limit(request, default=20, maximum=1000)
         until = self._date(request, b"until")
-        viewer = await self._viewer(request)
-        owner = await self._store.inboxOwner(inbox)
-        visible = visibility(viewer, owner, self.publicReadable)
-        if visible is None:
-            raise self._closed(viewer)
+        visible = await self._listing(request, inbox)
         copies = await self._store.listInbox(inbox, visible, limit=limit, until=until)
         return jsonBody(request, [messageJSON(c) for c in copies])
 
@@ -294,11 +312,7 @@ class MailsacAPI:
         M3: how many messages a listing of the inbox would show.
         """
         inbox = self._inbox(email)
-        viewer = await self._viewer(request)
-        owner = await self._store.inboxOwner(inbox)
-        visible = visibility(viewer, owner, self.publicReadable)
-        if visible is None:
-            raise self._closed(viewer)
+        visible = await self._listing(request, inbox)
         count = await self._store.countInbox(inbox, visible)
         return jsonBody(request, {"count": count, "inbox": inbox})
 
@@ -307,7 +321,7 @@ class MailsacAPI:
         """
         M5: one message's metadata.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         return jsonBody(request, messageJSON(copy))
 
     @app.route("/api/addresses/<email>/messages/<messageId>", methods=["DELETE"])
@@ -315,7 +329,7 @@ class MailsacAPI:
         """
         M6: delete one message (public inboxes too, as at Mailsac).
         """
-        copy, _, _ = await self._copy(request, email, messageId, Action.DELETE)
+        copy, _ = await self._copy(request, email, messageId, Action.DELETE)
         await self._store.deleteCopy(copy)
         return jsonBody(
             request, {"message": "Message was deleted.", "_id": copy.id, "inbox": copy.inbox}
@@ -326,7 +340,7 @@ class MailsacAPI:
         """
         M7: the message exactly as stored, C{Received:} line included.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         raw = await self._store.getRaw(copy)
         download = f"{copy.id}.eml" if _query(request, b"download") else None
         return textBody(request, raw, b"text/plain; charset=utf-8", download)
@@ -337,7 +351,7 @@ class MailsacAPI:
         M11: the plain-text body; for HTML-only mail, a plain rendering of
         the HTML.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         bodies = await self._store.getBodies(copy)
         if bodies.text is not None:
             text = bodies.text
@@ -354,7 +368,7 @@ class MailsacAPI:
         M12: star the message for the key's account, or unstar it if that
         account starred it already (a toggle, as at Mailsac).
         """
-        copy, viewer, _ = await self._copy(request, email, messageId, Action.STAR)
+        copy, viewer = await self._copy(request, email, messageId, Action.STAR)
         starredBy = None if copy.savedBy == viewer else viewer
         updated = await self._store.setStarred(copy, starredBy)
         return jsonBody(request, messageJSON(updated))
@@ -370,7 +384,7 @@ class MailsacAPI:
         label = label.strip()
         if not label or len(label) > _MAX_LABEL:
             raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
-        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         labels = [x for x in copy.labels if x != label]
         if request.method == b"PUT":
             if len(labels) >= _MAX_LABELS:
@@ -386,7 +400,7 @@ class MailsacAPI:
         """
         if folder not in _FOLDERS:
             raise ApiError(400, "Invalid folder.", [f"folder is one of {', '.join(_FOLDERS)}"])
-        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         updated = await self._store.setCopyState(copy, folder=folder)
         return jsonBody(request, {"_id": updated.id, "folder": updated.folder})
 
@@ -397,7 +411,7 @@ class MailsacAPI:
         """
         if state not in ("true", "false"):
             raise ApiError(400, "Invalid read state.", ["read is true or false"])
-        copy, _, _ = await self._copy(request, email, messageId, Action.FLAG)
+        copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         updated = await self._store.setCopyState(copy, read=state == "true")
         return jsonBody(request, {"_id": updated.id, "read": updated.read})
 
@@ -413,7 +427,7 @@ class MailsacAPI:
                 400, "Invalid messageHeadersFormat.",
                 ["messageHeadersFormat must be json, json-ordered or plain"],
             )
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         bodies = await self._store.getBodies(copy)
         formatted = headersJSON(bodies.headers, style)
         if style == "plain":
@@ -491,7 +505,7 @@ class MailsacAPI:
             return jsonBody(request, addressJSON(owned[inbox]))
         owner = await self._store.inboxOwner(inbox)
         if owner.account is not None:
-            raise ApiError(401, "That address belongs to another account.")
+            raise ApiError(401, _ANOTHER_ACCOUNTS)
         return jsonBody(request, {"_id": inbox, "info": "", "enablews": False, "forward": None,
                                   "webhook": None})
 
@@ -507,11 +521,11 @@ class MailsacAPI:
         if owner.account == viewer:
             raise ApiError(400, "You own that address already.")
         if owner.account is not None:
-            raise ApiError(401, "That address belongs to another account.")
+            raise ApiError(401, _ANOTHER_ACCOUNTS)
         try:
             reserved = await self._store.reserveAddress(viewer, inbox)
         except Conflict:
-            raise ApiError(401, "That address belongs to another account.") from None
+            raise ApiError(401, _ANOTHER_ACCOUNTS) from None
         return jsonBody(request, addressJSON(reserved))
 
     @app.route("/api/addresses/<email>", methods=["PUT"])
@@ -543,9 +557,7 @@ class MailsacAPI:
                 settings["enablews"] = body["enablews"]
         if errors:
             raise ApiError(400, "Invalid address settings.", errors)
-        owner = await self._store.inboxOwner(inbox)
-        if owner.account is not None and owner.account != viewer:
-            raise ApiError(401, "That address belongs to another account.")
+        await self._notAnotherAccounts(inbox, viewer)
         try:
             updated = await self._store.updateAddress(viewer, inbox, settings)
         except NotFound:
@@ -566,9 +578,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        owner = await self._store.inboxOwner(inbox)
-        if owner.account is not None and owner.account != viewer:
-            raise ApiError(401, "That address belongs to another account.")
+        await self._notAnotherAccounts(inbox, viewer)
         try:
             await self._store.releaseAddress(viewer, inbox)
         except NotFound:
@@ -593,7 +603,7 @@ class MailsacAPI:
         no styles, and, as at Mailsac, no images and no links (their text
         stays), so nothing remote is ever loaded.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         original, _ = await self._html(copy)
         cleaned = nh3.clean(original, tags=_SAFE_TAGS, link_rel=None)
         download = f"{copy.id}.html" if _query(request, b"download") else None
@@ -605,7 +615,7 @@ class MailsacAPI:
         M10: the HTML body as sent, with C{cid:} images inlined as C{data:}
         URIs so that it shows whole on its own.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         original, bodies = await self._html(copy)
         inline = [a for a in copy.message.attachments if a.contentId]
         if inline and "cid:" in original:
@@ -632,7 +642,7 @@ class MailsacAPI:
         """
         A1: the message's attachments, described.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         structure = Part.fromJSON((await self._store.getBodies(copy)).structure)
         described = []
         for attachment in copy.message.attachments:
@@ -660,7 +670,7 @@ class MailsacAPI:
         A2: one attachment's bytes, named by its md5, its content-id or its
         file name.
         """
-        copy, _, _ = await self._copy(request, email, messageId)
+        copy, _ = await self._copy(request, email, messageId)
         wanted = identifier.strip("<>")
         for attachment in copy.message.attachments:
             if wanted in (attachment.md5, (attachment.contentId or "").strip("<>"),
