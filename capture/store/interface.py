@@ -151,6 +151,27 @@ class IStore(Interface):
         @return: Deferred firing with the account's L{Domain} list.
         """
 
+    def domainOwner(domain):
+        """
+        @return: Deferred firing with the account owning custom domain
+            C{domain}, or L{None}.
+        """
+
+    def setDomainPrivacy(account, domain, isPrivate):
+        """
+        Make an owned domain private (its inboxes the owner's) or public;
+        L{NotFound} if C{account} does not own it.
+        @return: Deferred firing with the updated L{Domain}.
+        """
+
+    def reserveAddresses(account, addresses):
+        """
+        Reserve several addresses at once, all or none: L{Conflict} naming
+        the addresses another account owns (itself or by a private domain).  Addresses C{account} owns
+        already are kept as they are.
+        @return: Deferred firing with the L{OwnedAddress} list, in order.
+        """
+
     def inboxOwner(address):
         """
         @return: Deferred firing with the L{InboxOwner} of an inbox.
@@ -242,6 +263,33 @@ class IStore(Interface):
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps
         starred mail).  @return: Deferred firing with how many went.
+        """
+
+    def listDomain(domain, account, visibility, limit=20, until=None):
+        """
+        Copies filed in C{domain}, newest first, as C{account} (the
+        domain's owner) may list them: never the inbox of an address
+        another account reserved inside the domain.
+        @return: Deferred firing with a list of L{Copy}.
+        """
+
+    def countDomain(domain, account, visibility):
+        """
+        How many copies L{listDomain} could list, without a limit.
+        @return: Deferred firing with an L{int}.
+        """
+
+    def purgeDomain(domain, account):
+        """
+        Delete every unstarred copy filed in C{domain}, except in addresses
+        another account reserved there.
+        @return: Deferred firing with how many went.
+        """
+
+    def accountStats(account):
+        """
+        Counts for Mailsac's C{/me/stats}.
+        @return: Deferred firing with an L{AccountStats}.
         """
 
     def listStarred(account, limit=50):

@@ -103,6 +103,23 @@ class Domain:
 
 
 @attrs.frozen
+class AccountStats:
+    """
+    What C{/me/stats} reports about an account's stored mail.
+
+    @ivar storedMessages: Copies in its owned addresses and private domains,
+        plus copies it starred elsewhere (what its C{messageLimit} covers).
+    @ivar inboxBytes: The size of those copies' messages.
+    @ivar nonOwnedInboxes: Inboxes it does not own where it starred mail.
+    """
+
+    starredMessages: int
+    storedMessages: int
+    inboxBytes: int
+    nonOwnedInboxes: tuple[str, ...]
+
+
+@attrs.frozen
 class InboxOwner:
     """
     Who owns an inbox, if anyone.

@@ -40,6 +40,7 @@ from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
     Account,
+    AccountStats,
     ApiKeyInfo,
     Bodies,
     Conflict,
@@ -749,6 +750,64 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def domainOwner(self, domain: str) -> Deferred[str | None]:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT account FROM domains WHERE domain = ?", (domain.lower(),)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._read(op)
+
+    def setDomainPrivacy(self, account: str, domain: str, isPrivate: bool) -> Deferred[Domain]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> Domain:
+            cursor = conn.execute(
+                "UPDATE domains SET is_private = ? WHERE domain = ? AND account = ?",
+                (int(isPrivate), domain, account),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"{account!r} does not own {domain}")
+            row = conn.execute(
+                "SELECT domain, account, is_private, created FROM domains WHERE domain = ?",
+                (domain,),
+            ).fetchone()
+            return Domain(row[0], row[1], bool(row[2]), row[3])
+
+        return self._write(op)
+
+    def reserveAddresses(
+        self, account: str, addresses: list[str]
+    ) -> Deferred[list[OwnedAddress]]:
+        wanted = list(dict.fromkeys(a.lower() for a in addresses))
+
+        def op(conn: sqlite3.Connection) -> list[OwnedAddress]:
+            _account(conn, account)
+            marks = ",".join("?" * len(wanted))
+            held = {
+                r[0]: r
+                for r in conn.execute(
+                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN ({marks})",
+                    wanted,
+                )
+            }
+            # Another account's address, or an address in its private domain.
+            taken = [a for a in wanted if _owner(conn, a).account not in (None, account)]
+            if taken:
+                raise Conflict(", ".join(taken))
+            now = _now()
+            conn.executemany(
+                "INSERT INTO addresses(address, account, created, updated) VALUES (?, ?, ?, ?)",
+                [(a, account, now, now) for a in wanted if a not in held],
+            )
+            return [
+                _addressFromRow(held[a]) if a in held else OwnedAddress(a, account, now, now)
+                for a in wanted
+            ]
+
+        return self._write(op)
+
     def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
         return self._read(lambda conn: _owner(conn, address.lower()))
 
@@ -977,6 +1036,82 @@ class SQLiteStore:
             return _deleteCopies(conn, uids)
 
         return self._write(op)
+
+    def listDomain(
+        self,
+        domain: str,
+        account: str,
+        visibility: Visibility,
+        limit: int = 20,
+        until: int | None = None,
+    ) -> Deferred[list[Copy]]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> list[Copy]:
+            where, args = _visibleWhere(visibility)
+            sql = f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.domain = ? AND {_NOT_OTHERS}{where}"
+            params: list[Any] = [domain, account, *args]
+            if until is not None:
+                sql += " AND c.received <= ?"
+                params.append(until)
+            sql += " ORDER BY c.uid DESC LIMIT ?"
+            params.append(limit)
+            return [_copyFromRow(r) for r in conn.execute(sql, params)]
+
+        return self._read(op)
+
+    def countDomain(self, domain: str, account: str, visibility: Visibility) -> Deferred[int]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            where, args = _visibleWhere(visibility)
+            row = conn.execute(
+                f"SELECT count(*) FROM copies c WHERE c.domain = ? AND {_NOT_OTHERS}{where}",
+                (domain, account, *args),
+            ).fetchone()
+            return int(row[0])
+
+        return self._read(op)
+
+    def purgeDomain(self, domain: str, account: str) -> Deferred[int]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            uids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT uid FROM copies c WHERE c.domain = ? AND {_NOT_OTHERS} "
+                    "AND c.saved_by IS NULL",
+                    (domain, account),
+                )
+            ]
+            return _deleteCopies(conn, uids)
+
+        return self._write(op)
+
+    def accountStats(self, account: str) -> Deferred[AccountStats]:
+        def op(conn: sqlite3.Connection) -> AccountStats:
+            mine = f"({_OWNED_BY} OR c.saved_by = :a)"
+            stored, size = conn.execute(
+                f"SELECT count(*), coalesce(sum(m.size), 0) {_COPY_FROM} WHERE {mine}",
+                {"a": account},
+            ).fetchone()
+            starred = conn.execute(
+                "SELECT count(*) FROM copies WHERE saved_by = ?", (account,)
+            ).fetchone()[0]
+            elsewhere = conn.execute(
+                f"SELECT DISTINCT c.inbox FROM copies c WHERE c.saved_by = :a AND NOT {_OWNED_BY} "
+                "ORDER BY c.inbox LIMIT 1000",
+                {"a": account},
+            )
+            return AccountStats(
+                starredMessages=int(starred),
+                storedMessages=int(stored),
+                inboxBytes=int(size),
+                nonOwnedInboxes=tuple(r[0] for r in elsewhere),
+            )
+
+        return self._read(op)
 
     def listStarred(self, account: str, limit: int = 50) -> Deferred[list[Copy]]:
         def op(conn: sqlite3.Connection) -> list[Copy]:
@@ -1330,6 +1465,11 @@ _OWNED_BY = """
     (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
      OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
 """
+
+# Not in an address that another account than ? reserved (inside a domain).
+_NOT_OTHERS = (
+    "NOT EXISTS (SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account != ?)"
+)
 
 _PUBLIC_COPY = """
     c.saved_by IS NULL

@@ -30,11 +30,12 @@ from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
-from capture.store.model import Conflict, Copy, NotFound
-from capture.web.messages import addressJSON, headersJSON, messageJSON
+from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
+from capture.web.messages import addressJSON, domainJSON, headersJSON, messageJSON
 from capture.web.responses import ApiError, jsonBody, textBody
 
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
+_DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
@@ -46,6 +47,8 @@ _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _ANOTHER_ACCOUNTS = "That address belongs to another account."
+_ANOTHER_ACCOUNTS_DOMAIN = "That domain belongs to another account."
+_MAX_BULK = 100
 _log = Logger()
 
 
@@ -207,6 +210,26 @@ class MailsacAPI:
         if not _ADDRESS_RE.fullmatch(email):
             raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
         return baseInbox(email)
+
+    def _domain(self, domain: str) -> str:
+        name = domain.lower()
+        if not _DOMAIN_RE.fullmatch(name):
+            raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
+        return name
+
+    async def _ownedDomain(self, viewer: str, domain: str, otherCode: int = 401) -> Domain:
+        """
+        The viewer's custom domain C{domain}.
+
+        @raise ApiError: C{otherCode} for another account's domain, 404 for
+            a domain nobody owns.
+        """
+        for owned in await self._store.listDomains(viewer):
+            if owned.domain == domain:
+                return owned
+        if await self._store.domainOwner(domain) is not None:
+            raise ApiError(otherCode, _ANOTHER_ACCOUNTS_DOMAIN)
+        raise ApiError(404, "Domain not found.", [f"{domain} is not a custom domain"])
 
     def _limit(self, request: IRequest, default: int, maximum: int) -> int:
         text = _query(request, b"limit")
@@ -390,6 +413,25 @@ class MailsacAPI:
             if len(labels) >= _MAX_LABELS:
                 raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
             labels.append(label)
+        updated = await self._store.setCopyState(copy, labels=tuple(labels))
+        return jsonBody(request, {"_id": updated.id, "labels": list(updated.labels)})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/labels", methods=["PUT"])
+    async def setLabels(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        L1 (legacy): replace all labels with a JSON body's C{labels} list.
+        The old client's limit of 3 is not kept: the same limit as M13's.
+        """
+        body = jsonRequestBody(request)
+        wanted = body.get("labels") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted):
+            raise ApiError(400, "Invalid labels.", ["labels must be a list of strings"])
+        labels = list(dict.fromkeys(x.strip() for x in wanted))
+        if any(not x or len(x) > _MAX_LABEL for x in labels):
+            raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
+        if len(labels) > _MAX_LABELS:
+            raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
+        copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         updated = await self._store.setCopyState(copy, labels=tuple(labels))
         return jsonBody(request, {"_id": updated.id, "labels": list(updated.labels)})
 
@@ -585,6 +627,149 @@ class MailsacAPI:
             raise ApiError(400, "You do not own that address.") from None
         return jsonBody(request, {"message": "Address released.", "_id": inbox})
 
+    @app.route("/api/private-addresses-bulk", methods=["POST"])
+    async def reserveBulk(self, request: IRequest) -> bytes:
+        """
+        D7: reserve up to 100 addresses at once, all or none.  Addresses the
+        account owns already are returned as they are (reserving twice in
+        bulk is not an error, so a setup script can run again).
+        """
+        viewer = await self._requiredViewer(request)
+        body = jsonRequestBody(request)
+        wanted = body.get("addresses") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not wanted:
+            raise ApiError(400, "Give the addresses to reserve.",
+                           ["addresses must be a non-empty list of email addresses"])
+        if len(wanted) > _MAX_BULK:
+            raise ApiError(400, f"At most {_MAX_BULK} addresses at once.",
+                           [f"addresses has at most {_MAX_BULK} entries"])
+        bad = [repr(a) for a in wanted if not isinstance(a, str) or not _ADDRESS_RE.fullmatch(a)]
+        if bad:
+            raise ApiError(400, "Invalid email address.",
+                           [f"{a} is not an email address" for a in bad[:10]])
+        try:
+            reserved = await self._store.reserveAddresses(viewer, [baseInbox(a) for a in wanted])
+        except Conflict as conflict:
+            raise ApiError(
+                401, _ANOTHER_ACCOUNTS, [f"{a} is owned by another account"
+                                         for a in str(conflict).split(", ")[:10]]
+            ) from None
+        return jsonBody(request, [addressJSON(a) for a in reserved])
+
+    # Custom domains
+
+    @app.route("/api/domains", methods=["GET"])
+    async def domains(self, request: IRequest) -> bytes:
+        """
+        N1: the account's custom domains.
+        """
+        viewer = await self._requiredViewer(request)
+        return jsonBody(request, [domainJSON(d) for d in await self._store.listDomains(viewer)])
+
+    @app.route("/api/domains/<domain>", methods=["GET"])
+    async def domain(self, request: IRequest, domain: str) -> bytes:
+        """
+        N2: one of the account's domains with its message count.  Capture
+        has no catch-all addresses, so C{catchAllAddress} is C{null}.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        owned = await self._ownedDomain(viewer, name)
+        total = await self._store.countDomain(name, viewer, self._domainVisibility(owned))
+        return jsonBody(
+            request, {"domain": domainJSON(owned), "totalMessages": total, "catchAllAddress": None}
+        )
+
+    @app.route("/api/domains/<domain>", methods=["POST"])
+    async def addDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        Capture's own: claim a custom domain (Mailsac does this in its web
+        site, after a DNS check; Capture receives whatever SMTP is given, so
+        there is nothing to verify).  Body C{{"isPrivate": bool}}, private
+        by default: every address in it is then the account's.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        body = jsonRequestBody(request)
+        isPrivate = body.get("isPrivate", True) if isinstance(body, dict) else True
+        if not isinstance(isPrivate, bool):
+            raise ApiError(400, "Invalid isPrivate.", ["isPrivate must be true or false"])
+        if name in {d.domain for d in await self._store.listDomains(viewer)}:
+            raise ApiError(400, "You own that domain already.")
+        try:
+            added = await self._store.addDomain(viewer, name, isPrivate)
+        except Conflict:
+            raise ApiError(401, _ANOTHER_ACCOUNTS_DOMAIN) from None
+        return jsonBody(request, domainJSON(added))
+
+    @app.route("/api/domains/<domain>", methods=["DELETE"])
+    async def removeDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        Capture's own: give a custom domain up.  Its mail stays, public
+        from now on, as a released address's does.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name, otherCode=401)
+        try:
+            await self._store.removeDomain(viewer, name)
+        except NotFound:
+            raise ApiError(404, "Domain not found.") from None
+        return jsonBody(request, {"message": "Domain released.", "_id": name})
+
+    @app.route("/api/domains/<domain>/privacy/<isPrivate>", methods=["PUT"])
+    async def domainPrivacy(self, request: IRequest, domain: str, isPrivate: str) -> bytes:
+        """
+        N3: make a domain private (C{true}) or public (C{false}).  The
+        reference gives no method; Capture takes PUT, like M15 and M16.
+        """
+        name = self._domain(domain)
+        if isPrivate not in ("true", "false"):
+            raise ApiError(400, "Invalid privacy.", ["isPrivateBoolean is true or false"])
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name)
+        updated = await self._store.setDomainPrivacy(viewer, name, isPrivate == "true")
+        return jsonBody(request, domainJSON(updated))
+
+    @app.route("/api/domains/<domain>/messages", methods=["GET"])
+    async def domainMessages(self, request: IRequest, domain: str) -> bytes:
+        """
+        M20: the newest messages of every inbox of an owned domain
+        (C{limit}, C{until}); 403 for a domain the key does not own.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        limit = self._limit(request, default=20, maximum=1000)
+        until = self._date(request, b"until")
+        owned = await self._ownedDomain(viewer, name, otherCode=403)
+        copies = await self._store.listDomain(
+            name, viewer, self._domainVisibility(owned), limit=limit, until=until
+        )
+        return jsonBody(request, [messageJSON(c) for c in copies])
+
+    @app.route("/api/domains/<domain>/delete-all-domain-mail", methods=["POST"])
+    async def purgeDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        M21: delete the domain's mail.  The reference contradicts itself
+        about starred mail; Capture keeps it, as the inbox purge (M2) does.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name)
+        await self._store.purgeDomain(name, viewer)
+        request.setResponseCode(204)
+        return b""
+
+    def _domainVisibility(self, owned: Domain) -> Visibility:
+        """
+        What the owner of a domain sees of it: everything of a private
+        domain; of a public one, what any account sees of a public inbox.
+        """
+        owner = InboxOwner(owned.account if owned.isPrivate else None, implicit=True)
+        visible = visibility(owned.account, owner, self.publicReadable)
+        assert visible is not None
+        return visible
+
     async def _html(self, copy: Copy) -> tuple[str, Any]:
         """
         The message's HTML, or a simple HTML rendering of its text when it
@@ -745,6 +930,36 @@ class MailsacAPI:
             raise ApiError(400, "Give a query.", ["query is required"])
         copies = await self._store.searchAccount(viewer, anyOf=query, limit=100)
         return jsonBody(request, {"query": query, "messages": [messageJSON(c) for c in copies]})
+
+    @app.route("/api/me/stats", methods=["GET"])
+    async def stats(self, request: IRequest) -> bytes:
+        """
+        U2: what the account stores.  C{lastMonthOps} is last calendar
+        month's (UTC) op count; this month's is C{/me}'s C{moAPICount}.
+        C{overrideAccountId} may only name the key's own account.
+        """
+        viewer = await self._requiredViewer(request)
+        override = _query(request, b"overrideAccountId")
+        if override not in (None, "", viewer):
+            raise ApiError(403, "overrideAccountId may only name your own account.")
+        stats = await self._store.accountStats(viewer)
+        owned = await self._store.listAddresses(viewer)
+        domains = await self._store.listDomains(viewer)
+        today = datetime.datetime.now(datetime.UTC).date()
+        lastMonth = (today.replace(day=1) - datetime.timedelta(days=1)).strftime("%Y-%m")
+        return jsonBody(
+            request,
+            {
+                "addresses": [a.address for a in owned],
+                "domains": [d.domain for d in domains],
+                "starredMessages": stats.starredMessages,
+                "storedMessages": stats.storedMessages,
+                "inboxBytes": stats.inboxBytes,
+                "lastMonthOps": await self._store.usage(viewer, lastMonth),
+                "defaultDomain": None,
+                "nonOwnedInboxes": list(stats.nonOwnedInboxes),
+            },
+        )
 
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:

@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 from capture.mime import MailAddress
-from capture.store.model import Copy, OwnedAddress
+from capture.store.model import Copy, Domain, OwnedAddress
 
 
 def isoTime(millis: int) -> str:
@@ -72,6 +72,29 @@ def addressJSON(address: OwnedAddress) -> dict[str, Any]:
         "info": address.info,
         "created": isoTime(address.created),
         "updated": isoTime(address.updated),
+    }
+
+
+def domainJSON(domain: Domain) -> dict[str, Any]:
+    """
+    A custom domain as Mailsac's C{Domain} (reference 5.5).  Capture files
+    whatever mail SMTP gives it, so there is no DNS to verify: a domain is
+    C{verified} as soon as it is claimed.
+    """
+    created = isoTime(domain.created)
+    return {
+        "_id": domain.domain,
+        "owner": domain.account,
+        "isPrivate": domain.isPrivate,
+        "enablews": False,
+        "hosted": False,
+        "isDefault": False,
+        "verified": True,
+        "verifiedMx": True,
+        "verificationTxt": None,
+        "lastVerificationErrors": [],
+        "created": created,
+        "updated": created,
     }
 
 
