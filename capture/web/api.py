@@ -42,6 +42,7 @@ _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
+_BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
@@ -55,6 +56,27 @@ _log = Logger()
 def _query(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _label(text: str) -> str:
+    """
+    A label as given, trimmed.
+
+    @raise ApiError: 400 for an empty or over-long one, or one that looks
+        like a path (C{.}, C{..}, slashes) or holds control characters.
+    """
+    label = text.strip()
+    if (
+        not label
+        or len(label) > _MAX_LABEL
+        or label in (".", "..")
+        or _BAD_LABEL_RE.search(label)
+    ):
+        raise ApiError(
+            400, "Invalid label.",
+            [f"a label has 1 to {_MAX_LABEL} characters, no slashes or control characters"],
+        )
+    return label
 
 
 def jsonRequestBody(request: IRequest) -> Any:
@@ -149,6 +171,9 @@ class MailsacAPI:
     """
 
     app = Klein()
+    # An empty segment ("//", or an encoded slash on its own) must not be
+    # merged away with a redirect to a different route: it is a 404.
+    app.url_map.merge_slashes = False
 
     def __init__(self, store: IStore, publicReadable: bool = True) -> None:
         self._store = store
@@ -404,9 +429,7 @@ class MailsacAPI:
         M13/M14: add (PUT) or remove (DELETE) a label; either is a no-op
         when already so.
         """
-        label = label.strip()
-        if not label or len(label) > _MAX_LABEL:
-            raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
+        label = _label(label)
         copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         labels = [x for x in copy.labels if x != label]
         if request.method == b"PUT":
@@ -426,9 +449,7 @@ class MailsacAPI:
         wanted = body.get("labels") if isinstance(body, dict) else None
         if not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted):
             raise ApiError(400, "Invalid labels.", ["labels must be a list of strings"])
-        labels = list(dict.fromkeys(x.strip() for x in wanted))
-        if any(not x or len(x) > _MAX_LABEL for x in labels):
-            raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
+        labels = list(dict.fromkeys(_label(x) for x in wanted))
         if len(labels) > _MAX_LABELS:
             raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
         copy, _ = await self._copy(request, email, messageId, Action.FLAG)
