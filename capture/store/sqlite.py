@@ -1132,6 +1132,10 @@ class SQLiteStore:
         return self._write(op)
 
     def usage(self, account: str, month: str) -> Deferred[int]:
+        # Read through the writer, in order after every flush already
+        # queued: the row then holds all flushed ops, and the ops still in
+        # memory now are added once.  (On the read pool a read racing a
+        # flush would miss, or double, the ops in flight.)
         pending = self._pendingOps.get((account, month), 0)
 
         def op(conn: sqlite3.Connection) -> int:
@@ -1140,7 +1144,7 @@ class SQLiteStore:
             ).fetchone()
             return (int(row[0]) if row else 0) + pending
 
-        return self._read(op)
+        return self._write(op)
 
     def countOp(self, account: str) -> None:
         """
