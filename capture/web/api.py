@@ -27,15 +27,13 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
-from capture.addresses import baseInbox
+from capture.addresses import baseInbox, isAddress, isDomain
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
 from capture.web.messages import addressJSON, domainJSON, headersJSON, messageJSON
 from capture.web.responses import ApiError, jsonBody, textBody
 
-_ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
-_DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
@@ -232,13 +230,13 @@ class MailsacAPI:
         return viewer
 
     def _inbox(self, email: str) -> str:
-        if not _ADDRESS_RE.fullmatch(email):
+        if not isAddress(email):
             raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
         return baseInbox(email)
 
     def _domain(self, domain: str) -> str:
         name = domain.lower()
-        if not _DOMAIN_RE.fullmatch(name):
+        if not isDomain(name):
             raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
         return name
 
@@ -664,7 +662,7 @@ class MailsacAPI:
         if len(wanted) > _MAX_BULK:
             raise ApiError(400, f"At most {_MAX_BULK} addresses at once.",
                            [f"addresses has at most {_MAX_BULK} entries"])
-        bad = [repr(a) for a in wanted if not isinstance(a, str) or not _ADDRESS_RE.fullmatch(a)]
+        bad = [repr(a) for a in wanted if not isinstance(a, str) or not isAddress(a)]
         if bad:
             raise ApiError(400, "Invalid email address.",
                            [f"{a} is not an email address" for a in bad[:10]])
