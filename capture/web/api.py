@@ -32,6 +32,7 @@ from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, NotFound
 from capture.web.messages import addressJSON, headersJSON, messageJSON
+from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, textBody
 
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
@@ -769,3 +770,13 @@ class MailsacAPI:
                 "moAPICount": ops,
             },
         )
+
+    # API document
+
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """
+        The OpenAPI 3.1 document of this API (L{capture.web.openapi}); no
+        key needed, since it describes the software, not anyone's mail.
+        """
+        return jsonBody(request, document())
