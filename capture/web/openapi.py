@@ -82,7 +82,7 @@ def _query(name: str, description: str, schema: Json | None = None,
 
 
 # Who may call: a key in any transport, or (for public inboxes) none.
-_KEY = [{"MailsacKeyHeader": []}, {"MailsacKeyQuery": []}]
+_KEY: list[Json] = [{"MailsacKeyHeader": []}, {"MailsacKeyQuery": []}]
 _KEY_OR_NONE = [{}, *_KEY]
 _NO_KEY: list[Json] = []
 
