@@ -32,6 +32,7 @@ from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
 from capture.web.messages import addressJSON, domainJSON, headersJSON, messageJSON
+from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, textBody
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
@@ -1003,3 +1004,13 @@ class MailsacAPI:
                 "moAPICount": ops,
             },
         )
+
+    # API document
+
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """
+        The OpenAPI 3.1 document of this API (L{capture.web.openapi}); no
+        key needed, since it describes the software, not anyone's mail.
+        """
+        return jsonBody(request, document())
