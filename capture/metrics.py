@@ -100,7 +100,7 @@ class Metrics:
     sessionsOpen: dict[str, int] = attrs.field(factory=dict)
     sessionsTotal: dict[str, int] = attrs.field(factory=dict)
     authFailures: dict[str, int] = attrs.field(factory=dict)
-    smtpReplies: dict[str, int] = attrs.field(factory=dict)
+    smtpReplies: dict[int, int] = attrs.field(factory=dict)
     httpRequests: dict[tuple[str, str], int] = attrs.field(factory=dict)
     commitSeconds: Histogram = attrs.field(factory=lambda: Histogram(COMMIT_SECONDS_BUCKETS))
     batchSize: Histogram = attrs.field(factory=lambda: Histogram(BATCH_SIZE_BUCKETS))
@@ -130,7 +130,8 @@ class Metrics:
         self.messageBytes += size
 
     def smtpReply(self, code: int) -> None:
-        key = f"{code // 100}xx"
+        # Keyed by the class digit; "2xx" is spelt at scrape time.
+        key = code // 100
         self.smtpReplies[key] = self.smtpReplies.get(key, 0) + 1
 
     def httpRequest(self, method: bytes, code: int) -> None:
@@ -182,8 +183,9 @@ class Metrics:
                                             labels=["protocol"]), self.sessionsTotal)
         yield _labelled(CounterMetricFamily("capture_auth_failures", "Failed logins.",
                                             labels=["protocol"]), self.authFailures)
+        replies = {f"{digit}xx": count for digit, count in self.smtpReplies.items()}
         yield _labelled(CounterMetricFamily("capture_smtp_replies", "SMTP replies sent, by "
-                                            "class.", labels=["class"]), self.smtpReplies)
+                                            "class.", labels=["class"]), replies)
         requests = CounterMetricFamily("capture_http_requests", "HTTP requests answered, by "
                                        "method and status class.", labels=["method", "class"])
         for (method, status), count in sorted(self.httpRequests.items()):
