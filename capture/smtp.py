@@ -875,6 +875,10 @@ class SMTPFactory(ServerFactory):
     """
     Builds L{CaptureSMTP} sessions for one listener; a session finds out
     from its transport whether it is TLS from the first byte (SMTPS).
+
+    @ivar metrics: The process's L{Metrics}, shared by every listener
+        (sessions, replies, failed logins and captured messages are counted
+        there, as C{protocol="smtp"} for SMTP and SMTPS alike).
     """
 
     protocol = CaptureSMTP  # type: ignore[assignment]
