@@ -25,14 +25,16 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from capture.auth import LoginThrottle, makePortal
+from capture.health import Readiness
+from capture.metrics import Metrics
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
+from capture.web.site import MeteredSite
 
 _log = Logger()
 _MAX_RETENTION_PASSES = 100
@@ -206,6 +208,8 @@ class Options(usage.Options):
          "is public."],
         ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
          "(by default anyone may read them, as at Mailsac)."],
+        ["no-metrics", None, "Do not serve Prometheus metrics at /metrics (served by "
+         "default, without a key: counts only, never mail)."],
     ]
 
     def __init__(self) -> None:
@@ -314,6 +318,12 @@ class _Listener(Service):
         if failures:
             failures[0].raiseException()
 
+    def isBound(self) -> bool:
+        """
+        Whether the endpoint is listening now.
+        """
+        return self._port is not None
+
     def _listening(self, port: IListeningPort) -> None:
         self._port = port
         address = port.getHost()
@@ -375,7 +385,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = _reactor
     top = MultiService()
-    store = SQLiteStore(options["data"], reactor, maxSize=options["max-store-size"])
+    metrics = Metrics()
+    store = SQLiteStore(
+        options["data"], reactor, maxSize=options["max-store-size"],
+        observeCommit=metrics.committed,
+    )
+    metrics.gauge("capture_store_write_queue_depth", "Write operations waiting for the "
+                  "store writer.", lambda: store.load().writesQueued)
+    metrics.gauge("capture_store_reads_pending", "Reads handed to the store's read "
+                  "threads and not answered yet.", lambda: store.load().readsPending)
+    readiness = Readiness(store, reactor)
     try:
         store.open()
     except SchemaTooNew as e:
@@ -419,29 +438,37 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         refuseAfter=options["max-failed-logins"],
         delayAfter=min(10, options["max-failed-logins"]),
     )
+    listeners: list[tuple[str, _Listener]] = []
     if not _isOff(options["smtp"]):
-        _Listener(
+        listeners.append(("smtp", _Listener(
             "SMTP (STARTTLS)",
             endpoints.serverFromString(reactor, options["smtp"]),
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
-        ).setServiceParent(top)
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+        )))
     if not _isOff(options["smtps"]):
         description = options["smtps"]
         endpoint = endpoints.serverFromString(reactor, description)
         if not description.startswith(("ssl:", "tls:")):
             endpoint = endpoints.wrapServerTLS(tlsOptions, endpoint)
-        _Listener(
+        listeners.append(("smtps", _Listener(
             "SMTPS (implicit TLS)",
             endpoint,
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
-        ).setServiceParent(top)
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+        )))
     if not _isOff(options["http"]):
-        api = MailsacAPI(store, publicReadable=not options["require-key"])
-        site = Site(api.app.resource(), requestFactory=BoundedRequest)
-        site.noisy = False
-        _Listener(
-            "HTTP", endpoints.serverFromString(reactor, options["http"]), site
-        ).setServiceParent(top)
+        api = MailsacAPI(
+            store,
+            publicReadable=not options["require-key"],
+            metrics=None if options["no-metrics"] else metrics,
+            readiness=readiness,
+        )
+        site = MeteredSite(api.app.resource(), metrics, requestFactory=BoundedRequest)
+        listeners.append(
+            ("http", _Listener("HTTP", endpoints.serverFromString(reactor, options["http"]), site))
+        )
+    for name, listener in listeners:
+        listener.setServiceParent(top)
+        readiness.listener(name, listener.isBound)
 
     retention = Retention(
         publicInboxLimit=options["public-inbox-limit"],

@@ -48,7 +48,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "max-store-size": ("1GiB", 1024**3),
     "admin-account": ("root", "root"),
 }
-_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key"]
+_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics"]
 
 
 @pytest.fixture(autouse=True)
@@ -116,7 +116,7 @@ def test_defaults() -> None:
         "max-store-size": 0,
         "admin-account": "admin",
     }
-    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0]
+    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0, 0]
 
 
 def test_tableCoversEveryOption() -> None:

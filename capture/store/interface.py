@@ -323,6 +323,22 @@ class IStore(Interface):
         @return: Deferred firing with the number of copies removed.
         """
 
+    # Health
+
+    def ping():
+        """
+        A trivial read, through the same path every read takes: readiness
+        checks call it with a deadline.
+
+        @return: Deferred firing with L{None}, or failing with L{StoreError}
+            at once when the store is not running.
+        """
+
+    def load():
+        """
+        @return: The L{StoreLoad} now (queue depths, read at scrape time).
+        """
+
     def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
         """
         Call C{callback} in the reactor thread with the new L{Copy} list

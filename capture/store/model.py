@@ -258,3 +258,18 @@ class Retention:
     publicInboxLimit: int = 500
     publicMaxAge: int = 7 * 86400
     messageLimit: int = 100_000
+
+
+@attrs.frozen
+class StoreLoad:
+    """
+    How much work a store has waiting, as metrics show it.
+
+    @ivar writesQueued: Write operations queued for the writer, not yet
+        taken into a batch.
+    @ivar readsPending: Reads handed to the read threads and not answered
+        yet (running or waiting for a thread).
+    """
+
+    writesQueued: int
+    readsPending: int

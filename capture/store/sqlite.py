@@ -55,6 +55,7 @@ from capture.store.model import (
     SchemaTooNew,
     StoreError,
     StoreFull,
+    StoreLoad,
 )
 
 T = TypeVar("T")
@@ -207,10 +208,12 @@ class _Writer:
         path: str,
         reactor: IReactorFromThreads,
         maxPageCount: int,
+        observeCommit: Callable[[float, int], None] | None = None,
     ) -> None:
         self._path = path
         self._reactor = reactor
         self._maxPageCount = maxPageCount
+        self._observeCommit = observeCommit
         # SimpleQueue: a C queue, several times cheaper per put than
         # queue.Queue, and a put per message is on the ingest path.
         self._queue: queue.SimpleQueue[
@@ -231,6 +234,16 @@ class _Writer:
         self._queue.put(None)
         return self._stopped
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def depth(self) -> int:
+        """
+        Operations waiting for the writer (approximate, as any queue size
+        read from another thread).
+        """
+        return self._queue.qsize()
+
     def _run(self) -> None:
         conn = _connect(self._path)
         if self._maxPageCount:
@@ -250,7 +263,12 @@ class _Writer:
                     stopping = True
                     break
                 batch.append(item)
-            self._reactor.callFromThread(self._deliver, self._commit(conn, batch))
+            started = time.perf_counter()
+            results = self._commit(conn, batch)
+            # Timed here, recorded on the reactor with the results it
+            # already receives: no counter is shared between threads.
+            elapsed = time.perf_counter() - started
+            self._reactor.callFromThread(self._deliver, results, elapsed)
         conn.close()
         self._reactor.callFromThread(self._stopped.callback, None)
 
@@ -341,7 +359,9 @@ class _Writer:
             ]
         return results
 
-    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]], elapsed: float) -> None:
+        if self._observeCommit is not None:
+            self._observeCommit(elapsed, len(results))
         for d, ok, value in results:
             if ok:
                 d.callback(value)
@@ -356,6 +376,8 @@ class SQLiteStore:
 
     @ivar _maxSize: The largest the database may grow, in bytes (0: only
         the disk limits it).
+    @ivar _observeCommit: Called on the reactor after each write batch with
+        the seconds it took (BEGIN to COMMIT) and its number of operations.
     """
 
     def __init__(
@@ -364,6 +386,7 @@ class SQLiteStore:
         reactor: Any = None,
         maxSize: int = 0,
         readThreads: int = 4,
+        observeCommit: Callable[[float, int], None] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -383,6 +406,9 @@ class SQLiteStore:
         self._opsFlush: Any = None
         self._retentionFullScan = True
         self._opened = False
+        self._running = False
+        self._readsPending = 0
+        self._observeCommit = observeCommit
         self.uidValidity = 0
 
     # Life cycle
@@ -423,9 +449,10 @@ class SQLiteStore:
         self.open()
         pageSize = 4096
         maxPages = self._maxSize // pageSize if self._maxSize else 0
-        self._writer = _Writer(self._path, self._reactor, maxPages)
+        self._writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit)
         self._writer.start()
         self._pool.start()
+        self._running = True
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrations = _migrations()
@@ -453,6 +480,7 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
+        self._running = False
         self._pool.stop()
         if self._writer is None:
             return succeed(None)
@@ -474,11 +502,30 @@ class SQLiteStore:
             except sqlite3.Error as e:
                 raise _storeError(e) from e
 
-        return deferToThreadPool(self._reactor, self._pool, run)
+        # Counted on the reactor, on the way in and out: no lock needed.
+        self._readsPending += 1
+        return deferToThreadPool(self._reactor, self._pool, run).addBoth(self._readDone)
+
+    def _readDone(self, result: T) -> T:
+        self._readsPending -= 1
+        return result
 
     def _write(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         assert self._writer is not None, "store not started"
         return self._writer.submit(operation)
+
+    def ping(self) -> Deferred[None]:
+        if not self._running or self._writer is None:
+            return fail(StoreError("the store is not running"))
+        if not self._writer.alive():
+            return fail(StoreError("the store's writer thread has stopped"))
+        return self._read(_ping)
+
+    def load(self) -> StoreLoad:
+        return StoreLoad(
+            writesQueued=self._writer.depth() if self._writer is not None else 0,
+            readsPending=self._readsPending,
+        )
 
     def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -1209,6 +1256,10 @@ class SQLiteStore:
 _ADDRESS_COLUMNS = "address, account, created, updated, info, forward, webhook, enablews"
 # The settings updateAddress may change; each is also its column's name.
 _ADDRESS_SETTINGS = {"info", "forward", "webhook", "enablews"}
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
 
 
 def _addressFromRow(row: tuple[Any, ...]) -> OwnedAddress:

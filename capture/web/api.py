@@ -28,6 +28,8 @@ from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox, isAddress, isDomain
+from capture.health import Readiness
+from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
@@ -167,6 +169,7 @@ class MailsacAPI:
     The API's routes, bound to one store.
 
     @ivar publicReadable: Whether public inboxes may be read without a key.
+    @ivar metrics: What C{/metrics} shows, or L{None} when it is switched off.
     """
 
     app = Klein()
@@ -174,9 +177,17 @@ class MailsacAPI:
     # merged away with a redirect to a different route: it is a 404.
     app.url_map.merge_slashes = False
 
-    def __init__(self, store: IStore, publicReadable: bool = True) -> None:
+    def __init__(
+        self,
+        store: IStore,
+        publicReadable: bool = True,
+        metrics: Metrics | None = None,
+        readiness: Readiness | None = None,
+    ) -> None:
         self._store = store
         self.publicReadable = publicReadable
+        self.metrics = metrics
+        self._readiness = readiness if readiness is not None else Readiness(store)
 
     # Errors
 
@@ -1014,3 +1025,27 @@ class MailsacAPI:
         key needed, since it describes the software, not anyone's mail.
         """
         return jsonBody(request, document())
+
+    # Health and metrics: no key needed; they show counts, never mail.
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz(self, request: IRequest) -> bytes:
+        """
+        200 when the store answers a trivial read in time and every listener
+        is bound; 503 with the error body naming what failed otherwise.
+        """
+        report = await self._readiness.check()
+        if not report.ready:
+            error = ApiError(503, "Not ready: " + "; ".join(report.failed) + ".", report.failed)
+            return jsonBody(request, {**error.body(), "checks": report.checks}, 503)
+        return jsonBody(request, {"status": "ready", "checks": report.checks})
+
+    @app.route("/metrics", methods=["GET"])
+    def prometheusMetrics(self, request: IRequest) -> bytes:
+        """
+        Prometheus text exposition of the process's counters.
+        """
+        if self.metrics is None:
+            raise ApiError(404, "Metrics are switched off (--no-metrics).")
+        request.setHeader(b"content-type", CONTENT_TYPE)
+        return self.metrics.exposition()

@@ -381,6 +381,8 @@ def _refusals(*codes: str) -> Json:
 
 
 _P = _parameter
+# /readyz's checks: each check's name to "ok" or what failed.
+_CHECKS: Json = {"type": "object", "additionalProperties": {"type": "string"}}
 _MESSAGE = [_P("email"), _P("messageId")]
 _MESSAGES = _arrayOf(_schema("EmailMessage"))
 _PUBLIC_READ = ("Public inboxes are read without a key (`--require-key` closes them: then "
@@ -908,18 +910,25 @@ def _servicePaths() -> Json:
         },
         "/readyz": {
             "get": _operation("readyz", "Readiness",
-                              "200 when the store answers and every listener is bound, else "
-                              "503 with the error body.", EXTENSION,
-                              {"200": _json("Ready.", _object({"status": {"const": "ready"}})),
-                               "503": _json("Not ready.", _schema("Error"))},
+                              "200 when the store answers a trivial read within 2 s and "
+                              "every listener is bound, else 503 with the error body (its "
+                              "`validationErrors` name the failed checks) and `checks`.",
+                              EXTENSION,
+                              {"200": _json("Ready.", _object({
+                                  "status": {"const": "ready"}, "checks": _CHECKS})),
+                               "503": _json("Not ready.", _object({
+                                   "message": {"type": "string"}, "error": {"type": "string"},
+                                   "validationErrors": _arrayOf({"type": "string"}),
+                                   "checks": _CHECKS}))},
                               None, _NO_KEY, extension=True),
         },
         "/metrics": {
             "get": _operation("metrics", "Prometheus metrics",
                               "Messages captured, bytes, sessions per protocol, auth failures, "
                               "store commit latency, queue depth.", EXTENSION,
-                              {"200": _text("Prometheus text exposition format.",
-                                            "text/plain")}, None, _NO_KEY, extension=True),
+                              {"200": _text("Prometheus text exposition format 0.0.4.",
+                                            "text/plain"),
+                               **_refusals("404")}, None, _NO_KEY, extension=True),
         },
         "/api/openapi.json": {
             "get": _operation("openapi", "This document", "OpenAPI 3.1; no key needed.",
