@@ -264,3 +264,34 @@ def test_legacyReplaceLabels(server: CaptureServer) -> None:
     assert callJSON(server, "GET", base)[1]["labels"] == ["a", "b"]
     status, body = withBody(server, "PUT", f"{base}/labels", {"labels": []}, server.key)
     assert (status, body) == (200, {"_id": copy, "labels": []})
+
+
+def test_reserveWithSettingsAndReleaseDeletingMail(server: CaptureServer) -> None:
+    """
+    D3 takes the optional settings body (a bad one is 400 and reserves
+    nothing); D5 with C{deleteAddressMessages=true} deletes the address's
+    mail but what is starred before releasing it, and a bad flag is 400.
+    """
+    name, key = account(server, "rel")
+    address = inbox()
+    status, body = withBody(server, "POST", f"/api/addresses/{address}",
+                            {"webhook": "ftp://no"}, key)
+    assert status == 400 and body["validationErrors"] == ["webhook must be an http(s) URL"]
+    assert callJSON(server, "GET", f"/api/addresses/{address}/availability")[1]["available"]
+    status, body = withBody(server, "POST", f"/api/addresses/{address}",
+                            {"info": "signup", "enablews": True}, key)
+    assert status == 200 and (body["owner"], body["info"], body["enablews"]) == (name, "signup", True)
+    kept = send(server, address, b"Subject: keep\r\n\r\nx\r\n") + "-0"
+    send(server, address, b"Subject: drop\r\n\r\nx\r\n")
+    assert callJSON(server, "PUT", f"/api/addresses/{address}/messages/{kept}/star", key)[0] == 200
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}?deleteAddressMessages=maybe",
+                    key)[0] == 400
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}?deleteAddressMessages=true",
+                    server.key)[0] == 401
+    assert len(callJSON(server, "GET", f"/api/addresses/{address}/messages", key)[1]) == 2
+    assert callJSON(server, "DELETE", f"/api/addresses/{address}?deleteAddressMessages=true",
+                    key)[0] == 200
+    # Public again: the starred copy stays its starrer's, the rest is gone.
+    assert callJSON(server, "GET", f"/api/addresses/{address}/messages")[1] == []
+    listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", key)[1]
+    assert [m["_id"] for m in listed] == [kept]

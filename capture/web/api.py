@@ -80,6 +80,39 @@ def _label(text: str) -> str:
     return label
 
 
+def _addressSettings(body: Any) -> dict[str, Any]:
+    """
+    The owned-address settings (Mailsac's C{UpdatePrivateAddressForwarding}:
+    C{info}, C{forward}, C{webhook}, C{enablews}) a JSON body gives; Slack
+    fields are accepted and ignored (Capture posts to no Slack).
+
+    @raise ApiError: 400 naming every bad value.
+    """
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
+    settings: dict[str, Any] = {}
+    errors = []
+    for name in ("info", "forward", "webhook"):
+        if name in body:
+            value = body[name]
+            if value is not None and not isinstance(value, str):
+                errors.append(f"{name} must be a string or null")
+            elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
+                errors.append("webhook must be an http(s) URL")
+            else:
+                settings[name] = "" if name == "info" and value is None else value
+    if "enablews" in body:
+        if not isinstance(body["enablews"], bool):
+            errors.append("enablews must be true or false")
+        else:
+            settings["enablews"] = body["enablews"]
+    if errors:
+        raise ApiError(400, "Invalid address settings.", errors)
+    return settings
+
+
 def jsonRequestBody(request: IRequest) -> Any:
     """
     The request's JSON body, or L{None} when it has none.
@@ -590,6 +623,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
+        settings = _addressSettings(jsonRequestBody(request))
         owner = await self._store.inboxOwner(inbox)
         if owner.account == viewer:
             raise ApiError(400, "You own that address already.")
@@ -599,6 +633,8 @@ class MailsacAPI:
             reserved = await self._store.reserveAddress(viewer, inbox)
         except Conflict:
             raise ApiError(401, _ANOTHER_ACCOUNTS) from None
+        if settings:
+            reserved = await self._store.updateAddress(viewer, inbox, settings)
         return jsonBody(request, addressJSON(reserved))
 
     @app.route("/api/addresses/<email>", methods=["PUT"])
@@ -609,27 +645,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        body = jsonRequestBody(request) or {}
-        if not isinstance(body, dict):
-            raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
-        settings: dict[str, Any] = {}
-        errors = []
-        for name in ("info", "forward", "webhook"):
-            if name in body:
-                value = body[name]
-                if value is not None and not isinstance(value, str):
-                    errors.append(f"{name} must be a string or null")
-                elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
-                    errors.append("webhook must be an http(s) URL")
-                else:
-                    settings[name] = "" if name == "info" and value is None else value
-        if "enablews" in body:
-            if not isinstance(body["enablews"], bool):
-                errors.append("enablews must be true or false")
-            else:
-                settings["enablews"] = body["enablews"]
-        if errors:
-            raise ApiError(400, "Invalid address settings.", errors)
+        settings = _addressSettings(jsonRequestBody(request))
         await self._notAnotherAccounts(inbox, viewer)
         try:
             updated = await self._store.updateAddress(viewer, inbox, settings)
@@ -647,11 +663,21 @@ class MailsacAPI:
     @app.route("/api/addresses/<email>", methods=["DELETE"])
     async def release(self, request: IRequest, email: str) -> bytes:
         """
-        D5: give an owned address up; its future mail is public again.
+        D5: give an owned address up; its mail is public again, unless
+        C{deleteAddressMessages=true} deletes it first (all but starred
+        mail, as the purge M2 does).
         """
         inbox = self._inbox(email)
+        deleting = _query(request, b"deleteAddressMessages")
+        if deleting not in (None, "true", "false", "1", "0"):
+            raise ApiError(400, "Invalid deleteAddressMessages.",
+                           ["deleteAddressMessages is true or false"])
         viewer = await self._requiredViewer(request)
         await self._notAnotherAccounts(inbox, viewer)
+        if deleting in ("true", "1"):
+            if (await self._store.inboxOwner(inbox)).account != viewer:
+                raise ApiError(400, "You do not own that address.")
+            await self._store.purgeInbox(inbox)
         try:
             await self._store.releaseAddress(viewer, inbox)
         except NotFound:

@@ -700,11 +700,12 @@ def _addressPaths() -> Json:
             "post": _operation(
                 "reserveAddress", "Reserve an address (D3)",
                 "Its mail, past and future, becomes the account's only. No credits: any "
-                "number may be reserved. Already yours: 400; another account's: 401. A body "
-                "of settings is ignored (change them with PUT).", "Addresses",
+                "number may be reserved. Already yours: 400; another account's: 401. An "
+                "optional body of settings (as for PUT) applies at once; a bad one is 400 "
+                "and reserves nothing.", "Addresses",
                 {"200": _json("The reserved address.", _schema("EmailAddress")),
                  **address, "413": _response("PayloadTooLarge")},
-                [_P("email")], _KEY, _KEY_BODY),
+                [_P("email")], _KEY, settings),
             "put": _operation(
                 "updateAddress", "Change an owned address's settings (D4)",
                 "Answers the updated address (the reference infers so from L2). Not yours: "
@@ -715,11 +716,16 @@ def _addressPaths() -> Json:
             "delete": _operation(
                 "releaseAddress", "Release an owned address (D5)",
                 "Its future mail is public again, and so is the mail it holds (ownership is "
-                "looked up when mail is read). `deleteAddressMessages` is not taken: nothing is "
-                "deleted. Not yours: 400; another account's: 401.", "Addresses",
+                "looked up when mail is read), unless `deleteAddressMessages=true` deletes it "
+                "first: all but starred mail, as the purge (M2) does. Not yours: 400; "
+                "another account's: 401.", "Addresses",
                 {"200": _json("Released.", _object({"message": {"type": "string"},
                                                     "_id": {"type": "string"}})),
-                 **address}, [_P("email")], _KEY),
+                 **address},
+                [_P("email"), _query("deleteAddressMessages",
+                                     "Delete the address's unstarred mail before releasing it.",
+                                     {"type": "string", "enum": ["true", "false", "1", "0"]})],
+                _KEY),
         },
         "/api/private-address-forwarding/{email}": {
             "put": _operation(
