@@ -31,8 +31,9 @@ from capture.addresses import baseInbox
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, NotFound
-from capture.web.messages import addressJSON, headersJSON, messageJSON
+from capture.web.messages import addressJSON, headersJSON, isoTime, messageJSON
 from capture.web.responses import ApiError, jsonBody, textBody
+from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
@@ -143,13 +144,17 @@ class MailsacAPI:
     The API's routes, bound to one store.
 
     @ivar publicReadable: Whether public inboxes may be read without a key.
+    @ivar _webhooks: The dispatcher whose delivery attempts the API shows
+        (none: every account has none).
     """
 
     app = Klein()
 
-    def __init__(self, store: IStore, publicReadable: bool = True) -> None:
+    def __init__(self, store: IStore, publicReadable: bool = True,
+                 webhooks: WebhookDispatcher | None = None) -> None:
         self._store = store
         self.publicReadable = publicReadable
+        self._webhooks = webhooks
 
     # Errors
 
@@ -769,3 +774,44 @@ class MailsacAPI:
                 "moAPICount": ops,
             },
         )
+
+    # Webhooks
+
+    @staticmethod
+    def _attemptJSON(attempt: WebhookAttempt) -> dict[str, Any]:
+        return {
+            "time": isoTime(attempt.time),
+            "address": attempt.address,
+            "messageId": attempt.messageId,
+            "url": attempt.url,
+            "attempt": attempt.attempt,
+            "outcome": attempt.outcome,
+            "status": attempt.status,
+            "durationMs": attempt.duration,
+            "retryScheduled": attempt.retrying,
+        }
+
+    def _webhookAttempts(self, account: str, address: str | None) -> list[dict[str, Any]]:
+        if self._webhooks is None:
+            return []
+        return [self._attemptJSON(a) for a in self._webhooks.attempts(account, address)]
+
+    @app.route("/api/webhook-attempts", methods=["GET"])
+    async def webhookAttempts(self, request: IRequest) -> bytes:
+        """
+        The key's account's recent webhook delivery attempts, newest first
+        (kept in memory: the last 200 per account, lost at restart).
+        """
+        viewer = await self._requiredViewer(request)
+        return jsonBody(request, self._webhookAttempts(viewer, None))
+
+    @app.route("/api/addresses/<email>/webhook-attempts", methods=["GET"])
+    async def addressWebhookAttempts(self, request: IRequest, email: str) -> bytes:
+        """
+        The recent webhook delivery attempts for one address of the key's
+        account, newest first; another account's address is 401, as D2.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        await self._notAnotherAccounts(inbox, viewer)
+        return jsonBody(request, self._webhookAttempts(viewer, inbox))
