@@ -36,7 +36,13 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import Agent, FileBodyProducer, HTTPConnectionPool, ResponseFailed
+from twisted.web.client import (
+    Agent,
+    FileBodyProducer,
+    HTTPConnectionPool,
+    ResponseFailed,
+    _HTTP11ClientFactory,
+)
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
@@ -97,6 +103,15 @@ class _Delivery:
 
 
 _DONE = Failure(netError.ConnectionDone())
+
+
+class _QuietFactory(_HTTP11ClientFactory):
+    # Not a log line per webhook connection.
+    noisy = False
+
+
+class _QuietPool(HTTPConnectionPool):
+    _factory = _QuietFactory
 
 
 class _Discard(Protocol):
@@ -207,7 +222,7 @@ class WebhookDispatcher(Service):
     def startService(self) -> None:
         super().startService()
         if self._agent is None:
-            self._pool = HTTPConnectionPool(self._reactor, persistent=True)
+            self._pool = _QuietPool(self._reactor, persistent=True)
             self._pool.maxPersistentPerHost = self.maxInFlight
             self._agent = Agent(self._reactor, pool=self._pool)
         self._unsubscribe = self._store.subscribe(self._newCopies)

@@ -278,6 +278,24 @@ def test_anotherAccountsAttemptsRefused(
     assert [a["messageId"] for a in _attempts(server, address)] == [f"{queueId}-0"]
 
 
+def test_publishCountsOneOpOfTheOwner(
+    server: CaptureServer, receivers: Callable[[list[int]], Receiver]
+) -> None:
+    """
+    Each webhook POST counts one op of the address's owner (as Mailsac
+    counts a publish), shown in /api/me.
+    """
+    receiver = receivers([200])
+    owner = f"hooked{secrets.token_hex(4)}"
+    key = server.cli("account", "create", owner).stdout.strip().splitlines()[-1]
+    address = _address()
+    _ownWithWebhook(server, address, receiver.url, key)
+    send(server, address, b"Subject: counted\r\n\r\nbody\r\n")
+    _waitFor(lambda: receiver.requests)
+    # Reserve, set the webhook, the publish, and this call.
+    assert callJSON(server, "GET", "/api/me", key)[1]["moAPICount"] == 4
+
+
 @pytest.mark.serverOptions("--webhook-retries", "2", "--webhook-timeout", "1")
 def test_deadAndSilentReceiversRetriedWhileSMTPGoesOn(
     freshServer: CaptureServer, receivers: Callable[[list[int]], Receiver]
@@ -384,3 +402,21 @@ def test_attemptRingKeepsNewestPerAccount() -> None:
     assert [a.attempt for a in dispatcher.attempts("alice", "a1@example.com")][:2] == [249, 247]
     assert [a.outcome for a in dispatcher.attempts("bob")] == ["500"]
     assert dispatcher.attempts("carol") == []
+
+
+@pytest.mark.serverOptions("--webhook-retries", "5")
+def test_stopWithRetriesPending(freshServer: CaptureServer) -> None:
+    """
+    Stopping the server while a retry waits for its time cancels it: the
+    server stops cleanly, with no unhandled error.
+    """
+    server = freshServer
+    address = _address()
+    _ownWithWebhook(server, address, f"http://127.0.0.1:{_closedPort()}/hook")
+    send(server, address, b"Subject: never delivered\r\n\r\nbody\r\n")
+    [attempt] = _waitFor(lambda: _attempts(server, address))
+    assert attempt["retryScheduled"] and attempt["outcome"] == "connection refused"
+    server.stop()
+    log = server.log()
+    assert "Unhandled error" not in log and "Traceback" not in log
+    assert "Main loop terminated" in log
