@@ -204,6 +204,7 @@ class WebhookDispatcher(Service):
         # New copies, not yet checked for a webhook.
         self._incoming: deque[list[Copy]] = deque()
         self._incomingCopies = 0
+        self._looking = False
         self._lookup: Deferred[None] | None = None
         # Deliveries ready for an attempt, and how many deliveries are held
         # in all (ready, in flight or waiting to retry): the bounded queue.
@@ -276,8 +277,14 @@ class WebhookDispatcher(Service):
             return
         self._incoming.append(copies)
         self._incomingCopies += len(copies)
-        if self._lookup is None:
-            self._lookup = ensureDeferred(self._lookUp())
+        if not self._looking:
+            # The lookup starts on the next turn: the commit that called
+            # us goes on at once.
+            self._looking = True
+            self._reactor.callLater(0, self._startLookUp)
+
+    def _startLookUp(self) -> None:
+        self._lookup = ensureDeferred(self._lookUp())
 
     async def _lookUp(self) -> None:
         """
@@ -305,6 +312,7 @@ class WebhookDispatcher(Service):
                         )
         finally:
             self._lookup = None
+            self._looking = False
 
     def _accept(self, delivery: _Delivery) -> None:
         if self._held >= self._queueLimit:
