@@ -35,6 +35,7 @@ from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.site import MeteredSite
+from capture.webhooks import WebhookDispatcher
 
 _log = Logger()
 _MAX_RETENTION_PASSES = 100
@@ -198,6 +199,12 @@ class Options(usage.Options):
         ["retention-interval", None, "60", "Seconds between retention passes."],
         ["max-store-size", None, "0", "Largest the database may grow (0: up to the disk)."],
         ["admin-account", None, "admin", "Name of the account created when the store is empty."],
+        ["webhook-queue", None, "10000", "Most webhook deliveries held at once (waiting, in "
+         "flight or waiting to retry); past it, new ones are dropped, and recorded as dropped."],
+        ["webhook-timeout", None, "10s", "Time one webhook POST may take, connecting and "
+         "answering (more than 0)."],
+        ["webhook-retries", None, "5", "Retries after a failed webhook POST (no 2xx), waiting "
+         "1 s, 2 s, 4 s, ... (jittered) between tries."],
     ]
 
     optFlags = [
@@ -266,16 +273,17 @@ class Options(usage.Options):
         self._convert("hostname", parseHostname)
         for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
             self._convert(name, parseSize)
-        for name in ("idle-timeout", "public-max-age", "retention-interval"):
+        for name in ("idle-timeout", "public-max-age", "retention-interval", "webhook-timeout"):
             self._convert(name, parseDuration)
         for name in (
             "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
-            "max-failed-logins",
+            "max-failed-logins", "webhook-queue", "webhook-retries",
         ):
             self._convert(name, _count)
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
+        self._atLeast("webhook-queue", 1, "1")
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
@@ -284,6 +292,8 @@ class Options(usage.Options):
             f"--max-message-size ({self['max-message-size']} octets), or no message that "
             "large could ever be taken",
         )
+        if self["webhook-timeout"] <= 0:
+            raise self._error("webhook-timeout", "must be more than 0 seconds")
         if self["idle-timeout"] <= 0:
             raise self._error(
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
@@ -401,6 +411,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         raise SystemExit(f"capture: {e}") from None
     _StoreService(store, options["admin-account"]).setServiceParent(top)
     _log.info("Data in {data}", data=os.path.abspath(options["data"]))
+    # After the store, so it stops first: no delivery reads a closed store.
+    webhooks = WebhookDispatcher(
+        store, reactor, queueLimit=options["webhook-queue"],
+        timeout=float(options["webhook-timeout"]), retries=options["webhook-retries"],
+    )
+    webhooks.setServiceParent(top)
 
     try:
         certificate = loadCertificate(options["tls-dir"], options["hostname"])
@@ -461,6 +477,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             publicReadable=not options["require-key"],
             metrics=None if options["no-metrics"] else metrics,
             readiness=readiness,
+            webhooks=webhooks,
         )
         site = MeteredSite(api.app.resource(), metrics, requestFactory=BoundedRequest)
         listeners.append(

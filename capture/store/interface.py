@@ -177,6 +177,15 @@ class IStore(Interface):
         @return: Deferred firing with the L{InboxOwner} of an inbox.
         """
 
+    def webhookTargets(inboxes):
+        """
+        Which of C{inboxes} are owned addresses with a webhook URL: one
+        read for a batch of new copies, however many there are.
+
+        @return: Deferred firing with a dict of inbox to its
+            L{OwnedAddress} (C{webhook} set and not empty).
+        """
+
     # Messages
 
     def addMessage(envelope, raw):

@@ -858,6 +858,26 @@ class SQLiteStore:
     def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
         return self._read(lambda conn: _owner(conn, address.lower()))
 
+    def webhookTargets(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
+        wanted = sorted({inbox.lower() for inbox in inboxes})
+
+        def op(conn: sqlite3.Connection) -> dict[str, OwnedAddress]:
+            found: dict[str, OwnedAddress] = {}
+            # SQLite allows 999 parameters per statement in old builds.
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
+                    f"({','.join('?' * len(chunk))}) AND webhook IS NOT NULL AND webhook <> ''",
+                    chunk,
+                )
+                for row in rows:
+                    address = _addressFromRow(row)
+                    found[address.address] = address
+            return found
+
+        return self._read(op)
+
     # Messages
 
     def addMessage(self, envelope: Envelope, raw: bytes) -> Deferred[list[Copy]]:

@@ -33,9 +33,10 @@ from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
-from capture.web.messages import addressJSON, domainJSON, headersJSON, messageJSON
+from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, textBody
+from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
@@ -203,6 +204,8 @@ class MailsacAPI:
 
     @ivar publicReadable: Whether public inboxes may be read without a key.
     @ivar metrics: What C{/metrics} shows, or L{None} when it is switched off.
+    @ivar _webhooks: The dispatcher whose delivery attempts the API shows
+        (none: every account has none).
     """
 
     app = Klein()
@@ -216,11 +219,13 @@ class MailsacAPI:
         publicReadable: bool = True,
         metrics: Metrics | None = None,
         readiness: Readiness | None = None,
+        webhooks: WebhookDispatcher | None = None,
     ) -> None:
         self._store = store
         self.publicReadable = publicReadable
         self.metrics = metrics
         self._readiness = readiness if readiness is not None else Readiness(store)
+        self._webhooks = webhooks
 
     # Errors
 
@@ -1075,3 +1080,44 @@ class MailsacAPI:
             raise ApiError(404, "Metrics are switched off (--no-metrics).")
         request.setHeader(b"content-type", CONTENT_TYPE)
         return self.metrics.exposition()
+
+    # Webhooks
+
+    @staticmethod
+    def _attemptJSON(attempt: WebhookAttempt) -> dict[str, Any]:
+        return {
+            "time": isoTime(attempt.time),
+            "address": attempt.address,
+            "messageId": attempt.messageId,
+            "url": attempt.url,
+            "attempt": attempt.attempt,
+            "outcome": attempt.outcome,
+            "status": attempt.status,
+            "durationMs": attempt.duration,
+            "retryScheduled": attempt.retrying,
+        }
+
+    def _webhookAttempts(self, account: str, address: str | None) -> list[dict[str, Any]]:
+        if self._webhooks is None:
+            return []
+        return [self._attemptJSON(a) for a in self._webhooks.attempts(account, address)]
+
+    @app.route("/api/webhook-attempts", methods=["GET"])
+    async def webhookAttempts(self, request: IRequest) -> bytes:
+        """
+        The key's account's recent webhook delivery attempts, newest first
+        (kept in memory: the last 200 per account, lost at restart).
+        """
+        viewer = await self._requiredViewer(request)
+        return jsonBody(request, self._webhookAttempts(viewer, None))
+
+    @app.route("/api/addresses/<email>/webhook-attempts", methods=["GET"])
+    async def addressWebhookAttempts(self, request: IRequest, email: str) -> bytes:
+        """
+        The recent webhook delivery attempts for one address of the key's
+        account, newest first; another account's address is 401, as D2.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        await self._notAnotherAccounts(inbox, viewer)
+        return jsonBody(request, self._webhookAttempts(viewer, inbox))

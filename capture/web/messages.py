@@ -9,7 +9,7 @@ import datetime
 from typing import Any
 
 from capture.mime import MailAddress
-from capture.store.model import Copy, Domain, OwnedAddress
+from capture.store.model import Bodies, Copy, Domain, OwnedAddress
 
 
 def isoTime(millis: int) -> str:
@@ -112,3 +112,23 @@ def headersJSON(headers: tuple[tuple[str, str], ...], style: str) -> Any:
     for name, value in headers:
         grouped.setdefault(name.lower(), []).append(value)
     return grouped
+
+
+def messageWithBodiesJSON(copy: Copy, bodies: Bodies, raw: bytes) -> dict[str, Any]:
+    """
+    Mailsac's C{EmailMessage} with its C{EmailMessageBodyProps} (reference
+    9.1 and 9.2), the body of a webhook POST: C{text}, C{html} and C{body}
+    (the same HTML: S1 names it C{body}, S6 sends both), C{raw}, and
+    C{headers} with lower-case names, a repeated header as a list.
+    """
+    headers: dict[str, Any] = {}
+    for name, values in headersJSON(bodies.headers, "json").items():
+        headers[name] = values[0] if len(values) == 1 else values
+    return {
+        **messageJSON(copy),
+        "text": bodies.text,
+        "html": bodies.html,
+        "body": bodies.html,
+        "raw": raw.decode("utf-8", "replace"),
+        "headers": headers,
+    }

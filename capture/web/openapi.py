@@ -324,13 +324,18 @@ def _components() -> Json:
                 "address": {"type": "string"},
                 "messageId": {"type": "string", "description": "The copy `_id` delivered."},
                 "url": {"type": "string"},
-                "attempt": {"type": "integer", "minimum": 1},
-                "outcome": {"description": "The HTTP status answered, or the error "
-                            "(timeout, refused, ...) as text.",
-                            "type": ["integer", "string"]},
-                "durationMs": {"type": "number", "minimum": 0},
-                "willRetry": {"type": "boolean"},
-            }, closed=False),
+                "attempt": {"type": "integer", "minimum": 1,
+                            "description": "1 for the first try, 2 for the first retry, ..."},
+                "outcome": {"type": "string",
+                            "description": "The HTTP status as text (`\"200\"`), or `timeout`, "
+                            "`connection refused`, `host not found`, `error: ...`, `dropped` "
+                            "(the queue was full), `message deleted` or `webhook removed` "
+                            "(no POST made)."},
+                "status": {"type": ["integer", "null"],
+                           "description": "The HTTP status, when the receiver answered."},
+                "durationMs": {"type": "integer", "minimum": 0},
+                "retryScheduled": {"type": "boolean"},
+            }),
             "WebSocketFrame": {
                 "description": "A JSON text frame of `/incoming-messages`.",
                 "oneOf": [
@@ -890,9 +895,12 @@ def _webhookPaths() -> Json:
                 **_refusals("400", "401")}
     about = ("Webhooks: for a new message in an owned address with a `webhook` URL, Capture "
              "POSTs an `EmailMessageWithBodies` as `application/json` and expects a 2xx. "
-             "Retries are UNKNOWN at Mailsac; Capture retries a failed delivery with backoff "
-             "from a bounded queue, with a timeout per attempt, and never slows SMTP. Each "
-             "attempt is listed here; owner only. ")
+             "Retries are UNKNOWN at Mailsac; Capture retries a failed delivery "
+             "`--webhook-retries` times (default 5) with backoff (1 s doubling, capped at 10 "
+             "minutes, with jitter), from a queue bounded by `--webhook-queue`, with "
+             "`--webhook-timeout` (default 10 s) per attempt, and never slows SMTP. Each "
+             "POST counts one op. The last 200 attempts per account are kept in memory "
+             "(not across a restart) and listed here, newest first; owner only. ")
     return {
         "/api/addresses/{email}/webhook-attempts": {
             "get": _operation("addressWebhookAttempts", "An address's webhook deliveries",
