@@ -18,7 +18,6 @@ import os
 import re
 import sqlite3
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
@@ -28,6 +27,7 @@ from capture.access import Visibility
 from capture.addresses import baseInbox, isAddress, isDomain
 from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
+from capture.summary import isoTime
 
 _NAME_RE = re.compile(r"[^@\s]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
@@ -37,15 +37,6 @@ class CommandError(Exception):
     """
     A command cannot do what was asked; the message is shown to the admin.
     """
-
-
-def isoTime(millis: int) -> str:
-    """
-    ISO 8601 UTC with milliseconds, as Mailsac shows times:
-    C{2020-07-05T22:25:41.408Z}.
-    """
-    seconds, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
 
 
 def _field(text: str) -> str:

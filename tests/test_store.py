@@ -12,6 +12,7 @@ a separate read-only SQLite connection, as an administrator would.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
@@ -48,6 +49,7 @@ from capture.store.model import (
     StoreFull,
 )
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
+from capture.web.messages import messageJSON
 
 EVERYTHING = Visibility(everything=True)
 ANONYMOUS = Visibility(everything=False, starredBy=None)
@@ -608,6 +610,40 @@ class MessageTests(_StoreCase):
         self.assertEqual(await self.store.countInbox("pager@example.com", EVERYTHING), 7)
         self.assertEqual(await self.store.listInbox("nobody@example.com", EVERYTHING), [])
 
+    async def test_listInboxJSONIsMessageJSON(self) -> None:
+        """
+        The JSON listing SQLite joins from stored summaries is, copy for
+        copy, what L{messageJSON} makes of L{listInbox}'s copies: across
+        names with quotes and non-ASCII, encoded words, control characters,
+        attachments, links, labels, read states, starred copies and a
+        message with no headers; C{limit} and C{until} agree too.
+        """
+        inbox = "json@example.com"
+        raws = [
+            message(),
+            b'From: "Ann \\"Q\\" O\'Neil" <ann@example.net>, =?utf-8?q?J=C3=BCrgen?= <j@x.de>\r\n'
+            b"To: json@example.com, \"Z\xc3\xa9\" <z@example.org>\r\nCc: c@example.com\r\n"
+            b"Subject: tab\there \x01 \xe2\x98\x83 =?utf-8?b?4piD?=\r\n\r\nhttps://example.com/a?b=1\r\n",
+            b"no headers at all\r\n",
+            b"Subject: att\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+            b"Content-Type: text/plain\r\n\r\nsee http://x.example/y\r\n--b\r\n"
+            b"Content-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n"
+            b"Content-Transfer-Encoding: base64\r\n\r\nQUJD\r\n--b--\r\n",
+        ]
+        copies = [(await self.add(inbox, raw=raw, received=nowMillis() - 1000 * i))[0]
+                  for i, raw in enumerate(raws)]
+        await self.store.setCopyState(copies[0], read=True, labels=("a\"b", "\u00e9"))
+        await self.store.setCopyState(copies[1], read=False, folder="spam")
+        await self.store.setStarred(copies[2], "alice")
+        for visible in (EVERYTHING, ANONYMOUS, Visibility(everything=False, starredBy="alice")):
+            for kwargs in ({}, {"limit": 2}, {"until": copies[1].message.received}):
+                listed = await self.store.listInbox(inbox, visible, **kwargs)
+                data = await self.store.listInboxJSON(inbox, visible, **kwargs)
+                self.assertIsInstance(data, bytes)
+                self.assertEqual(json.loads(data), [messageJSON(c) for c in listed])
+        self.assertEqual(json.loads(await self.store.listInboxJSON("none@example.com",
+                                                                     EVERYTHING)), [])
+
     async def test_listInboxVisibility(self) -> None:
         """
         The visibility filter hides copies starred by another account, shows
@@ -775,6 +811,31 @@ class PersistenceTests(_StoreCase):
         (newer,) = await self.add("b@example.com")
         self.assertGreater(newer.uid, new.uid)
         self.assertEqual(self.store.uidValidity, validity)
+
+    async def test_migrationTwoFillsSummaries(self) -> None:
+        """
+        Messages stored before migration 2 get their summary from their
+        parsed columns when the store opens, so their JSON listing is the
+        same as for new mail.
+        """
+        copies = [(await self.add("old@example.com", raw=raw))[0]
+                  for raw in (message("one"), b"From: A <a@x.example>\r\n\r\nhttp://l.example\r\n")]
+        await self.store.stop()
+        db = sqlite3.connect(self.path)
+        # As a version 1 store was: no summary column.
+        db.execute("ALTER TABLE messages DROP COLUMN summary_json")
+        db.execute("PRAGMA user_version = 1")
+        db.commit()
+        db.close()
+        self.store = SQLiteStore(self.directory)
+        self.store.start()
+        self.assertEqual(self.db().execute("PRAGMA user_version").fetchone()[0], latestMigration())
+        self.assertEqual(self.db().execute(
+            "SELECT count(*) FROM messages WHERE summary_json IS NULL").fetchone()[0], 0)
+        listed = await self.store.listInbox("old@example.com", EVERYTHING)
+        self.assertEqual([c.uid for c in listed], [c.uid for c in copies[::-1]])
+        self.assertEqual(json.loads(await self.store.listInboxJSON("old@example.com", EVERYTHING)),
+                         [messageJSON(c) for c in listed])
 
     async def test_opsCountedAndWrittenAtStop(self) -> None:
         """

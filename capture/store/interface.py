@@ -222,6 +222,16 @@ class IStore(Interface):
         @return: Deferred firing with a list of L{Copy}.
         """
 
+    def listInboxJSON(inbox, visibility, limit=50, until=None):
+        """
+        What L{listInbox} lists, as the UTF-8 JSON array of the copies'
+        C{EmailMessage} objects (each equal to
+        L{capture.web.messages.messageJSON} of the copy), built from the
+        stored summaries without making a L{Copy}: the fast path of
+        listings.
+        @return: Deferred firing with L{bytes}.
+        """
+
     def countInbox(inbox, visibility):
         """
         @return: Deferred firing with how many copies a listing would show.

@@ -57,6 +57,7 @@ from capture.store.model import (
     StoreFull,
     StoreLoad,
 )
+from capture.summary import summaryJSON
 
 T = TypeVar("T")
 _log = Logger()
@@ -78,6 +79,16 @@ _COPY_COLUMNS = """
     m.links_json, m.attachments_json, m.ip, m.via, m.tls
 """
 _COPY_FROM = "FROM copies c JOIN messages m ON m.id = c.message"
+# One copy's EmailMessage JSON, joined by SQLite: the copy's own fields,
+# then the message's stored summary without its opening brace.
+_COPY_JSON = """
+    '{"_id":"' || m.queue_id || '-' || c.n || '","savedBy":' || json_quote(c.saved_by)
+    || ',"inbox":' || json_quote(c.inbox) || ',"originalInbox":' || json_quote(c.original_inbox)
+    || ',"domain":' || json_quote(c.domain) || ',"folder":' || json_quote(c.folder)
+    || ',"labels":' || c.labels_json
+    || ',"read":' || CASE c.read WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE 'null' END
+    || ',' || substr(m.summary_json, 2)
+"""
 
 
 def _now() -> int:
@@ -163,6 +174,37 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA busy_timeout = 2000")
     return conn
+
+
+def _fillSummaries(conn: sqlite3.Connection) -> None:
+    """
+    Write the summary of every message stored before migration 2, from its
+    parsed columns (within the migration's transaction).
+    """
+    while True:
+        rows = conn.execute(
+            "SELECT id, received, size, subject, from_json, to_json, cc_json, bcc_json, "
+            "links_json, attachments_json, ip, via, tls FROM messages "
+            "WHERE summary_json IS NULL LIMIT 1000"
+        ).fetchall()
+        if not rows:
+            return
+        conn.executemany(
+            "UPDATE messages SET summary_json = ? WHERE id = ?",
+            [
+                (
+                    summaryJSON(
+                        fromAddresses=_addresses(f), to=_addresses(t), cc=_addresses(c),
+                        bcc=_addresses(b), subject=subject, received=received, size=size,
+                        attachments=[a[0] for a in json.loads(attachments)], ip=ip, via=via,
+                        tls=bool(tls), links=json.loads(links),
+                    ),
+                    rowid,
+                )
+                for (rowid, received, size, subject, f, t, c, b, links, attachments, ip, via,
+                     tls) in rows
+            ],
+        )
 
 
 def _storeError(error: sqlite3.Error) -> StoreError:
@@ -477,6 +519,8 @@ class SQLiteStore:
                     "INSERT INTO meta(key, value) VALUES ('uidvalidity', ?)",
                     (str(int(time.time())),),
                 )
+            if version == 2:
+                _fillSummaries(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
@@ -953,6 +997,25 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def listInboxJSON(
+        self, inbox: str, visibility: Visibility, limit: int = 50, until: int | None = None
+    ) -> Deferred[bytes]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> bytes:
+            where, args = _visibleWhere(visibility)
+            sql = f"SELECT {_COPY_JSON} {_COPY_FROM} WHERE c.inbox = ?{where}"
+            params: list[Any] = [inbox, *args]
+            if until is not None:
+                sql += " AND c.received <= ?"
+                params.append(until)
+            sql += " ORDER BY c.uid DESC LIMIT ?"
+            params.append(limit)
+            rows = conn.execute(sql, params).fetchall()
+            return ("[" + ",".join([r[0] for r in rows]) + "]").encode("utf-8")
+
+        return self._read(op)
+
     def countInbox(self, inbox: str, visibility: Visibility) -> Deferred[int]:
         inbox = inbox.lower()
 
@@ -1391,6 +1454,12 @@ def _rows(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> _PreparedMes
         _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
         _toJSON(list(parsed.links)) if parsed.links else "[]",
         _toJSON(attachments) if attachments else "[]",
+        summaryJSON(
+            fromAddresses=parsed.fromAddresses, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc,
+            subject=parsed.subject, received=envelope.received, size=len(raw),
+            attachments=[a.md5 for a in parsed.attachments], ip=envelope.ip,
+            via=envelope.via, tls=envelope.tls, links=parsed.links,
+        ),
     )
     bodiesRow = (
         parsed.text,
@@ -1437,7 +1506,8 @@ def _insertMessage(conn: sqlite3.Connection, prepared: _PreparedMessage) -> _Ins
     cursor = conn.execute(
         "INSERT INTO messages(queue_id, received, account, mail_from, helo, ip, via, tls, "
         "size, subject, from_json, to_json, cc_json, bcc_json, date, message_id, "
-        "links_json, attachments_json) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "links_json, attachments_json, summary_json) "
+        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         prepared.messageRow,
     )
     rowid = cursor.lastrowid

@@ -35,7 +35,7 @@ from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
-from capture.web.responses import ApiError, jsonBody, textBody
+from capture.web.responses import ApiError, jsonBody, jsonText, textBody
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
@@ -399,8 +399,8 @@ class MailsacAPI:
         limit = self._limit(request, default=20, maximum=1000)
         until = self._date(request, b"until")
         visible = await self._listing(request, inbox)
-        copies = await self._store.listInbox(inbox, visible, limit=limit, until=until)
-        return jsonBody(request, [messageJSON(c) for c in copies])
+        listed = await self._store.listInboxJSON(inbox, visible, limit=limit, until=until)
+        return jsonText(request, listed)
 
     @app.route("/api/addresses/<email>/message-count", methods=["GET"])
     async def messageCount(self, request: IRequest, email: str) -> bytes:

@@ -5,56 +5,43 @@ Stored copies in Mailsac's JSON shapes (C{reference/mailsac-api.md} 5.1).
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from capture.mime import MailAddress
 from capture.store.model import Bodies, Copy, Domain, OwnedAddress
-
-
-def isoTime(millis: int) -> str:
-    """
-    Mailsac's time format: ISO 8601 UTC with milliseconds and a C{Z}.
-
-    C{time.gmtime} rather than a C{datetime}: this runs once per message of
-    every listing, and it is half the cost (bench/api.py, the list path).
-    """
-    seconds, ms = divmod(millis, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{ms:03d}Z"
-
-
-def _recipients(addresses: tuple[MailAddress, ...]) -> list[dict[str, str]]:
-    return [{"address": a.address, "name": a.name} for a in addresses]
+from capture.summary import isoTime, summaryFields
 
 
 def messageJSON(copy: Copy) -> dict[str, Any]:
     """
     The C{EmailMessage} object of one copy, every field present; list fields
-    are C{[]}, never C{null} (pymailsac's models require lists).
+    are C{[]}, never C{null} (pymailsac's models require lists).  The same
+    fields as a listing's rows, which SQLite joins from the stored summary
+    (L{capture.summary}).
     """
     message = copy.message
     return {
         "_id": copy.id,
-        "from": _recipients(message.fromAddresses),
-        "to": _recipients(message.to),
-        "cc": _recipients(message.cc),
-        "bcc": _recipients(message.bcc),
-        "subject": message.subject,
         "savedBy": copy.savedBy,
         "inbox": copy.inbox,
         "originalInbox": copy.originalInbox,
         "domain": copy.domain,
-        "received": isoTime(message.received),
-        "size": message.size,
-        "attachments": [a.md5 for a in message.attachments],
-        "ip": message.ip,
-        "via": message.via,
         "folder": copy.folder,
         "labels": list(copy.labels),
         "read": copy.read,
-        "rtls": message.tls,
-        "links": list(message.links),
-        "spam": 0,
+        **summaryFields(
+            fromAddresses=message.fromAddresses,
+            to=message.to,
+            cc=message.cc,
+            bcc=message.bcc,
+            subject=message.subject,
+            received=message.received,
+            size=message.size,
+            attachments=[a.md5 for a in message.attachments],
+            ip=message.ip,
+            via=message.via,
+            tls=message.tls,
+            links=message.links,
+        ),
     }
 
 

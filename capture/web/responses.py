@@ -49,6 +49,15 @@ def jsonBody(request: IRequest, value: Any, code: int = 200) -> bytes:
     return _ENCODER.encode(value).encode("utf-8")
 
 
+def jsonText(request: IRequest, data: bytes, code: int = 200) -> bytes:
+    """
+    Answer C{data}, JSON already encoded (by the store, for listings).
+    """
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    return data
+
+
 def textBody(request: IRequest, text: str | bytes, contentType: bytes, download: str | None) -> bytes:
     """
     Answer a non-JSON body; C{download} (Mailsac's C{?download=1}) makes it
