@@ -194,6 +194,8 @@ class Options(usage.Options):
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
          "(owned inboxes and starred), oldest recycled first; starred mail never is."],
         ["retention-interval", None, "60", "Seconds between retention passes."],
+        ["sse-heartbeat", None, "15", "Seconds between the heartbeat comments of an idle "
+         "Server-Sent Events stream (at least 1)."],
         ["max-store-size", None, "0", "Largest the database may grow (0: up to the disk)."],
         ["admin-account", None, "admin", "Name of the account created when the store is empty."],
     ]
@@ -262,7 +264,7 @@ class Options(usage.Options):
         self._convert("hostname", parseHostname)
         for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
             self._convert(name, parseSize)
-        for name in ("idle-timeout", "public-max-age", "retention-interval"):
+        for name in ("idle-timeout", "public-max-age", "retention-interval", "sse-heartbeat"):
             self._convert(name, parseDuration)
         for name in (
             "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
@@ -272,6 +274,7 @@ class Options(usage.Options):
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
+        self._atLeast("sse-heartbeat", 1, "1 second")
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
@@ -437,6 +440,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         ).setServiceParent(top)
     if not _isOff(options["http"]):
         api = MailsacAPI(store, publicReadable=not options["require-key"])
+        api.sseHeartbeat = options["sse-heartbeat"]
         site = Site(api.app.resource(), requestFactory=BoundedRequest)
         site.noisy = False
         _Listener(
