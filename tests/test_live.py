@@ -18,12 +18,19 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.web.server import Site
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from capture.ids import newApiKey
+from capture.web.api import BoundedRequest, MailsacAPI
 from tests.harness import CaptureServer
 from tests.test_api import _FIELDS, call, callJSON, inbox, send
+from tests.test_store import _StoreCase, envelope, message
 
 _EMAIL_FIELDS = _FIELDS | {"text", "html", "body", "raw", "headers"}
 
@@ -472,3 +479,69 @@ def test_serverSentEventsRefused(server: CaptureServer) -> None:
     assert callJSON(server, "GET", "/api/inbox/events")[0] == 401
     assert callJSON(server, "GET", f"/api/inbox/events?_mailsacKey={newApiKey()}")[0] == 401
     _stillServes(server)
+
+
+# Clean-up, seen from inside: the API in this process on a real store
+
+
+class _RawClient(Protocol):
+    def __init__(self, request: bytes) -> None:
+        self._request = request
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+class LiveCleanupTests(_StoreCase):
+    """
+    Clients that go away take their listeners with them: the hub ends with
+    none, and lets go of the store's new-message event.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.api = MailsacAPI(self.store)
+        site = Site(self.api.app.resource(), requestFactory=BoundedRequest)
+        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(self.listening.stopListening)
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+        raise AssertionError("condition never held")
+
+    async def _connectAndLeave(self, path: str) -> bytes:
+        port = self.listening.getHost().port
+        client = _RawClient(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        await connectProtocol(endpoint, client)
+        await self._until(lambda: self.api._live.listeners() == 1)
+        assert client.transport is not None
+        client.transport.loseConnection()
+        await self._until(lambda: self.api._live.listeners() == 0)
+        return client.received
+
+    async def test_waitLeavesNoListener(self) -> None:
+        """
+        A wait whose client disconnects is removed at once, not at its
+        timeout; new mail then reaches nobody, without error.
+        """
+        await self._connectAndLeave("/api/addresses/a@example.com/messages/wait?timeout=300")
+        self.assertIsNone(self.api._live._unsubscribe)
+        await self.store.addMessage(envelope("a@example.com"), message())
+
+    async def test_eventStreamLeavesNoListener(self) -> None:
+        """
+        An event stream whose client disconnects stops its listener and its
+        heartbeat (trial fails a test that leaves a timer behind).
+        """
+        received = await self._connectAndLeave("/api/addresses/a@example.com/events")
+        self.assertIn(b"text/event-stream", received)
+        self.assertIsNone(self.api._live._unsubscribe)

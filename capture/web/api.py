@@ -896,7 +896,8 @@ class MailsacAPI:
             stop()
             if heartbeat.running:
                 heartbeat.stop()
-            request.unregisterProducer()  # type: ignore[attr-defined]
+            if request.channel is not None:  # type: ignore[attr-defined]
+                request.unregisterProducer()  # type: ignore[attr-defined]
         return b""
 
 
