@@ -28,6 +28,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from capture.ids import newApiKey
 from capture.web.api import BoundedRequest, MailsacAPI
+from capture.web.live import Listener, LiveHub
 from tests.harness import CaptureServer
 from tests.test_api import _FIELDS, call, callJSON, inbox, send
 from tests.test_store import _StoreCase, envelope, message
@@ -190,7 +191,7 @@ def test_waitTimesOut(server: CaptureServer) -> None:
     """
     status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages/wait?timeout=1")
     assert status == 408
-    assert body["error"] == "Request Timeout" and "1 seconds" in body["message"]
+    assert body == {"message": "No matching message arrived in 1 s.", "error": "Request Timeout"}
     _stillServes(server)
 
 
@@ -364,6 +365,16 @@ def test_websocketRefusals(server: CaptureServer, query: str, status: int) -> No
         assert set(frame) == {"status", "msg"}
         with pytest.raises(ConnectionClosed):
             ws.recv(timeout=30)
+    _stillServes(server)
+
+
+def test_websocketPathOverPlainHTTP(server: CaptureServer) -> None:
+    """
+    A plain HTTP request to the websocket path is told, in JSON, to upgrade.
+    """
+    status, headers, body = call(server, "GET", f"/incoming-messages?key={server.key}")
+    assert status == 426 and headers["upgrade"] == "websocket"
+    assert json.loads(body)["error"] == "Upgrade Required"
     _stillServes(server)
 
 
@@ -545,3 +556,78 @@ class LiveCleanupTests(_StoreCase):
         received = await self._connectAndLeave("/api/addresses/a@example.com/events")
         self.assertIn(b"text/event-stream", received)
         self.assertIsNone(self.api._live._unsubscribe)
+
+    async def test_slowWebsocketClientDropped(self) -> None:
+        """
+        A websocket client that stops reading is dropped once what waits
+        for it passes the backlog limit, instead of being buffered without
+        bound.
+        """
+        account, key = await self.store.createAccount("slow")
+        self.api._incoming.maxBacklog = 64 * 1024
+        port = self.listening.getHost().port
+        client = _RawClient(
+            b"GET /incoming-messages?key=" + key.encode() + b"&addresses=s@example.com "
+            b"HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        await self._until(lambda: b"Listening" in client.received)
+        assert client.transport is not None
+        client.transport.pauseProducing()  # type: ignore[attr-defined]
+        body = (b"y" * 76 + b"\r\n") * 4000
+        for _ in range(200):
+            await self.store.addMessage(envelope("s@example.com"), message(body=body))
+            if self.api._live.listeners() == 0:
+                break
+        self.assertEqual(self.api._live.listeners(), 0)
+        client.transport.loseConnection()
+
+
+class LiveHubTests(_StoreCase):
+    """
+    The hub on a real store, without HTTP.
+    """
+
+    async def test_bodiesReadOncePerMessage(self) -> None:
+        """
+        However many full listeners (websockets) a message has, across its
+        copies, its bodies and raw bytes are read once, and every listener
+        of one copy gets the same frame.
+        """
+        reads: list[str] = []
+        getBodies, getRaw = self.store.getBodies, self.store.getRaw
+
+        def countBodies(copy: Any) -> Any:
+            reads.append("bodies")
+            return getBodies(copy)
+
+        def countRaw(copy: Any) -> Any:
+            reads.append("raw")
+            return getRaw(copy)
+
+        self.store.getBodies = countBodies  # type: ignore[method-assign]
+        self.store.getRaw = countRaw  # type: ignore[method-assign]
+        hub = LiveHub(self.store)
+        frames: list[tuple[str, bytes | None]] = []
+        stops = [
+            hub.listen(Listener("a", lambda c, f: frames.append((c.inbox, f)), full=True),
+                       inboxes, domains)
+            for inboxes, domains in ((["x@d.example"], []), (["x@d.example"], []),
+                                     ([], ["d.example"]))
+        ]
+        await self.store.addMessage(envelope("x@d.example", "y@d.example"), message())
+        for _ in range(500):
+            if len(frames) == 4:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(sorted(reads), ["bodies", "raw"])
+        self.assertEqual(sorted(inbox for inbox, _ in frames), ["x@d.example"] * 3 + ["y@d.example"])
+        xFrames = {f for inbox, f in frames if inbox == "x@d.example"}
+        self.assertEqual(len(xFrames), 1)
+        email = json.loads(xFrames.pop() or b"")["email"]
+        self.assertEqual(email["headers"]["subject"], "hello")
+        for stop in stops:
+            stop()
+            stop()
+        self.assertEqual(hub.listeners(), 0)

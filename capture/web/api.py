@@ -168,7 +168,8 @@ class MailsacAPI:
         self._store = store
         self.publicReadable = publicReadable
         self._live = LiveHub(store, publicReadable)
-        self._websocket = WebSocketResource(IncomingMessagesFactory(self._live, store, self._inbox))
+        self._incoming = IncomingMessagesFactory(self._live, store, self._inbox)
+        self._websocket = WebSocketResource(self._incoming)
 
     # Errors
 
@@ -833,18 +834,25 @@ class MailsacAPI:
                     arrived.callback(found)
             copy = await arrived
         except defer.TimeoutError:
-            raise ApiError(408, f"No message arrived within {timeout} seconds.") from None
+            raise ApiError(408, f"No matching message arrived in {timeout} s.") from None
         finally:
             stop()
             if not arrived.called:
+                # Cancelled while looking at existing mail: nobody awaits it.
+                arrived.addErrback(lambda _: None)
                 arrived.cancel()
         return jsonBody(request, messageJSON(copy))
 
     @app.route("/incoming-messages", methods=["GET"])
     def incomingMessages(self, request: IRequest) -> WebSocketResource:
         """
-        Mailsac's websocket (reference 9.1), on the API's own listener.
+        Mailsac's websocket (reference 9.1), on the API's own listener; a
+        plain HTTP request gets JSON 426.
         """
+        upgrade = request.getHeader(b"upgrade") or b""
+        if upgrade.lower() != b"websocket":
+            request.setHeader(b"upgrade", b"websocket")
+            raise ApiError(426, "This is a websocket endpoint: connect with a websocket client.")
         return self._websocket
 
     @app.route("/api/addresses/<email>/events", methods=["GET"])
@@ -854,7 +862,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         _, viewer = await self._listingViewer(request, inbox)
-        return await self._events(request, Listener(viewer, _noDelivery), [inbox])
+        return await self._events(request, viewer, [inbox])
 
     @app.route("/api/inbox/events", methods=["GET"])
     async def unifiedInboxEvents(self, request: IRequest) -> bytes:
@@ -862,12 +870,15 @@ class MailsacAPI:
         Server-Sent Events of the key's unified inbox (M17's copies).
         """
         viewer = await self._requiredViewer(request)
-        return await self._events(request, Listener(viewer, _noDelivery, unified=True), [])
+        return await self._events(request, viewer, [], unified=True)
 
-    async def _events(self, request: IRequest, listener: Listener, inboxes: list[str]) -> bytes:
+    async def _events(
+        self, request: IRequest, viewer: str | None, inboxes: list[str], unified: bool = False
+    ) -> bytes:
         """
-        Stream C{listener}'s mail as C{event: message} until the client
-        goes (Klein then cancels this coroutine).
+        Stream the viewer's new mail in C{inboxes} (or its unified inbox) as
+        C{event: message} until the client goes (Klein then cancels this
+        coroutine).
         """
         from twisted.internet import reactor
 
@@ -882,7 +893,7 @@ class MailsacAPI:
             if backlog.admit(len(data)):
                 request.write(data)
 
-        listener.deliver = lambda copy, _: write(sseEvent(copy))
+        listener = Listener(viewer, lambda copy, _: write(sseEvent(copy)), unified=unified)
         stop = self._live.listen(listener, inboxes)
         heartbeat = LoopingCall(write, b": heartbeat\n\n")
         heartbeat.clock = reactor
@@ -903,9 +914,3 @@ class MailsacAPI:
 
 _DEFAULT_WAIT = 30
 _MAX_WAIT = 300
-
-
-def _noDelivery(copy: Copy, email: Any) -> None:
-    """
-    A listener's delivery before its stream sets the real one.
-    """

@@ -44,9 +44,10 @@ class Listener:
     One client waiting for new mail.
 
     @ivar viewer: The account reading, or L{None} for no key.
-    @ivar deliver: Called with each new copy the viewer may read, and with
-        its L{emailJSON} object when C{full} (else L{None}).
-    @ivar full: Wants bodies, raw and headers too (the websocket frame).
+    @ivar deliver: Called with each new copy the viewer may read, and
+        when C{full} with its websocket email frame, encoded (else L{None}).
+    @ivar full: Wants the websocket frame: the copy's L{emailJSON} with
+        bodies, raw and headers, built once for all listeners.
     @ivar unified: Listens to the account's unified inbox (every copy
         C{listAccountInbox} would show) rather than to inboxes or domains.
     @ivar accepts: A further filter on copies (the wait's subject and
@@ -54,7 +55,7 @@ class Listener:
     """
 
     viewer: str | None
-    deliver: Callable[[Copy, dict[str, Any] | None], None]
+    deliver: Callable[[Copy, bytes | None], None]
     full: bool = False
     unified: bool = False
     accepts: Callable[[Copy], bool] | None = None
@@ -215,22 +216,23 @@ class LiveHub:
         fetched: dict[int, tuple[Bodies, bytes]] = {}
         for copy, listeners in wanted:
             owner = owners[copy.inbox]
-            email: dict[str, Any] | None = None
+            frame: bytes | None = None
             for listener in listeners:
                 if not (listener.active and self._sees(listener, copy, owner)):
                     continue
                 if listener.accepts is not None and not listener.accepts(copy):
                     continue
-                if listener.full and email is None:
+                if listener.full and frame is None:
                     rowid = copy.message.rowid
                     if rowid not in fetched:
                         bodies = await self._store.getBodies(copy)
                         fetched[rowid] = (bodies, await self._store.getRaw(copy))
                     email = emailJSON(copy, *fetched[rowid])
+                    frame = _ENCODER.encode({"status": 200, "email": email}).encode("utf-8")
                     if not listener.active:
                         continue
                 try:
-                    listener.deliver(copy, email if listener.full else None)
+                    listener.deliver(copy, frame if listener.full else None)
                 except Exception:
                     _log.failure("Live listener failed")
 
@@ -347,14 +349,17 @@ class IncomingMessagesProtocol(WebSocketServerProtocol):
         self._sendFrame({"status": 200, "msg": "Listening", "addresses": addresses,
                     "domains": domains})
 
-    def _email(self, copy: Copy, email: dict[str, Any] | None) -> None:
+    def _email(self, copy: Copy, frame: bytes | None) -> None:
+        assert frame is not None
         if self._account is not None:
             # Each publish is one op of the account (reference 9.1).
             self.factory.store.countOp(self._account)
-        self._sendFrame({"status": 200, "email": email})
+        self._sendBytes(frame)
 
     def _sendFrame(self, frame: dict[str, Any]) -> None:
-        payload = _ENCODER.encode(frame).encode("utf-8")
+        self._sendBytes(_ENCODER.encode(frame).encode("utf-8"))
+
+    def _sendBytes(self, payload: bytes) -> None:
         if self._backlog is not None and not self._backlog.admit(len(payload)):
             return
         self.sendMessage(payload, isBinary=False)
