@@ -47,6 +47,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "retention-interval": ("0", 0),
     "max-store-size": ("1GiB", 1024**3),
     "admin-account": ("root", "root"),
+    "sse-heartbeat": ("2m", 120),
 }
 _FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key"]
 
@@ -115,6 +116,7 @@ def test_defaults() -> None:
         "retention-interval": 60,
         "max-store-size": 0,
         "admin-account": "admin",
+        "sse-heartbeat": 15,
     }
     assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0]
 
@@ -313,6 +315,7 @@ def test_errorFromEnvironmentNamesVariable(monkeypatch: pytest.MonkeyPatch) -> N
         ("--max-recipients", "0", "at least 1"),
         ("--max-ingest-memory", "24MiB", "at least --max-message-size"),
         ("--max-failed-logins", "0", "at least 1"),
+        ("--sse-heartbeat", "0", "at least 1 second"),
     ],
 )
 def test_limitsTooLow(option: str, value: str, words: str) -> None:
