@@ -7,6 +7,30 @@ one up).
 
 from __future__ import annotations
 
+import re
+
+# What readers accept as an inbox name: no path characters, quotes, angle
+# brackets or controls, so an address can never walk out of its path segment.
+_ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
+# A DNS name in A-labels (lower case), at least two labels.
+_DOMAIN_RE = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+
+
+def isAddress(text: str) -> bool:
+    """
+    Whether C{text} names an inbox that readers (the API, the admin
+    command) will look up.
+    """
+    return _ADDRESS_RE.fullmatch(text) is not None
+
+
+def isDomain(text: str) -> bool:
+    """
+    Whether C{text} (already lower case) is a domain name a custom domain
+    may have.
+    """
+    return _DOMAIN_RE.fullmatch(text) is not None
+
 
 def baseInbox(address: str) -> str:
     """

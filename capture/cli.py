@@ -25,11 +25,10 @@ from typing import Any, NoReturn
 from twisted.internet.task import react
 
 from capture.access import Visibility
-from capture.addresses import baseInbox
+from capture.addresses import baseInbox, isAddress, isDomain
 from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 
-_ADDRESS_RE = re.compile(r"[^@\s]+@[^@\s]+")
 _NAME_RE = re.compile(r"[^@\s]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")
 
@@ -156,6 +155,36 @@ async def keyRevoke(store: SQLiteStore, args: argparse.Namespace) -> None:
     print(f"Revoked key {info.prefix} of {info.account}.")
 
 
+async def domainAdd(store: SQLiteStore, args: argparse.Namespace) -> None:
+    """
+    Make a domain one of an account's custom domains.
+    """
+    domain = await store.addDomain(args.name, args.domain, isPrivate=not args.public)
+    print(
+        f"{domain.domain} is now a {'private' if domain.isPrivate else 'public'} "
+        f"domain of {domain.account}."
+    )
+
+
+async def domainList(store: SQLiteStore, args: argparse.Namespace) -> None:
+    """
+    One line per custom domain of an account: domain, privacy, created.
+    """
+    for domain in await store.listDomains(args.name):
+        print(
+            f"{domain.domain}	{'private' if domain.isPrivate else 'public'}	"
+            f"created={isoTime(domain.created)}"
+        )
+
+
+async def domainRemove(store: SQLiteStore, args: argparse.Namespace) -> None:
+    """
+    Give a custom domain up; its mail stays, public from now on.
+    """
+    await store.removeDomain(args.name, args.domain)
+    print(f"{args.domain} is no longer a domain of {args.name}.")
+
+
 async def inbox(store: SQLiteStore, args: argparse.Namespace) -> None:
     """
     The copies in an inbox, newest first, then how many it holds in all.
@@ -194,7 +223,8 @@ def makeParser() -> argparse.ArgumentParser:
     """
     parser = argparse.ArgumentParser(
         prog="capture",
-        description="Administer a Capture server: accounts, API keys and stored mail. "
+        description="Administer a Capture server: accounts, API keys, custom domains and "
+        "stored mail. "
         "Works on the data directory of a running server; changes take effect at once.",
         epilog="Errors are one line on stderr and exit status 1.",
     )
@@ -266,6 +296,36 @@ def makeParser() -> argparse.ArgumentParser:
     revoke.add_argument("prefix", metavar="PREFIX")
     revoke.set_defaults(command=keyRevoke)
 
+    domain = commands.add_parser("domain", help="add, list and remove custom domains")
+    domainCommands = domain.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    add = domainCommands.add_parser(
+        "add",
+        help="make DOMAIN a custom domain of account NAME",
+        description="Make DOMAIN a custom domain of account NAME. A private domain (the "
+        "default) makes every address in it the account's, its earlier mail included.",
+    )
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("domain", metavar="DOMAIN")
+    add.add_argument("--public", action="store_true",
+                     help="keep the domain's inboxes public (readable by anyone)")
+    add.set_defaults(command=domainAdd)
+    listing = domainCommands.add_parser(
+        "list",
+        help="list an account's custom domains",
+        description="One tab-separated line per custom domain: domain, private or public, "
+        "created (UTC).",
+    )
+    listing.add_argument("name", metavar="NAME")
+    listing.set_defaults(command=domainList)
+    remove = domainCommands.add_parser(
+        "remove",
+        help="give a custom domain up",
+        description="Give DOMAIN up; its mail stays, public from now on.",
+    )
+    remove.add_argument("name", metavar="NAME")
+    remove.add_argument("domain", metavar="DOMAIN")
+    remove.set_defaults(command=domainRemove)
+
     listInbox = commands.add_parser(
         "inbox",
         help="list the messages of an inbox",
@@ -298,10 +358,14 @@ def _checkArguments(args: argparse.Namespace) -> None:
     """
     if hasattr(args, "address"):
         args.address = args.address.strip().lower()
-        if not _ADDRESS_RE.fullmatch(args.address):
+        if not isAddress(args.address):
             raise CommandError(f"not an email address: {args.address!r}")
         # user+tag@example.org is filed in user@example.org.
         args.address = baseInbox(args.address)
+    if hasattr(args, "domain"):
+        args.domain = args.domain.strip().lower()
+        if not isDomain(args.domain):
+            raise CommandError(f"not a domain name: {args.domain!r}")
     args.newStore = not os.path.exists(os.path.join(args.data, DATABASE_NAME))
     if args.newStore and not getattr(args, "creates", False):
         raise CommandError(

@@ -52,6 +52,7 @@ from twisted.python.failure import Failure
 from capture.addresses import baseInbox
 from capture.auth import ISubmitter, LoginThrottle
 from capture.ids import newQueueId
+from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
 from capture.store.interface import IStore
 from capture.store.model import Envelope, Recipient, StoreFull
@@ -432,6 +433,7 @@ class CaptureSMTP(ESMTP):
         reply = [b"%03d-%s\r\n" % (code, line) for line in lines[:-1]]
         reply.append(b"%03d %s\r\n" % (code, lines[-1]))
         self.transport.write(b"".join(reply))
+        self.factory.metrics.smtpReply(code)
 
     def _error(self, code: int, text: bytes) -> None:
         self._errors += 1
@@ -612,6 +614,7 @@ class CaptureSMTP(ESMTP):
         if self._lost:
             return None
         if reason.check(UnauthorizedLogin):
+            self.factory.metrics.authFailed("smtp")
             wait = self.factory.throttle.failed(self._peerIP)
             if wait:
                 # Answered late: the session (held until this fires) reads
@@ -792,7 +795,9 @@ class CaptureSMTP(ESMTP):
         self._resetTransaction()
         d = self._store.addMessage(envelope, raw)
         d.addBoth(self._giveBack, budgeted)
-        d.addCallbacks(self._stored, self._storeFailed, callbackArgs=(envelope.queueId,))
+        d.addCallbacks(
+            self._stored, self._storeFailed, callbackArgs=(envelope.queueId, len(raw))
+        )
         self._hold(d)
 
     def _giveBack(self, result: object, octets: int) -> object:
@@ -846,7 +851,9 @@ class CaptureSMTP(ESMTP):
         )
         return text.encode("utf-8")
 
-    def _stored(self, copies: object, queueId: str) -> None:
+    def _stored(self, copies: list[Any], queueId: str, size: int) -> None:
+        # Stored is stored, whether or not the client stayed to hear it.
+        self.factory.metrics.captured(size, len(copies))
         if self._lost:
             return
         # The error limit is for sessions that go astray, not for errors
@@ -868,6 +875,10 @@ class SMTPFactory(ServerFactory):
     """
     Builds L{CaptureSMTP} sessions for one listener; a session finds out
     from its transport whether it is TLS from the first byte (SMTPS).
+
+    @ivar metrics: The process's L{Metrics}, shared by every listener
+        (sessions, replies, failed logins and captured messages are counted
+        there, as C{protocol="smtp"} for SMTP and SMTPS alike).
     """
 
     protocol = CaptureSMTP  # type: ignore[assignment]
@@ -881,6 +892,7 @@ class SMTPFactory(ServerFactory):
         tlsOptions: Any = None,
         budget: IngestBudget | None = None,
         throttle: LoginThrottle | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.store = store
         self.portal = portal
@@ -892,12 +904,14 @@ class SMTPFactory(ServerFactory):
 
             throttle = LoginThrottle(reactor)
         self.throttle = throttle
+        self.metrics = metrics if metrics is not None else Metrics()
         self.connections = 0
 
     def buildProtocol(self, addr: Any) -> CaptureSMTP | _Refuse:  # type: ignore[override]
         if self.connections >= self.settings.maxConnections:
             return _Refuse()
         self.connections += 1
+        self.metrics.sessionOpened("smtp")
         p = CaptureSMTP(self.store, self.settings, self.tlsOptions)
         p.factory = self
         p.portal = self.portal
@@ -905,6 +919,7 @@ class SMTPFactory(ServerFactory):
 
     def connectionClosed(self) -> None:
         self.connections -= 1
+        self.metrics.sessionClosed("smtp")
 
 
 class _Refuse(Protocol):

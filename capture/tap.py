@@ -25,14 +25,17 @@ from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
-from twisted.web.server import Site
 
 from capture.auth import LoginThrottle, makePortal
+from capture.health import Readiness
+from capture.metrics import Metrics
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
+from capture.web.site import MeteredSite
+from capture.webhooks import WebhookDispatcher
 
 _log = Logger()
 _MAX_RETENTION_PASSES = 100
@@ -198,6 +201,12 @@ class Options(usage.Options):
          "Server-Sent Events stream (at least 1)."],
         ["max-store-size", None, "0", "Largest the database may grow (0: up to the disk)."],
         ["admin-account", None, "admin", "Name of the account created when the store is empty."],
+        ["webhook-queue", None, "10000", "Most webhook deliveries held at once (waiting, in "
+         "flight or waiting to retry); past it, new ones are dropped, and recorded as dropped."],
+        ["webhook-timeout", None, "10s", "Time one webhook POST may take, connecting and "
+         "answering (more than 0)."],
+        ["webhook-retries", None, "5", "Retries after a failed webhook POST (no 2xx), waiting "
+         "1 s, 2 s, 4 s, ... (jittered) between tries."],
     ]
 
     optFlags = [
@@ -208,6 +217,8 @@ class Options(usage.Options):
          "is public."],
         ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
          "(by default anyone may read them, as at Mailsac)."],
+        ["no-metrics", None, "Do not serve Prometheus metrics at /metrics (served by "
+         "default, without a key: counts only, never mail)."],
     ]
 
     def __init__(self) -> None:
@@ -264,16 +275,20 @@ class Options(usage.Options):
         self._convert("hostname", parseHostname)
         for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
             self._convert(name, parseSize)
-        for name in ("idle-timeout", "public-max-age", "retention-interval", "sse-heartbeat"):
+        for name in (
+            "idle-timeout", "public-max-age", "retention-interval", "webhook-timeout",
+            "sse-heartbeat",
+        ):
             self._convert(name, parseDuration)
         for name in (
             "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
-            "max-failed-logins",
+            "max-failed-logins", "webhook-queue", "webhook-retries",
         ):
             self._convert(name, _count)
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
+        self._atLeast("webhook-queue", 1, "1")
         self._atLeast("sse-heartbeat", 1, "1 second")
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
@@ -283,6 +298,8 @@ class Options(usage.Options):
             f"--max-message-size ({self['max-message-size']} octets), or no message that "
             "large could ever be taken",
         )
+        if self["webhook-timeout"] <= 0:
+            raise self._error("webhook-timeout", "must be more than 0 seconds")
         if self["idle-timeout"] <= 0:
             raise self._error(
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
@@ -316,6 +333,12 @@ class _Listener(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             failures[0].raiseException()
+
+    def isBound(self) -> bool:
+        """
+        Whether the endpoint is listening now.
+        """
+        return self._port is not None
 
     def _listening(self, port: IListeningPort) -> None:
         self._port = port
@@ -378,13 +401,28 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
         reactor = _reactor
     top = MultiService()
-    store = SQLiteStore(options["data"], reactor, maxSize=options["max-store-size"])
+    metrics = Metrics()
+    store = SQLiteStore(
+        options["data"], reactor, maxSize=options["max-store-size"],
+        observeCommit=metrics.committed,
+    )
+    metrics.gauge("capture_store_write_queue_depth", "Write operations waiting for the "
+                  "store writer.", lambda: store.load().writesQueued)
+    metrics.gauge("capture_store_reads_pending", "Reads handed to the store's read "
+                  "threads and not answered yet.", lambda: store.load().readsPending)
+    readiness = Readiness(store, reactor)
     try:
         store.open()
     except SchemaTooNew as e:
         raise SystemExit(f"capture: {e}") from None
     _StoreService(store, options["admin-account"]).setServiceParent(top)
     _log.info("Data in {data}", data=os.path.abspath(options["data"]))
+    # After the store, so it stops first: no delivery reads a closed store.
+    webhooks = WebhookDispatcher(
+        store, reactor, queueLimit=options["webhook-queue"],
+        timeout=float(options["webhook-timeout"]), retries=options["webhook-retries"],
+    )
+    webhooks.setServiceParent(top)
 
     try:
         certificate = loadCertificate(options["tls-dir"], options["hostname"])
@@ -422,30 +460,39 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         refuseAfter=options["max-failed-logins"],
         delayAfter=min(10, options["max-failed-logins"]),
     )
+    listeners: list[tuple[str, _Listener]] = []
     if not _isOff(options["smtp"]):
-        _Listener(
+        listeners.append(("smtp", _Listener(
             "SMTP (STARTTLS)",
             endpoints.serverFromString(reactor, options["smtp"]),
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
-        ).setServiceParent(top)
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+        )))
     if not _isOff(options["smtps"]):
         description = options["smtps"]
         endpoint = endpoints.serverFromString(reactor, description)
         if not description.startswith(("ssl:", "tls:")):
             endpoint = endpoints.wrapServerTLS(tlsOptions, endpoint)
-        _Listener(
+        listeners.append(("smtps", _Listener(
             "SMTPS (implicit TLS)",
             endpoint,
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle),
-        ).setServiceParent(top)
+            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+        )))
     if not _isOff(options["http"]):
-        api = MailsacAPI(store, publicReadable=not options["require-key"])
+        api = MailsacAPI(
+            store,
+            publicReadable=not options["require-key"],
+            metrics=None if options["no-metrics"] else metrics,
+            readiness=readiness,
+            webhooks=webhooks,
+        )
         api.sseHeartbeat = options["sse-heartbeat"]
-        site = Site(api.app.resource(), requestFactory=BoundedRequest)
-        site.noisy = False
-        _Listener(
-            "HTTP", endpoints.serverFromString(reactor, options["http"]), site
-        ).setServiceParent(top)
+        site = MeteredSite(api.app.resource(), metrics, requestFactory=BoundedRequest)
+        listeners.append(
+            ("http", _Listener("HTTP", endpoints.serverFromString(reactor, options["http"]), site))
+        )
+    for name, listener in listeners:
+        listener.setServiceParent(top)
+        readiness.listener(name, listener.isBound)
 
     retention = Retention(
         publicInboxLimit=options["public-inbox-limit"],

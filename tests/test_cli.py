@@ -10,6 +10,8 @@ import re
 import smtplib
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -413,3 +415,34 @@ def test_consoleScript(tmp_path: Path) -> None:
         login(running, "ivy", key).quit()
     finally:
         running.stop()
+
+
+def test_domainAddListRemove(server: CaptureServer) -> None:
+    """
+    C{domain add} makes a domain the account's at once (its inboxes close
+    to other readers over HTTP), C{domain list} shows it, C{domain remove}
+    gives it up; bad names, another account's domain and unknown accounts
+    are one-line errors.
+    """
+    name = unique("dom")
+    createdKey(cli(server, "account", "create", name))
+    domain = f"{unique('cli')}.example"
+    added = cli(server, "domain", "add", name, domain.upper())
+    assert (added.returncode, added.stdout) == (0, f"{domain} is now a private domain of {name}.\n")
+    assert re.fullmatch(rf"{domain}\tprivate\tcreated={_ISO}\n",
+                        cli(server, "domain", "list", name).stdout)
+    url = f"http://127.0.0.1:{server.ports['http']}/api/addresses/x@{domain}/messages"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, timeout=30)
+    assert refused.value.code == 401
+    assertOneError(cli(server, "domain", "add", "admin", domain), "owned already")
+    assertOneError(cli(server, "domain", "add", name, "not_a_domain"), "not a domain name")
+    assertOneError(cli(server, "domain", "add", unique("nobody"), f"{unique('x')}.example"),
+                   "nobody")
+    removed = cli(server, "domain", "remove", name, domain)
+    assert (removed.returncode, removed.stdout) == (0, f"{domain} is no longer a domain of {name}.\n")
+    assert cli(server, "domain", "list", name).stdout == ""
+    assertOneError(cli(server, "domain", "remove", name, domain), "does not own")
+    public = f"{unique('pub')}.example"
+    added = cli(server, "domain", "add", name, public, "--public")
+    assert added.stdout == f"{public} is now a public domain of {name}.\n"

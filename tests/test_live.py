@@ -18,6 +18,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
@@ -29,6 +32,7 @@ from websockets.sync.client import ClientConnection, connect
 from capture.ids import newApiKey
 from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.live import Listener, LiveHub
+from capture.web.openapi import document
 from tests.harness import CaptureServer
 from tests.test_api import _FIELDS, call, callJSON, inbox, send
 from tests.test_store import _StoreCase, envelope, message
@@ -285,11 +289,23 @@ def _websocket(server: CaptureServer, query: str) -> ClientConnection:
                    open_timeout=30)
 
 
+_FRAME = Draft202012Validator(
+    {"$ref": "urn:capture:openapi#/components/schemas/WebSocketFrame"},
+    registry=Registry().with_resource(
+        "urn:capture:openapi", Resource.from_contents(document(), DRAFT202012)
+    ),
+)
+
+
 def _frame(ws: ClientConnection) -> dict[str, Any]:
+    """
+    The next frame, checked against the API document's C{WebSocketFrame}.
+    """
     frame = ws.recv(timeout=30)
     assert isinstance(frame, str)
     parsed = json.loads(frame)
     assert isinstance(parsed, dict)
+    _FRAME.validate(parsed)
     return parsed
 
 

@@ -441,6 +441,27 @@ class OwnershipTests(_StoreCase):
                          InboxOwner("alice", implicit=True))
 
 
+    async def test_webhookTargets(self) -> None:
+        """
+        Of a batch of inboxes, those owned with a non-empty webhook URL are
+        found, in one read, whatever their case; unowned ones, owned ones
+        without a webhook or with it cleared are not.
+        """
+        await self.store.createAccount("alice")
+        for address in ("hooked@example.com", "plain@example.com", "cleared@example.com"):
+            await self.store.reserveAddress("alice", address)
+        await self.store.updateAddress("alice", "hooked@example.com",
+                                       {"webhook": "http://127.0.0.1:9/hook"})
+        await self.store.updateAddress("alice", "cleared@example.com", {"webhook": ""})
+        many = [f"public{n}@example.com" for n in range(1200)]
+        found = await self.store.webhookTargets(
+            ["Hooked@Example.com", "plain@example.com", "cleared@example.com", *many]
+        )
+        self.assertEqual(list(found), ["hooked@example.com"])
+        target = found["hooked@example.com"]
+        self.assertEqual((target.account, target.webhook), ("alice", "http://127.0.0.1:9/hook"))
+        self.assertEqual(await self.store.webhookTargets([]), {})
+
 class MessageTests(_StoreCase):
     """
     Adding, reading, listing, starring and deleting messages.

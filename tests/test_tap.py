@@ -23,6 +23,7 @@ from twisted.python import usage
 from capture import tap
 from capture.smtp import SMTPFactory
 from capture.tls import generateSelfSigned
+from capture.webhooks import WebhookDispatcher
 from tests.harness import CaptureServer
 
 # A valid value for every parameter, as a person would type it, and what
@@ -47,9 +48,12 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "retention-interval": ("0", 0),
     "max-store-size": ("1GiB", 1024**3),
     "admin-account": ("root", "root"),
+    "webhook-queue": ("50", 50),
+    "webhook-timeout": ("2m", 120),
+    "webhook-retries": ("0", 0),
     "sse-heartbeat": ("2m", 120),
 }
-_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key"]
+_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics"]
 
 
 @pytest.fixture(autouse=True)
@@ -116,9 +120,12 @@ def test_defaults() -> None:
         "retention-interval": 60,
         "max-store-size": 0,
         "admin-account": "admin",
+        "webhook-queue": 10000,
+        "webhook-timeout": 10,
+        "webhook-retries": 5,
         "sse-heartbeat": 15,
     }
-    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0]
+    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0, 0]
 
 
 def test_tableCoversEveryOption() -> None:
@@ -274,6 +281,12 @@ def test_durations(text: str, seconds: int) -> None:
         ("--max-connections", "1e3"),
         ("--public-inbox-limit", "-1"),
         ("--message-limit", ""),
+        ("--webhook-queue", "many"),
+        ("--webhook-queue", "-1"),
+        ("--webhook-timeout", "1.5"),
+        ("--webhook-timeout", "soon"),
+        ("--webhook-retries", "-1"),
+        ("--webhook-retries", "3x"),
     ],
 )
 def test_unparsableValues(option: str, value: str) -> None:
@@ -315,6 +328,9 @@ def test_errorFromEnvironmentNamesVariable(monkeypatch: pytest.MonkeyPatch) -> N
         ("--max-recipients", "0", "at least 1"),
         ("--max-ingest-memory", "24MiB", "at least --max-message-size"),
         ("--max-failed-logins", "0", "at least 1"),
+        ("--webhook-queue", "0", "at least 1"),
+        ("--webhook-timeout", "0", "more than 0"),
+        ("--webhook-timeout", "0s", "more than 0"),
         ("--sse-heartbeat", "0", "at least 1 second"),
     ],
 )
@@ -338,6 +354,9 @@ def test_limitsTooLow(option: str, value: str, words: str) -> None:
         ("--max-line-length", "1000", 1000),
         ("--max-connections", "1", 1),
         ("--max-recipients", "1", 1),
+        ("--webhook-queue", "1", 1),
+        ("--webhook-timeout", "1", 1),
+        ("--webhook-retries", "0", 0),
     ],
 )
 def test_limitsAtMinimum(option: str, value: str, parsed: int) -> None:
@@ -496,7 +515,7 @@ def test_makeServiceWithoutListeners(directory: Path) -> None:
     retention and no listener; the store and certificate are made.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none")
-    assert [type(s) for s in services] == [tap._StoreService, TimerService]
+    assert [type(s) for s in services] == [tap._StoreService, WebhookDispatcher, TimerService]
     assert (directory / "data").is_dir()
     assert (directory / "tls" / "localhost.pem").is_file()
 
@@ -507,7 +526,7 @@ def test_makeServiceWithoutRetention(directory: Path) -> None:
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
                       "--retention-interval", "0")
-    assert [type(s) for s in services] == [tap._StoreService]
+    assert [type(s) for s in services] == [tap._StoreService, WebhookDispatcher]
 
 
 def test_makeServiceListenersUseOptions(directory: Path) -> None:
@@ -612,3 +631,15 @@ def test_twistdInternationalHostname(directory: Path) -> None:
         raw.close()
     finally:
         server.stop()
+
+
+def test_makeServiceWebhookOptions(directory: Path) -> None:
+    """
+    The webhook dispatcher is in the tree, after the store (so it stops
+    first), with the parsed queue bound, timeout and retries.
+    """
+    services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
+                      "--webhook-queue", "7", "--webhook-timeout", "3", "--webhook-retries", "1")
+    [dispatcher] = [s for s in services if isinstance(s, WebhookDispatcher)]
+    assert services.index(dispatcher) == 1
+    assert (dispatcher._queueLimit, dispatcher._timeout, dispatcher._retries) == (7, 3.0, 1)

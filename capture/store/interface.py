@@ -151,9 +151,39 @@ class IStore(Interface):
         @return: Deferred firing with the account's L{Domain} list.
         """
 
+    def domainOwner(domain):
+        """
+        @return: Deferred firing with the account owning custom domain
+            C{domain}, or L{None}.
+        """
+
+    def setDomainPrivacy(account, domain, isPrivate):
+        """
+        Make an owned domain private (its inboxes the owner's) or public;
+        L{NotFound} if C{account} does not own it.
+        @return: Deferred firing with the updated L{Domain}.
+        """
+
+    def reserveAddresses(account, addresses):
+        """
+        Reserve several addresses at once, all or none: L{Conflict} naming
+        the addresses another account owns (itself or by a private domain).  Addresses C{account} owns
+        already are kept as they are.
+        @return: Deferred firing with the L{OwnedAddress} list, in order.
+        """
+
     def inboxOwner(address):
         """
         @return: Deferred firing with the L{InboxOwner} of an inbox.
+        """
+
+    def webhookTargets(inboxes):
+        """
+        Which of C{inboxes} are owned addresses with a webhook URL: one
+        read for a batch of new copies, however many there are.
+
+        @return: Deferred firing with a dict of inbox to its
+            L{OwnedAddress} (C{webhook} set and not empty).
         """
 
     # Messages
@@ -244,6 +274,33 @@ class IStore(Interface):
         starred mail).  @return: Deferred firing with how many went.
         """
 
+    def listDomain(domain, account, visibility, limit=20, until=None):
+        """
+        Copies filed in C{domain}, newest first, as C{account} (the
+        domain's owner) may list them: never the inbox of an address
+        another account reserved inside the domain.
+        @return: Deferred firing with a list of L{Copy}.
+        """
+
+    def countDomain(domain, account, visibility):
+        """
+        How many copies L{listDomain} could list, without a limit.
+        @return: Deferred firing with an L{int}.
+        """
+
+    def purgeDomain(domain, account):
+        """
+        Delete every unstarred copy filed in C{domain}, except in addresses
+        another account reserved there.
+        @return: Deferred firing with how many went.
+        """
+
+    def accountStats(account):
+        """
+        Counts for Mailsac's C{/me/stats}.
+        @return: Deferred firing with an L{AccountStats}.
+        """
+
     def listStarred(account, limit=50):
         """
         Copies starred by C{account}, newest first, wherever they are.
@@ -273,6 +330,22 @@ class IStore(Interface):
         Recycle what the L{Retention} limits no longer allow, a bounded
         batch at a time; starred copies are never recycled.
         @return: Deferred firing with the number of copies removed.
+        """
+
+    # Health
+
+    def ping():
+        """
+        A trivial read, through the same path every read takes: readiness
+        checks call it with a deadline.
+
+        @return: Deferred firing with L{None}, or failing with L{StoreError}
+            at once when the store is not running.
+        """
+
+    def load():
+        """
+        @return: The L{StoreLoad} now (queue depths, read at scrape time).
         """
 
     def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:

@@ -103,6 +103,23 @@ class Domain:
 
 
 @attrs.frozen
+class AccountStats:
+    """
+    What C{/me/stats} reports about an account's stored mail.
+
+    @ivar storedMessages: Copies in its owned addresses and private domains,
+        plus copies it starred elsewhere (what its C{messageLimit} covers).
+    @ivar inboxBytes: The size of those copies' messages.
+    @ivar nonOwnedInboxes: Inboxes it does not own where it starred mail.
+    """
+
+    starredMessages: int
+    storedMessages: int
+    inboxBytes: int
+    nonOwnedInboxes: tuple[str, ...]
+
+
+@attrs.frozen
 class InboxOwner:
     """
     Who owns an inbox, if anyone.
@@ -241,3 +258,18 @@ class Retention:
     publicInboxLimit: int = 500
     publicMaxAge: int = 7 * 86400
     messageLimit: int = 100_000
+
+
+@attrs.frozen
+class StoreLoad:
+    """
+    How much work a store has waiting, as metrics show it.
+
+    @ivar writesQueued: Write operations queued for the writer, not yet
+        taken into a batch.
+    @ivar readsPending: Reads handed to the read threads and not answered
+        yet (running or waiting for a thread).
+    """
+
+    writesQueued: int
+    readsPending: int

@@ -40,6 +40,7 @@ from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
     Account,
+    AccountStats,
     ApiKeyInfo,
     Bodies,
     Conflict,
@@ -54,6 +55,7 @@ from capture.store.model import (
     SchemaTooNew,
     StoreError,
     StoreFull,
+    StoreLoad,
 )
 
 T = TypeVar("T")
@@ -206,10 +208,12 @@ class _Writer:
         path: str,
         reactor: IReactorFromThreads,
         maxPageCount: int,
+        observeCommit: Callable[[float, int], None] | None = None,
     ) -> None:
         self._path = path
         self._reactor = reactor
         self._maxPageCount = maxPageCount
+        self._observeCommit = observeCommit
         # SimpleQueue: a C queue, several times cheaper per put than
         # queue.Queue, and a put per message is on the ingest path.
         self._queue: queue.SimpleQueue[
@@ -230,6 +234,16 @@ class _Writer:
         self._queue.put(None)
         return self._stopped
 
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def depth(self) -> int:
+        """
+        Operations waiting for the writer (approximate, as any queue size
+        read from another thread).
+        """
+        return self._queue.qsize()
+
     def _run(self) -> None:
         conn = _connect(self._path)
         if self._maxPageCount:
@@ -249,7 +263,12 @@ class _Writer:
                     stopping = True
                     break
                 batch.append(item)
-            self._reactor.callFromThread(self._deliver, self._commit(conn, batch))
+            started = time.perf_counter()
+            results = self._commit(conn, batch)
+            # Timed here, recorded on the reactor with the results it
+            # already receives: no counter is shared between threads.
+            elapsed = time.perf_counter() - started
+            self._reactor.callFromThread(self._deliver, results, elapsed)
         conn.close()
         self._reactor.callFromThread(self._stopped.callback, None)
 
@@ -340,7 +359,9 @@ class _Writer:
             ]
         return results
 
-    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]]) -> None:
+    def _deliver(self, results: list[tuple[Deferred[Any], bool, Any]], elapsed: float) -> None:
+        if self._observeCommit is not None:
+            self._observeCommit(elapsed, len(results))
         for d, ok, value in results:
             if ok:
                 d.callback(value)
@@ -355,6 +376,8 @@ class SQLiteStore:
 
     @ivar _maxSize: The largest the database may grow, in bytes (0: only
         the disk limits it).
+    @ivar _observeCommit: Called on the reactor after each write batch with
+        the seconds it took (BEGIN to COMMIT) and its number of operations.
     """
 
     def __init__(
@@ -363,6 +386,7 @@ class SQLiteStore:
         reactor: Any = None,
         maxSize: int = 0,
         readThreads: int = 4,
+        observeCommit: Callable[[float, int], None] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -382,6 +406,9 @@ class SQLiteStore:
         self._opsFlush: Any = None
         self._retentionFullScan = True
         self._opened = False
+        self._running = False
+        self._readsPending = 0
+        self._observeCommit = observeCommit
         self.uidValidity = 0
 
     # Life cycle
@@ -422,9 +449,10 @@ class SQLiteStore:
         self.open()
         pageSize = 4096
         maxPages = self._maxSize // pageSize if self._maxSize else 0
-        self._writer = _Writer(self._path, self._reactor, maxPages)
+        self._writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit)
         self._writer.start()
         self._pool.start()
+        self._running = True
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         migrations = _migrations()
@@ -452,6 +480,7 @@ class SQLiteStore:
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
+        self._running = False
         self._pool.stop()
         if self._writer is None:
             return succeed(None)
@@ -473,11 +502,30 @@ class SQLiteStore:
             except sqlite3.Error as e:
                 raise _storeError(e) from e
 
-        return deferToThreadPool(self._reactor, self._pool, run)
+        # Counted on the reactor, on the way in and out: no lock needed.
+        self._readsPending += 1
+        return deferToThreadPool(self._reactor, self._pool, run).addBoth(self._readDone)
+
+    def _readDone(self, result: T) -> T:
+        self._readsPending -= 1
+        return result
 
     def _write(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         assert self._writer is not None, "store not started"
         return self._writer.submit(operation)
+
+    def ping(self) -> Deferred[None]:
+        if not self._running or self._writer is None:
+            return fail(StoreError("the store is not running"))
+        if not self._writer.alive():
+            return fail(StoreError("the store's writer thread has stopped"))
+        return self._read(_ping)
+
+    def load(self) -> StoreLoad:
+        return StoreLoad(
+            writesQueued=self._writer.depth() if self._writer is not None else 0,
+            readsPending=self._readsPending,
+        )
 
     def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
@@ -749,8 +797,86 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def domainOwner(self, domain: str) -> Deferred[str | None]:
+        def op(conn: sqlite3.Connection) -> str | None:
+            row = conn.execute(
+                "SELECT account FROM domains WHERE domain = ?", (domain.lower(),)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        return self._read(op)
+
+    def setDomainPrivacy(self, account: str, domain: str, isPrivate: bool) -> Deferred[Domain]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> Domain:
+            cursor = conn.execute(
+                "UPDATE domains SET is_private = ? WHERE domain = ? AND account = ?",
+                (int(isPrivate), domain, account),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"{account!r} does not own {domain}")
+            row = conn.execute(
+                "SELECT domain, account, is_private, created FROM domains WHERE domain = ?",
+                (domain,),
+            ).fetchone()
+            return Domain(row[0], row[1], bool(row[2]), row[3])
+
+        return self._write(op)
+
+    def reserveAddresses(
+        self, account: str, addresses: list[str]
+    ) -> Deferred[list[OwnedAddress]]:
+        wanted = list(dict.fromkeys(a.lower() for a in addresses))
+
+        def op(conn: sqlite3.Connection) -> list[OwnedAddress]:
+            _account(conn, account)
+            marks = ",".join("?" * len(wanted))
+            held = {
+                r[0]: r
+                for r in conn.execute(
+                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN ({marks})",
+                    wanted,
+                )
+            }
+            # Another account's address, or an address in its private domain.
+            taken = [a for a in wanted if _owner(conn, a).account not in (None, account)]
+            if taken:
+                raise Conflict(", ".join(taken))
+            now = _now()
+            conn.executemany(
+                "INSERT INTO addresses(address, account, created, updated) VALUES (?, ?, ?, ?)",
+                [(a, account, now, now) for a in wanted if a not in held],
+            )
+            return [
+                _addressFromRow(held[a]) if a in held else OwnedAddress(a, account, now, now)
+                for a in wanted
+            ]
+
+        return self._write(op)
+
     def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
         return self._read(lambda conn: _owner(conn, address.lower()))
+
+    def webhookTargets(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
+        wanted = sorted({inbox.lower() for inbox in inboxes})
+
+        def op(conn: sqlite3.Connection) -> dict[str, OwnedAddress]:
+            found: dict[str, OwnedAddress] = {}
+            # SQLite allows 999 parameters per statement in old builds.
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start : start + 500]
+                rows = conn.execute(
+                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
+                    f"({','.join('?' * len(chunk))}) AND webhook IS NOT NULL AND webhook <> ''",
+                    chunk,
+                )
+                for row in rows:
+                    address = _addressFromRow(row)
+                    found[address.address] = address
+            return found
+
+        return self._read(op)
 
     # Messages
 
@@ -978,6 +1104,82 @@ class SQLiteStore:
 
         return self._write(op)
 
+    def listDomain(
+        self,
+        domain: str,
+        account: str,
+        visibility: Visibility,
+        limit: int = 20,
+        until: int | None = None,
+    ) -> Deferred[list[Copy]]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> list[Copy]:
+            where, args = _visibleWhere(visibility)
+            sql = f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.domain = ? AND {_NOT_OTHERS}{where}"
+            params: list[Any] = [domain, account, *args]
+            if until is not None:
+                sql += " AND c.received <= ?"
+                params.append(until)
+            sql += " ORDER BY c.uid DESC LIMIT ?"
+            params.append(limit)
+            return [_copyFromRow(r) for r in conn.execute(sql, params)]
+
+        return self._read(op)
+
+    def countDomain(self, domain: str, account: str, visibility: Visibility) -> Deferred[int]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            where, args = _visibleWhere(visibility)
+            row = conn.execute(
+                f"SELECT count(*) FROM copies c WHERE c.domain = ? AND {_NOT_OTHERS}{where}",
+                (domain, account, *args),
+            ).fetchone()
+            return int(row[0])
+
+        return self._read(op)
+
+    def purgeDomain(self, domain: str, account: str) -> Deferred[int]:
+        domain = domain.lower()
+
+        def op(conn: sqlite3.Connection) -> int:
+            uids = [
+                r[0]
+                for r in conn.execute(
+                    f"SELECT uid FROM copies c WHERE c.domain = ? AND {_NOT_OTHERS} "
+                    "AND c.saved_by IS NULL",
+                    (domain, account),
+                )
+            ]
+            return _deleteCopies(conn, uids)
+
+        return self._write(op)
+
+    def accountStats(self, account: str) -> Deferred[AccountStats]:
+        def op(conn: sqlite3.Connection) -> AccountStats:
+            mine = f"({_OWNED_BY} OR c.saved_by = :a)"
+            stored, size = conn.execute(
+                f"SELECT count(*), coalesce(sum(m.size), 0) {_COPY_FROM} WHERE {mine}",
+                {"a": account},
+            ).fetchone()
+            starred = conn.execute(
+                "SELECT count(*) FROM copies WHERE saved_by = ?", (account,)
+            ).fetchone()[0]
+            elsewhere = conn.execute(
+                f"SELECT DISTINCT c.inbox FROM copies c WHERE c.saved_by = :a AND NOT {_OWNED_BY} "
+                "ORDER BY c.inbox LIMIT 1000",
+                {"a": account},
+            )
+            return AccountStats(
+                starredMessages=int(starred),
+                storedMessages=int(stored),
+                inboxBytes=int(size),
+                nonOwnedInboxes=tuple(r[0] for r in elsewhere),
+            )
+
+        return self._read(op)
+
     def listStarred(self, account: str, limit: int = 50) -> Deferred[list[Copy]]:
         def op(conn: sqlite3.Connection) -> list[Copy]:
             rows = conn.execute(
@@ -997,6 +1199,10 @@ class SQLiteStore:
         return self._write(op)
 
     def usage(self, account: str, month: str) -> Deferred[int]:
+        # Read through the writer, in order after every flush already
+        # queued: the row then holds all flushed ops, and the ops still in
+        # memory now are added once.  (On the read pool a read racing a
+        # flush would miss, or double, the ops in flight.)
         pending = self._pendingOps.get((account, month), 0)
 
         def op(conn: sqlite3.Connection) -> int:
@@ -1005,7 +1211,7 @@ class SQLiteStore:
             ).fetchone()
             return (int(row[0]) if row else 0) + pending
 
-        return self._read(op)
+        return self._write(op)
 
     def countOp(self, account: str) -> None:
         """
@@ -1070,6 +1276,10 @@ class SQLiteStore:
 _ADDRESS_COLUMNS = "address, account, created, updated, info, forward, webhook, enablews"
 # The settings updateAddress may change; each is also its column's name.
 _ADDRESS_SETTINGS = {"info", "forward", "webhook", "enablews"}
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT 1 FROM meta LIMIT 1").fetchone()
 
 
 def _addressFromRow(row: tuple[Any, ...]) -> OwnedAddress:
@@ -1330,6 +1540,11 @@ _OWNED_BY = """
     (c.inbox IN (SELECT address FROM addresses WHERE account = :a)
      OR c.domain IN (SELECT domain FROM domains WHERE account = :a AND is_private = 1))
 """
+
+# Not in an address that another account than ? reserved (inside a domain).
+_NOT_OTHERS = (
+    "NOT EXISTS (SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account != ?)"
+)
 
 _PUBLIC_COPY = """
     c.saved_by IS NULL

@@ -30,10 +30,12 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
-from capture.addresses import baseInbox
+from capture.addresses import baseInbox, isAddress, isDomain
+from capture.health import Readiness
+from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
-from capture.store.model import Conflict, Copy, NotFound
+from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
 from capture.web.live import (
     Backlog,
     IncomingMessagesFactory,
@@ -43,27 +45,85 @@ from capture.web.live import (
     messageFilter,
     sseEvent,
 )
-from capture.web.messages import addressJSON, headersJSON, messageJSON
+from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
+from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, textBody
+from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
-_ADDRESS_RE = re.compile(r"[^@\s/\\\x00-\x1f\"<>]{1,64}@[A-Za-z0-9.-]{1,253}")
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
 _TAG_RE = re.compile(r"<[^>]*>")
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
+_BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 _SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _ANOTHER_ACCOUNTS = "That address belongs to another account."
+_ANOTHER_ACCOUNTS_DOMAIN = "That domain belongs to another account."
+_MAX_BULK = 100
 _log = Logger()
 
 
 def _query(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _label(text: str) -> str:
+    """
+    A label as given, trimmed.
+
+    @raise ApiError: 400 for an empty or over-long one, or one that looks
+        like a path (C{.}, C{..}, slashes) or holds control characters.
+    """
+    label = text.strip()
+    if (
+        not label
+        or len(label) > _MAX_LABEL
+        or label in (".", "..")
+        or _BAD_LABEL_RE.search(label)
+    ):
+        raise ApiError(
+            400, "Invalid label.",
+            [f"a label has 1 to {_MAX_LABEL} characters, no slashes or control characters"],
+        )
+    return label
+
+
+def _addressSettings(body: Any) -> dict[str, Any]:
+    """
+    The owned-address settings (Mailsac's C{UpdatePrivateAddressForwarding}:
+    C{info}, C{forward}, C{webhook}, C{enablews}) a JSON body gives; Slack
+    fields are accepted and ignored (Capture posts to no Slack).
+
+    @raise ApiError: 400 naming every bad value.
+    """
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
+    settings: dict[str, Any] = {}
+    errors = []
+    for name in ("info", "forward", "webhook"):
+        if name in body:
+            value = body[name]
+            if value is not None and not isinstance(value, str):
+                errors.append(f"{name} must be a string or null")
+            elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
+                errors.append("webhook must be an http(s) URL")
+            else:
+                settings[name] = "" if name == "info" and value is None else value
+    if "enablews" in body:
+        if not isinstance(body["enablews"], bool):
+            errors.append("enablews must be true or false")
+        else:
+            settings["enablews"] = body["enablews"]
+    if errors:
+        raise ApiError(400, "Invalid address settings.", errors)
+    return settings
 
 
 def jsonRequestBody(request: IRequest) -> Any:
@@ -155,18 +215,34 @@ class MailsacAPI:
     The API's routes, bound to one store.
 
     @ivar publicReadable: Whether public inboxes may be read without a key.
+    @ivar metrics: What C{/metrics} shows, or L{None} when it is switched off.
+    @ivar _webhooks: The dispatcher whose delivery attempts the API shows
+        (none: every account has none).
     """
 
     app = Klein()
+    # An empty segment ("//", or an encoded slash on its own) must not be
+    # merged away with a redirect to a different route: it is a 404.
+    app.url_map.merge_slashes = False
     # Seconds between the comment lines that keep an idle event stream
     # (and the proxies on its way) open.
     sseHeartbeat = 15.0
     # Octets an event stream may leave unread past its send buffer.
     sseBacklog = 4 * 1024 * 1024
 
-    def __init__(self, store: IStore, publicReadable: bool = True) -> None:
+    def __init__(
+        self,
+        store: IStore,
+        publicReadable: bool = True,
+        metrics: Metrics | None = None,
+        readiness: Readiness | None = None,
+        webhooks: WebhookDispatcher | None = None,
+    ) -> None:
         self._store = store
         self.publicReadable = publicReadable
+        self.metrics = metrics
+        self._readiness = readiness if readiness is not None else Readiness(store)
+        self._webhooks = webhooks
         self._live = LiveHub(store, publicReadable)
         self._incoming = IncomingMessagesFactory(self._live, store, self._inbox)
         self._websocket = WebSocketResource(self._incoming)
@@ -224,9 +300,29 @@ class MailsacAPI:
         return viewer
 
     def _inbox(self, email: str) -> str:
-        if not _ADDRESS_RE.fullmatch(email):
+        if not isAddress(email):
             raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
         return baseInbox(email)
+
+    def _domain(self, domain: str) -> str:
+        name = domain.lower()
+        if not isDomain(name):
+            raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
+        return name
+
+    async def _ownedDomain(self, viewer: str, domain: str, otherCode: int = 401) -> Domain:
+        """
+        The viewer's custom domain C{domain}.
+
+        @raise ApiError: C{otherCode} for another account's domain, 404 for
+            a domain nobody owns.
+        """
+        for owned in await self._store.listDomains(viewer):
+            if owned.domain == domain:
+                return owned
+        if await self._store.domainOwner(domain) is not None:
+            raise ApiError(otherCode, _ANOTHER_ACCOUNTS_DOMAIN)
+        raise ApiError(404, "Domain not found.", [f"{domain} is not a custom domain"])
 
     def _limit(self, request: IRequest, default: int, maximum: int) -> int:
         text = _query(request, b"limit")
@@ -407,15 +503,30 @@ class MailsacAPI:
         M13/M14: add (PUT) or remove (DELETE) a label; either is a no-op
         when already so.
         """
-        label = label.strip()
-        if not label or len(label) > _MAX_LABEL:
-            raise ApiError(400, "Invalid label.", [f"a label has 1 to {_MAX_LABEL} characters"])
+        label = _label(label)
         copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         labels = [x for x in copy.labels if x != label]
         if request.method == b"PUT":
             if len(labels) >= _MAX_LABELS:
                 raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
             labels.append(label)
+        updated = await self._store.setCopyState(copy, labels=tuple(labels))
+        return jsonBody(request, {"_id": updated.id, "labels": list(updated.labels)})
+
+    @app.route("/api/addresses/<email>/messages/<messageId>/labels", methods=["PUT"])
+    async def setLabels(self, request: IRequest, email: str, messageId: str) -> bytes:
+        """
+        L1 (legacy): replace all labels with a JSON body's C{labels} list.
+        The old client's limit of 3 is not kept: the same limit as M13's.
+        """
+        body = jsonRequestBody(request)
+        wanted = body.get("labels") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not all(isinstance(x, str) for x in wanted):
+            raise ApiError(400, "Invalid labels.", ["labels must be a list of strings"])
+        labels = list(dict.fromkeys(_label(x) for x in wanted))
+        if len(labels) > _MAX_LABELS:
+            raise ApiError(400, "Too many labels.", [f"at most {_MAX_LABELS} labels"])
+        copy, _ = await self._copy(request, email, messageId, Action.FLAG)
         updated = await self._store.setCopyState(copy, labels=tuple(labels))
         return jsonBody(request, {"_id": updated.id, "labels": list(updated.labels)})
 
@@ -543,6 +654,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
+        settings = _addressSettings(jsonRequestBody(request))
         owner = await self._store.inboxOwner(inbox)
         if owner.account == viewer:
             raise ApiError(400, "You own that address already.")
@@ -552,6 +664,8 @@ class MailsacAPI:
             reserved = await self._store.reserveAddress(viewer, inbox)
         except Conflict:
             raise ApiError(401, _ANOTHER_ACCOUNTS) from None
+        if settings:
+            reserved = await self._store.updateAddress(viewer, inbox, settings)
         return jsonBody(request, addressJSON(reserved))
 
     @app.route("/api/addresses/<email>", methods=["PUT"])
@@ -562,27 +676,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        body = jsonRequestBody(request) or {}
-        if not isinstance(body, dict):
-            raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
-        settings: dict[str, Any] = {}
-        errors = []
-        for name in ("info", "forward", "webhook"):
-            if name in body:
-                value = body[name]
-                if value is not None and not isinstance(value, str):
-                    errors.append(f"{name} must be a string or null")
-                elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
-                    errors.append("webhook must be an http(s) URL")
-                else:
-                    settings[name] = "" if name == "info" and value is None else value
-        if "enablews" in body:
-            if not isinstance(body["enablews"], bool):
-                errors.append("enablews must be true or false")
-            else:
-                settings["enablews"] = body["enablews"]
-        if errors:
-            raise ApiError(400, "Invalid address settings.", errors)
+        settings = _addressSettings(jsonRequestBody(request))
         await self._notAnotherAccounts(inbox, viewer)
         try:
             updated = await self._store.updateAddress(viewer, inbox, settings)
@@ -600,16 +694,169 @@ class MailsacAPI:
     @app.route("/api/addresses/<email>", methods=["DELETE"])
     async def release(self, request: IRequest, email: str) -> bytes:
         """
-        D5: give an owned address up; its future mail is public again.
+        D5: give an owned address up; its mail is public again, unless
+        C{deleteAddressMessages=true} deletes it first (all but starred
+        mail, as the purge M2 does).
         """
         inbox = self._inbox(email)
+        deleting = _query(request, b"deleteAddressMessages")
+        if deleting not in (None, "true", "false", "1", "0"):
+            raise ApiError(400, "Invalid deleteAddressMessages.",
+                           ["deleteAddressMessages is true or false"])
         viewer = await self._requiredViewer(request)
         await self._notAnotherAccounts(inbox, viewer)
+        if deleting in ("true", "1"):
+            if (await self._store.inboxOwner(inbox)).account != viewer:
+                raise ApiError(400, "You do not own that address.")
+            await self._store.purgeInbox(inbox)
         try:
             await self._store.releaseAddress(viewer, inbox)
         except NotFound:
             raise ApiError(400, "You do not own that address.") from None
         return jsonBody(request, {"message": "Address released.", "_id": inbox})
+
+    @app.route("/api/private-addresses-bulk", methods=["POST"])
+    async def reserveBulk(self, request: IRequest) -> bytes:
+        """
+        D7: reserve up to 100 addresses at once, all or none.  Addresses the
+        account owns already are returned as they are (reserving twice in
+        bulk is not an error, so a setup script can run again).
+        """
+        viewer = await self._requiredViewer(request)
+        body = jsonRequestBody(request)
+        wanted = body.get("addresses") if isinstance(body, dict) else None
+        if not isinstance(wanted, list) or not wanted:
+            raise ApiError(400, "Give the addresses to reserve.",
+                           ["addresses must be a non-empty list of email addresses"])
+        if len(wanted) > _MAX_BULK:
+            raise ApiError(400, f"At most {_MAX_BULK} addresses at once.",
+                           [f"addresses has at most {_MAX_BULK} entries"])
+        bad = [repr(a) for a in wanted if not isinstance(a, str) or not isAddress(a)]
+        if bad:
+            raise ApiError(400, "Invalid email address.",
+                           [f"{a} is not an email address" for a in bad[:10]])
+        try:
+            reserved = await self._store.reserveAddresses(viewer, [baseInbox(a) for a in wanted])
+        except Conflict as conflict:
+            raise ApiError(
+                401, _ANOTHER_ACCOUNTS, [f"{a} is owned by another account"
+                                         for a in str(conflict).split(", ")[:10]]
+            ) from None
+        return jsonBody(request, [addressJSON(a) for a in reserved])
+
+    # Custom domains
+
+    @app.route("/api/domains", methods=["GET"])
+    async def domains(self, request: IRequest) -> bytes:
+        """
+        N1: the account's custom domains.
+        """
+        viewer = await self._requiredViewer(request)
+        return jsonBody(request, [domainJSON(d) for d in await self._store.listDomains(viewer)])
+
+    @app.route("/api/domains/<domain>", methods=["GET"])
+    async def domain(self, request: IRequest, domain: str) -> bytes:
+        """
+        N2: one of the account's domains with its message count.  Capture
+        has no catch-all addresses, so C{catchAllAddress} is C{null}.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        owned = await self._ownedDomain(viewer, name)
+        total = await self._store.countDomain(name, viewer, self._domainVisibility(owned))
+        return jsonBody(
+            request, {"domain": domainJSON(owned), "totalMessages": total, "catchAllAddress": None}
+        )
+
+    @app.route("/api/domains/<domain>", methods=["POST"])
+    async def addDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        Capture's own: claim a custom domain (Mailsac does this in its web
+        site, after a DNS check; Capture receives whatever SMTP is given, so
+        there is nothing to verify).  Body C{{"isPrivate": bool}}, private
+        by default: every address in it is then the account's.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        body = jsonRequestBody(request)
+        isPrivate = body.get("isPrivate", True) if isinstance(body, dict) else True
+        if not isinstance(isPrivate, bool):
+            raise ApiError(400, "Invalid isPrivate.", ["isPrivate must be true or false"])
+        if name in {d.domain for d in await self._store.listDomains(viewer)}:
+            raise ApiError(400, "You own that domain already.")
+        try:
+            added = await self._store.addDomain(viewer, name, isPrivate)
+        except Conflict:
+            raise ApiError(401, _ANOTHER_ACCOUNTS_DOMAIN) from None
+        return jsonBody(request, domainJSON(added))
+
+    @app.route("/api/domains/<domain>", methods=["DELETE"])
+    async def removeDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        Capture's own: give a custom domain up.  Its mail stays, public
+        from now on, as a released address's does.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name, otherCode=401)
+        try:
+            await self._store.removeDomain(viewer, name)
+        except NotFound:
+            raise ApiError(404, "Domain not found.") from None
+        return jsonBody(request, {"message": "Domain released.", "_id": name})
+
+    @app.route("/api/domains/<domain>/privacy/<isPrivate>", methods=["PUT"])
+    async def domainPrivacy(self, request: IRequest, domain: str, isPrivate: str) -> bytes:
+        """
+        N3: make a domain private (C{true}) or public (C{false}).  The
+        reference gives no method; Capture takes PUT, like M15 and M16.
+        """
+        name = self._domain(domain)
+        if isPrivate not in ("true", "false"):
+            raise ApiError(400, "Invalid privacy.", ["isPrivateBoolean is true or false"])
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name)
+        updated = await self._store.setDomainPrivacy(viewer, name, isPrivate == "true")
+        return jsonBody(request, domainJSON(updated))
+
+    @app.route("/api/domains/<domain>/messages", methods=["GET"])
+    async def domainMessages(self, request: IRequest, domain: str) -> bytes:
+        """
+        M20: the newest messages of every inbox of an owned domain
+        (C{limit}, C{until}); 403 for a domain the key does not own.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        limit = self._limit(request, default=20, maximum=1000)
+        until = self._date(request, b"until")
+        owned = await self._ownedDomain(viewer, name, otherCode=403)
+        copies = await self._store.listDomain(
+            name, viewer, self._domainVisibility(owned), limit=limit, until=until
+        )
+        return jsonBody(request, [messageJSON(c) for c in copies])
+
+    @app.route("/api/domains/<domain>/delete-all-domain-mail", methods=["POST"])
+    async def purgeDomain(self, request: IRequest, domain: str) -> bytes:
+        """
+        M21: delete the domain's mail.  The reference contradicts itself
+        about starred mail; Capture keeps it, as the inbox purge (M2) does.
+        """
+        name = self._domain(domain)
+        viewer = await self._requiredViewer(request)
+        await self._ownedDomain(viewer, name)
+        await self._store.purgeDomain(name, viewer)
+        request.setResponseCode(204)
+        return b""
+
+    def _domainVisibility(self, owned: Domain) -> Visibility:
+        """
+        What the owner of a domain sees of it: everything of a private
+        domain; of a public one, what any account sees of a public inbox.
+        """
+        owner = InboxOwner(owned.account if owned.isPrivate else None, implicit=True)
+        visible = visibility(owned.account, owner, self.publicReadable)
+        assert visible is not None
+        return visible
 
     async def _html(self, copy: Copy) -> tuple[str, Any]:
         """
@@ -772,6 +1019,36 @@ class MailsacAPI:
         copies = await self._store.searchAccount(viewer, anyOf=query, limit=100)
         return jsonBody(request, {"query": query, "messages": [messageJSON(c) for c in copies]})
 
+    @app.route("/api/me/stats", methods=["GET"])
+    async def stats(self, request: IRequest) -> bytes:
+        """
+        U2: what the account stores.  C{lastMonthOps} is last calendar
+        month's (UTC) op count; this month's is C{/me}'s C{moAPICount}.
+        C{overrideAccountId} may only name the key's own account.
+        """
+        viewer = await self._requiredViewer(request)
+        override = _query(request, b"overrideAccountId")
+        if override not in (None, "", viewer):
+            raise ApiError(403, "overrideAccountId may only name your own account.")
+        stats = await self._store.accountStats(viewer)
+        owned = await self._store.listAddresses(viewer)
+        domains = await self._store.listDomains(viewer)
+        today = datetime.datetime.now(datetime.UTC).date()
+        lastMonth = (today.replace(day=1) - datetime.timedelta(days=1)).strftime("%Y-%m")
+        return jsonBody(
+            request,
+            {
+                "addresses": [a.address for a in owned],
+                "domains": [d.domain for d in domains],
+                "starredMessages": stats.starredMessages,
+                "storedMessages": stats.storedMessages,
+                "inboxBytes": stats.inboxBytes,
+                "lastMonthOps": await self._store.usage(viewer, lastMonth),
+                "defaultDomain": None,
+                "nonOwnedInboxes": list(stats.nonOwnedInboxes),
+            },
+        )
+
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
         """
@@ -795,6 +1072,81 @@ class MailsacAPI:
                 "moAPICount": ops,
             },
         )
+
+    # API document
+
+    @app.route("/api/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """
+        The OpenAPI 3.1 document of this API (L{capture.web.openapi}); no
+        key needed, since it describes the software, not anyone's mail.
+        """
+        return jsonBody(request, document())
+
+    # Health and metrics: no key needed; they show counts, never mail.
+
+    @app.route("/readyz", methods=["GET"])
+    async def readyz(self, request: IRequest) -> bytes:
+        """
+        200 when the store answers a trivial read in time and every listener
+        is bound; 503 with the error body naming what failed otherwise.
+        """
+        report = await self._readiness.check()
+        if not report.ready:
+            error = ApiError(503, "Not ready: " + "; ".join(report.failed) + ".", report.failed)
+            return jsonBody(request, {**error.body(), "checks": report.checks}, 503)
+        return jsonBody(request, {"status": "ready", "checks": report.checks})
+
+    @app.route("/metrics", methods=["GET"])
+    def prometheusMetrics(self, request: IRequest) -> bytes:
+        """
+        Prometheus text exposition of the process's counters.
+        """
+        if self.metrics is None:
+            raise ApiError(404, "Metrics are switched off (--no-metrics).")
+        request.setHeader(b"content-type", CONTENT_TYPE)
+        return self.metrics.exposition()
+
+    # Webhooks
+
+    @staticmethod
+    def _attemptJSON(attempt: WebhookAttempt) -> dict[str, Any]:
+        return {
+            "time": isoTime(attempt.time),
+            "address": attempt.address,
+            "messageId": attempt.messageId,
+            "url": attempt.url,
+            "attempt": attempt.attempt,
+            "outcome": attempt.outcome,
+            "status": attempt.status,
+            "durationMs": attempt.duration,
+            "retryScheduled": attempt.retrying,
+        }
+
+    def _webhookAttempts(self, account: str, address: str | None) -> list[dict[str, Any]]:
+        if self._webhooks is None:
+            return []
+        return [self._attemptJSON(a) for a in self._webhooks.attempts(account, address)]
+
+    @app.route("/api/webhook-attempts", methods=["GET"])
+    async def webhookAttempts(self, request: IRequest) -> bytes:
+        """
+        The key's account's recent webhook delivery attempts, newest first
+        (kept in memory: the last 200 per account, lost at restart).
+        """
+        viewer = await self._requiredViewer(request)
+        return jsonBody(request, self._webhookAttempts(viewer, None))
+
+    @app.route("/api/addresses/<email>/webhook-attempts", methods=["GET"])
+    async def addressWebhookAttempts(self, request: IRequest, email: str) -> bytes:
+        """
+        The recent webhook delivery attempts for one address of the key's
+        account, newest first; another account's address is 401, as D2.
+        """
+        inbox = self._inbox(email)
+        viewer = await self._requiredViewer(request)
+        await self._notAnotherAccounts(inbox, viewer)
+        return jsonBody(request, self._webhookAttempts(viewer, inbox))
 
     # Live events
 
@@ -910,6 +1262,7 @@ class MailsacAPI:
             if request.channel is not None:  # type: ignore[attr-defined]
                 request.unregisterProducer()  # type: ignore[attr-defined]
         return b""
+
 
 
 _DEFAULT_WAIT = 30

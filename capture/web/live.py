@@ -26,9 +26,10 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility, visibleTo
+from capture.addresses import isDomain
 from capture.store.interface import IStore
 from capture.store.model import Bodies, Copy, InboxOwner
-from capture.web.messages import headersJSON, messageJSON
+from capture.web.messages import messageJSON, messageWithBodiesJSON
 from capture.web.responses import ApiError
 
 _log = Logger()
@@ -46,8 +47,8 @@ class Listener:
     @ivar viewer: The account reading, or L{None} for no key.
     @ivar deliver: Called with each new copy the viewer may read, and
         when C{full} with its websocket email frame, encoded (else L{None}).
-    @ivar full: Wants the websocket frame: the copy's L{emailJSON} with
-        bodies, raw and headers, built once for all listeners.
+    @ivar full: Wants the websocket frame: the copy's
+        L{messageWithBodiesJSON}, built once for all listeners.
     @ivar unified: Listens to the account's unified inbox (every copy
         C{listAccountInbox} would show) rather than to inboxes or domains.
     @ivar accepts: A further filter on copies (the wait's subject and
@@ -60,22 +61,6 @@ class Listener:
     unified: bool = False
     accepts: Callable[[Copy], bool] | None = None
     active: bool = True
-
-
-def emailJSON(copy: Copy, bodies: Bodies, raw: bytes) -> dict[str, Any]:
-    """
-    Mailsac's C{EmailMessage} plus C{EmailMessageBodyProps} (reference 9.1;
-    the webhook body of 9.2 is the same object): C{text}, C{html}, C{body}
-    (the same HTML), C{raw} and C{headers} (lower-case names, a string, or
-    a list of strings for a repeated header).  A missing body is C{""}.
-    """
-    email = messageJSON(copy)
-    grouped = headersJSON(bodies.headers, "json")
-    email["text"] = bodies.text or ""
-    email["html"] = email["body"] = bodies.html or ""
-    email["raw"] = raw.decode("utf-8", "replace")
-    email["headers"] = {name: v[0] if len(v) == 1 else v for name, v in grouped.items()}
-    return email
 
 
 def messageFilter(subject: str | None, sender: str | None) -> Callable[[Copy], bool] | None:
@@ -227,7 +212,7 @@ class LiveHub:
                     if rowid not in fetched:
                         bodies = await self._store.getBodies(copy)
                         fetched[rowid] = (bodies, await self._store.getRaw(copy))
-                    email = emailJSON(copy, *fetched[rowid])
+                    email = messageWithBodiesJSON(copy, *fetched[rowid])
                     frame = _ENCODER.encode({"status": 200, "email": email}).encode("utf-8")
                     if not listener.active:
                         continue
@@ -300,7 +285,6 @@ def sseEvent(copy: Copy) -> bytes:
 
 # The websocket
 
-_DOMAIN_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")
 _MAX_WATCHED = 100
 
 
@@ -436,7 +420,7 @@ class IncomingMessagesFactory(WebSocketServerFactory):
                     addresses.append(inbox)
                 continue
             domain = item.lower().rstrip(".")
-            if not domain or not set(domain) <= _DOMAIN_CHARS or len(domain) > 253:
+            if not isDomain(domain):
                 raise ApiError(400, f"{item!r} is neither an address nor a domain.")
             if owned is None:
                 owned = {d.domain for d in await self.store.listDomains(account)}
