@@ -197,6 +197,8 @@ class Options(usage.Options):
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
          "(owned inboxes and starred), oldest recycled first; starred mail never is."],
         ["retention-interval", None, "60", "Seconds between retention passes."],
+        ["sse-heartbeat", None, "15", "Seconds between the heartbeat comments of an idle "
+         "Server-Sent Events stream (at least 1)."],
         ["max-store-size", None, "0", "Largest the database may grow (0: up to the disk)."],
         ["admin-account", None, "admin", "Name of the account created when the store is empty."],
         ["webhook-queue", None, "10000", "Most webhook deliveries held at once (waiting, in "
@@ -273,7 +275,10 @@ class Options(usage.Options):
         self._convert("hostname", parseHostname)
         for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
             self._convert(name, parseSize)
-        for name in ("idle-timeout", "public-max-age", "retention-interval", "webhook-timeout"):
+        for name in (
+            "idle-timeout", "public-max-age", "retention-interval", "webhook-timeout",
+            "sse-heartbeat",
+        ):
             self._convert(name, parseDuration)
         for name in (
             "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
@@ -284,6 +289,7 @@ class Options(usage.Options):
         self._atLeast("max-connections", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
         self._atLeast("webhook-queue", 1, "1")
+        self._atLeast("sse-heartbeat", 1, "1 second")
         self._atLeast("max-message-size", 1024, "1KiB (1024 octets)")
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
@@ -479,6 +485,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             readiness=readiness,
             webhooks=webhooks,
         )
+        api.sseHeartbeat = options["sse-heartbeat"]
         site = MeteredSite(api.app.resource(), metrics, requestFactory=BoundedRequest)
         listeners.append(
             ("http", _Listener("HTTP", endpoints.serverFromString(reactor, options["http"]), site))

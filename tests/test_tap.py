@@ -51,6 +51,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "webhook-queue": ("50", 50),
     "webhook-timeout": ("2m", 120),
     "webhook-retries": ("0", 0),
+    "sse-heartbeat": ("2m", 120),
 }
 _FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics"]
 
@@ -122,6 +123,7 @@ def test_defaults() -> None:
         "webhook-queue": 10000,
         "webhook-timeout": 10,
         "webhook-retries": 5,
+        "sse-heartbeat": 15,
     }
     assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0, 0]
 
@@ -329,6 +331,7 @@ def test_errorFromEnvironmentNamesVariable(monkeypatch: pytest.MonkeyPatch) -> N
         ("--webhook-queue", "0", "at least 1"),
         ("--webhook-timeout", "0", "more than 0"),
         ("--webhook-timeout", "0s", "more than 0"),
+        ("--sse-heartbeat", "0", "at least 1 second"),
     ],
 )
 def test_limitsTooLow(option: str, value: str, words: str) -> None:

@@ -19,7 +19,10 @@ import time
 from typing import Any
 
 import nh3
+from autobahn.twisted.resource import WebSocketResource
 from klein import Klein
+from twisted.internet import defer
+from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -33,6 +36,15 @@ from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
+from capture.web.live import (
+    Backlog,
+    IncomingMessagesFactory,
+    Listener,
+    LiveHub,
+    existingMatch,
+    messageFilter,
+    sseEvent,
+)
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, jsonText, textBody
@@ -212,6 +224,11 @@ class MailsacAPI:
     # An empty segment ("//", or an encoded slash on its own) must not be
     # merged away with a redirect to a different route: it is a 404.
     app.url_map.merge_slashes = False
+    # Seconds between the comment lines that keep an idle event stream
+    # (and the proxies on its way) open.
+    sseHeartbeat = 15.0
+    # Octets an event stream may leave unread past its send buffer.
+    sseBacklog = 4 * 1024 * 1024
 
     def __init__(
         self,
@@ -226,6 +243,9 @@ class MailsacAPI:
         self.metrics = metrics
         self._readiness = readiness if readiness is not None else Readiness(store)
         self._webhooks = webhooks
+        self._live = LiveHub(store, publicReadable)
+        self._incoming = IncomingMessagesFactory(self._live, store, self._inbox)
+        self._websocket = WebSocketResource(self._incoming)
 
     # Errors
 
@@ -335,12 +355,18 @@ class MailsacAPI:
 
         @raise ApiError: 401/403 when it may list none.
         """
+        return (await self._listingViewer(request, inbox))[0]
+
+    async def _listingViewer(self, request: IRequest, inbox: str) -> tuple[Visibility, str | None]:
+        """
+        L{_listing}, and the viewer it was decided for.
+        """
         viewer = await self._viewer(request)
         owner = await self._store.inboxOwner(inbox)
         visible = visibility(viewer, owner, self.publicReadable)
         if visible is None:
             raise self._closed(viewer)
-        return visible
+        return visible, viewer
 
     async def _notAnotherAccounts(self, inbox: str, viewer: str) -> None:
         """
@@ -1121,3 +1147,123 @@ class MailsacAPI:
         viewer = await self._requiredViewer(request)
         await self._notAnotherAccounts(inbox, viewer)
         return jsonBody(request, self._webhookAttempts(viewer, inbox))
+
+    # Live events
+
+    @app.route("/api/addresses/<email>/messages/wait", methods=["GET"])
+    async def waitForMessage(self, request: IRequest, email: str) -> bytes:
+        """
+        Wait for a message (C{timeout} seconds, default 30, at most 300):
+        the first new one, or with C{since} (an ISO date) the oldest received
+        since then, that matches C{subject} and C{from} (substrings, any
+        case); 408 when none came in time.
+        """
+        inbox = self._inbox(email)
+        text = _query(request, b"timeout")
+        if text is not None and not (text.isdigit() and 1 <= int(text) <= _MAX_WAIT):
+            raise ApiError(
+                400, "Invalid timeout.", [f"timeout must be a whole number from 1 to {_MAX_WAIT}"]
+            )
+        timeout = int(text) if text is not None else _DEFAULT_WAIT
+        since = self._date(request, b"since")
+        accepts = messageFilter(_query(request, b"subject"), _query(request, b"from"))
+        visible, viewer = await self._listingViewer(request, inbox)
+        arrived: defer.Deferred[Copy] = defer.Deferred()
+
+        def deliver(copy: Copy, _: Any) -> None:
+            if not arrived.called:
+                arrived.callback(copy)
+
+        from twisted.internet import reactor
+
+        # Listen first, then look: mail committed between the two is seen.
+        stop = self._live.listen(Listener(viewer, deliver, accepts=accepts), [inbox])
+        arrived.addTimeout(timeout, reactor)
+        try:
+            if since is not None:
+                found = await existingMatch(self._store, inbox, visible, since, accepts)
+                if found is not None and not arrived.called:
+                    arrived.callback(found)
+            copy = await arrived
+        except defer.TimeoutError:
+            raise ApiError(408, f"No matching message arrived in {timeout} s.") from None
+        finally:
+            stop()
+            if not arrived.called:
+                # Cancelled while looking at existing mail: nobody awaits it.
+                arrived.addErrback(lambda _: None)
+                arrived.cancel()
+        return jsonBody(request, messageJSON(copy))
+
+    @app.route("/incoming-messages", methods=["GET"])
+    def incomingMessages(self, request: IRequest) -> WebSocketResource:
+        """
+        Mailsac's websocket (reference 9.1), on the API's own listener; a
+        plain HTTP request gets JSON 426.
+        """
+        upgrade = request.getHeader(b"upgrade") or b""
+        if upgrade.lower() != b"websocket":
+            request.setHeader(b"upgrade", b"websocket")
+            raise ApiError(426, "This is a websocket endpoint: connect with a websocket client.")
+        return self._websocket
+
+    @app.route("/api/addresses/<email>/events", methods=["GET"])
+    async def inboxEvents(self, request: IRequest, email: str) -> bytes:
+        """
+        Server-Sent Events of one inbox's new mail (the access rule of M1).
+        """
+        inbox = self._inbox(email)
+        _, viewer = await self._listingViewer(request, inbox)
+        return await self._events(request, viewer, [inbox])
+
+    @app.route("/api/inbox/events", methods=["GET"])
+    async def unifiedInboxEvents(self, request: IRequest) -> bytes:
+        """
+        Server-Sent Events of the key's unified inbox (M17's copies).
+        """
+        viewer = await self._requiredViewer(request)
+        return await self._events(request, viewer, [], unified=True)
+
+    async def _events(
+        self, request: IRequest, viewer: str | None, inboxes: list[str], unified: bool = False
+    ) -> bytes:
+        """
+        Stream the viewer's new mail in C{inboxes} (or its unified inbox) as
+        C{event: message} until the client goes (Klein then cancels this
+        coroutine).
+        """
+        from twisted.internet import reactor
+
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        request.setHeader(b"x-accel-buffering", b"no")
+        transport = request.channel.transport  # type: ignore[attr-defined]
+        backlog = Backlog(self.sseBacklog, transport.abortConnection)
+        request.registerProducer(backlog, True)  # type: ignore[attr-defined]
+
+        def write(data: bytes) -> None:
+            if backlog.admit(len(data)):
+                request.write(data)
+
+        listener = Listener(viewer, lambda copy, _: write(sseEvent(copy)), unified=unified)
+        stop = self._live.listen(listener, inboxes)
+        heartbeat = LoopingCall(write, b": heartbeat\n\n")
+        heartbeat.clock = reactor
+        try:
+            # The first line sends the headers: the client knows it is
+            # listening before any mail comes.
+            write(b": listening\n\n")
+            heartbeat.start(self.sseHeartbeat, now=False)
+            await defer.Deferred()
+        finally:
+            stop()
+            if heartbeat.running:
+                heartbeat.stop()
+            if request.channel is not None:  # type: ignore[attr-defined]
+                request.unregisterProducer()  # type: ignore[attr-defined]
+        return b""
+
+
+
+_DEFAULT_WAIT = 30
+_MAX_WAIT = 300

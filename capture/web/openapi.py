@@ -842,19 +842,22 @@ def _livePaths() -> Json:
         "/api/addresses/{email}/messages/wait": {
             "get": _operation(
                 "waitForMessage", "Wait for a message",
-                "Answers as soon as a matching message arrives in the inbox (or one has "
-                "arrived since `since`), or 408 at the timeout. Nothing polls: it wakes on "
+                "Answers as soon as a matching message arrives in the inbox, or 408 at the "
+                "timeout. Without `since` only mail that arrives after the request counts; "
+                "with it, the oldest matching message received at or after `since` is "
+                "answered at once (of the newest 5,000 in the inbox). A copy the key may not "
+                "list (starred by another account) never counts. Nothing polls: it wakes on "
                 "the store's new-message event. " + _PUBLIC_READ, "Live", {
                     "200": _json("The first matching message.", _schema("EmailMessage")),
                     "408": _json("None came in time.", _schema("Error")),
                     **_refusals("400", "401", "403")},
                 [_P("email"),
                  _query("timeout", "Seconds to wait.",
-                        {"type": "integer", "minimum": 0, "maximum": 300, "default": 30}),
+                        {"type": "integer", "minimum": 1, "maximum": 300, "default": 30}),
                  _query("since", "Also take a message received from this ISO 8601 date on.",
                         {"type": "string", "format": "date-time"}),
-                 _query("subject", "The subject contains this."),
-                 _query("from", "A sender address contains this.")],
+                 _query("subject", "The subject contains this (any case)."),
+                 _query("from", "A From address or name contains this (any case).")],
                 _KEY_OR_NONE, extension=True),
         },
         "/api/addresses/{email}/events": {
@@ -878,10 +881,16 @@ def _livePaths() -> Json:
                 "\"domains\":[...]}`; each new message is `{\"status\":200,\"email\":{...}}` "
                 "(an `EmailMessage` with `text`, `html`, `body`, `raw` and `headers`). Error "
                 "frames are UNKNOWN in the reference; Capture sends `{\"status\":4xx,"
-                "\"msg\":\"...\"}` (a bad key 401, an address it may not read 403, a malformed "
-                "one 400) and then closes. Frames follow the schema `WebSocketFrame`.",
+                "\"msg\":\"...\"}` (a missing or bad key 401, no or a malformed address or "
+                "domain 400, an address or domain it may not read 403) and then closes "
+                "(close code 4000 + status). Public addresses may be watched; a domain must be "
+                "one of the key's account. Each email frame is one op of the account. A "
+                "client that leaves over 4 MiB unread is dropped. A plain HTTP request (no "
+                "`Upgrade: websocket`) is answered 426. Frames follow the schema "
+                "`WebSocketFrame`.",
                 "Live", {"101": {"description": "Switching to the websocket protocol."},
-                         **_refusals("400")},
+                         **_refusals("400"),
+                         "426": _json("Not a websocket upgrade.", _schema("Error"))},
                 [_query("addresses", "Comma-separated addresses and domains.", required=True),
                  _query("_id", "The account name; ignored.")],
                 [{"WebSocketKey": []}]),

@@ -1,0 +1,649 @@
+"""
+Live events on a real server with real clients: the wait-for-message route
+(urllib, http.client), the Mailsac websocket (the C{websockets} client) and
+Server-Sent Events (http.client), all fed by mail sent over SMTP.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import secrets
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+from twisted.internet import reactor
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import deferLater
+from twisted.web.server import Site
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from capture.ids import newApiKey
+from capture.web.api import BoundedRequest, MailsacAPI
+from capture.web.live import Listener, LiveHub
+from capture.web.openapi import document
+from tests.harness import CaptureServer
+from tests.test_api import _FIELDS, call, callJSON, inbox, send
+from tests.test_store import _StoreCase, envelope, message
+
+_EMAIL_FIELDS = _FIELDS | {"text", "html", "body", "raw", "headers"}
+
+
+class _Wait(threading.Thread):
+    """
+    One wait request in a thread of its own; C{result} is its status and
+    JSON body once it is answered.
+    """
+
+    def __init__(self, server: CaptureServer, path: str, key: str | None = None) -> None:
+        super().__init__(daemon=True)
+        self._server = server
+        self._path = path
+        self._key = key
+        self.result: tuple[int, Any] | None = None
+
+    def run(self) -> None:
+        self.result = callJSON(self._server, "GET", self._path, self._key)
+
+
+def _sendUntilAnswered(wait: _Wait, sendOne: Callable[[int], str]) -> list[str]:
+    """
+    Send messages (C{sendOne(i)} returns a queue id) until C{wait} is
+    answered: the wait has no way to say it is listening, so this proves it
+    returns mail sent after the request without guessing how long it takes
+    to start.  @return: the queue ids sent.
+    """
+    sent = []
+    for i in range(40):
+        sent.append(sendOne(i))
+        wait.join(0.5)
+        if not wait.is_alive():
+            return sent
+    raise AssertionError("the wait never returned")
+
+
+def _newAccount(server: CaptureServer) -> tuple[str, str]:
+    name = f"live{secrets.token_hex(4)}"
+    created = server.cli("account", "create", name)
+    return name, created.stdout.strip().splitlines()[-1]
+
+
+def _reserveAPI(server: CaptureServer, key: str, address: str) -> None:
+    status, _ = callJSON(server, "POST", f"/api/addresses/{address}", key)
+    assert status == 200
+
+
+def _addDomain(server: CaptureServer, account: str, domain: str) -> None:
+    """
+    Give C{account} a private custom domain through the store (the API's
+    domain routes are not built yet).
+    """
+    script = (
+        "import sys\n"
+        "from twisted.internet import task, defer\n"
+        "from capture.store.sqlite import SQLiteStore\n"
+        "async def main(reactor):\n"
+        "    store = SQLiteStore(sys.argv[1], reactor); store.start()\n"
+        "    await store.addDomain(sys.argv[2], sys.argv[3])\n"
+        "    await store.stop()\n"
+        "task.react(lambda r: defer.ensureDeferred(main(r)))\n"
+    )
+    subprocess.run([sys.executable, "-c", script, server.data, account, domain],
+                   check=True, timeout=60)
+
+
+def _stillServes(server: CaptureServer) -> None:
+    status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages")
+    assert (status, body) == (200, [])
+
+
+# Wait for a message
+
+
+def test_waitReturnsMailSentAfterIt(server: CaptureServer) -> None:
+    """
+    A wait without C{since} ignores the mail already there and returns the
+    first message sent by SMTP after the request, as Mailsac's
+    C{EmailMessage}.
+    """
+    address = inbox()
+    old = send(server, address, b"Subject: before\r\n\r\nold\r\n")
+    wait = _Wait(server, f"/api/addresses/{address}/messages/wait?timeout=60")
+    wait.start()
+    sent = _sendUntilAnswered(
+        wait, lambda i: send(server, address, b"Subject: after %d\r\n\r\nnew\r\n" % i)
+    )
+    assert wait.result is not None
+    status, body = wait.result
+    assert status == 200 and set(body) == _FIELDS
+    assert body["_id"] in [f"{q}-0" for q in sent] and body["_id"] != f"{old}-0"
+    assert body["subject"].startswith("after ") and body["inbox"] == address
+
+
+def test_waitSinceReturnsExistingMessage(server: CaptureServer) -> None:
+    """
+    With C{since}, a message already received at or after it is returned at
+    once (the oldest such), and one before it is not.
+    """
+    address = inbox()
+    first = send(server, address, b"Subject: first\r\n\r\n1\r\n")
+    second = send(server, address, b"Subject: second\r\n\r\n2\r\n")
+    _, listed = callJSON(server, "GET", f"/api/addresses/{address}/messages")
+    received = {m["_id"]: m["received"] for m in listed}
+    since = urllib.parse.quote(received[f"{first}-0"])
+    status, body = callJSON(
+        server, "GET", f"/api/addresses/{address}/messages/wait?timeout=30&since={since}"
+    )
+    assert status == 200 and body["_id"] == f"{first}-0"
+    since = urllib.parse.quote(received[f"{second}-0"])
+    status, body = callJSON(
+        server, "GET", f"/api/addresses/{address}/messages/wait?timeout=30&since={since}"
+    )
+    assert status == 200 and body["_id"] == f"{second}-0"
+    status, body = callJSON(
+        server, "GET", f"/api/addresses/{address}/messages/wait?timeout=1&since=2999-01-01"
+    )
+    assert status == 408
+
+
+def test_waitFiltersBySubjectAndSender(server: CaptureServer) -> None:
+    """
+    C{subject} and C{from} are case-insensitive substrings (of the subject,
+    of a From address or name); other mail does not end the wait, whether
+    it was there already (C{since}) or arrives while waiting.
+    """
+    address = inbox()
+    send(server, address, b"From: Bob <bob@example.net>\r\nSubject: other\r\n\r\nx\r\n")
+    send(server, address, b"From: Eve <eve@example.net>\r\nSubject: Your CODE\r\n\r\nx\r\n")
+    wanted = send(server, address, b"From: Bob <bob@example.net>\r\nSubject: Your code\r\n\r\n.\r\n")
+    send(server, address, b"From: Bob <bob@example.net>\r\nSubject: code again\r\n\r\nx\r\n")
+    path = f"/api/addresses/{address}/messages/wait?timeout=30&since=2000-01-01&subject=your%20code&from=BOB"
+    status, body = callJSON(server, "GET", path)
+    assert status == 200 and body["_id"] == f"{wanted}-0"
+    status, body = callJSON(server, "GET", path.replace("from=BOB", "from=Eve"))
+    assert status == 200 and body["from"][0]["name"] == "Eve"
+
+    wait = _Wait(server, f"/api/addresses/{address}/messages/wait?timeout=60&subject=MATCH&from=carol")
+    wait.start()
+
+    def sendPair(i: int) -> str:
+        send(server, address, b"From: carol@example.net\r\nSubject: no %d\r\n\r\nx\r\n" % i)
+        send(server, address, b"From: dave@example.net\r\nSubject: match %d\r\n\r\nx\r\n" % i)
+        return send(server, address, b"From: carol@example.net\r\nSubject: a match\r\n\r\nx\r\n")
+
+    sent = _sendUntilAnswered(wait, sendPair)
+    assert wait.result is not None
+    status, body = wait.result
+    assert status == 200 and body["_id"] in [f"{q}-0" for q in sent]
+    assert body["subject"] == "a match"
+
+
+def test_waitTimesOut(server: CaptureServer) -> None:
+    """
+    No matching mail within C{timeout}: 408 with Mailsac's error body.
+    """
+    status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages/wait?timeout=1")
+    assert status == 408
+    assert body == {"message": "No matching message arrived in 1 s.", "error": "Request Timeout"}
+    _stillServes(server)
+
+
+@pytest.mark.parametrize("timeout", ["0", "301", "abc", "-1", "1.5", ""])
+def test_waitBadTimeout(server: CaptureServer, timeout: str) -> None:
+    """
+    A timeout that is not a whole number of seconds from 1 to 300 gets 400
+    with C{validationErrors}; a bad C{since} too.
+    """
+    status, body = callJSON(
+        server, "GET", f"/api/addresses/{inbox()}/messages/wait?timeout={timeout}"
+    )
+    assert status == 400 and body["error"] == "Bad Request"
+    assert "timeout" in body["validationErrors"][0]
+    status, body = callJSON(server, "GET", f"/api/addresses/{inbox()}/messages/wait?since=soon")
+    assert status == 400 and "since" in body["validationErrors"][0]
+    _stillServes(server)
+
+
+def test_waitOnAnotherAccountsInbox(server: CaptureServer) -> None:
+    """
+    Waiting on another account's owned address is 401 without a key and
+    403 with another key, as M1; its owner's wait gets the mail.
+    """
+    _, ownerKey = _newAccount(server)
+    address = inbox()
+    _reserveAPI(server, ownerKey, address)
+    queueId = send(server, address, b"Subject: secret\r\n\r\nsecret\r\n")
+    path = f"/api/addresses/{address}/messages/wait?timeout=5&since=2000-01-01"
+    for key, expected in ((None, 401), (server.key, 403)):
+        status, _, body = call(server, "GET", path, key)
+        assert status == expected and b"secret" not in body
+    status, body = callJSON(server, "GET", path, ownerKey)
+    assert status == 200 and body["_id"] == f"{queueId}-0"
+
+
+def test_waitNeverReturnsCopyStarredByAnother(server: CaptureServer) -> None:
+    """
+    In a public inbox, a copy starred by another account (a capturePrivate
+    sender) never satisfies a wait, neither already there nor arriving;
+    the starring account's wait gets it.
+    """
+    sender, senderKey = _newAccount(server)
+    server.cli("account", "set", sender, "--capture-private", "on")
+    address = inbox()
+
+    def sendPrivate(i: int = 0) -> str:
+        client = server.smtp(login=False)
+        client.login(sender, senderKey)
+        client.sendmail("s@example.com", [address], b"Subject: private %d\r\n\r\nx\r\n" % i)
+        client.quit()
+        return ""
+
+    sendPrivate()
+    path = f"/api/addresses/{address}/messages/wait?timeout=2&since=2000-01-01"
+    status, _, body = call(server, "GET", path, server.key)
+    assert status == 408 and b"private" not in body
+    status, _, body = call(server, "GET", path)
+    assert status == 408 and b"private" not in body
+    wait = _Wait(server, f"/api/addresses/{address}/messages/wait?timeout=3", server.key)
+    wait.start()
+    sendPrivate(1)
+    wait.join(30)
+    assert wait.result is not None and wait.result[0] == 408
+    status, body = callJSON(server, "GET", path, senderKey)
+    assert status == 200 and body["savedBy"] == sender
+
+
+def test_waitClientDisconnects(server: CaptureServer) -> None:
+    """
+    A client that goes away while waiting leaves a server that serves the
+    next one, and whose next wait on the same inbox works.
+    """
+    address = inbox()
+    for _ in range(5):
+        connection = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+        connection.request("GET", f"/api/addresses/{address}/messages/wait?timeout=300")
+        connection.close()
+    _stillServes(server)
+    wait = _Wait(server, f"/api/addresses/{address}/messages/wait?timeout=60")
+    wait.start()
+    sent = _sendUntilAnswered(wait, lambda i: send(server, address, b"Subject: s\r\n\r\nx\r\n"))
+    assert wait.result is not None and wait.result[1]["_id"] in [f"{q}-0" for q in sent]
+
+
+# The websocket
+
+
+def _websocket(server: CaptureServer, query: str) -> ClientConnection:
+    return connect(f"ws://127.0.0.1:{server.ports['http']}/incoming-messages?{query}",
+                   open_timeout=30)
+
+
+_FRAME = Draft202012Validator(
+    {"$ref": "urn:capture:openapi#/components/schemas/WebSocketFrame"},
+    registry=Registry().with_resource(
+        "urn:capture:openapi", Resource.from_contents(document(), DRAFT202012)
+    ),
+)
+
+
+def _frame(ws: ClientConnection) -> dict[str, Any]:
+    """
+    The next frame, checked against the API document's C{WebSocketFrame}.
+    """
+    frame = ws.recv(timeout=30)
+    assert isinstance(frame, str)
+    parsed = json.loads(frame)
+    assert isinstance(parsed, dict)
+    _FRAME.validate(parsed)
+    return parsed
+
+
+def _ops(server: CaptureServer) -> int:
+    return int(callJSON(server, "GET", "/api/me", server.key)[1]["moAPICount"])
+
+
+def test_websocketListensAndSendsEmail(server: CaptureServer) -> None:
+    """
+    The first frame says what is listened to; each new message then comes
+    as C{{"status": 200, "email": ...}}: the EmailMessage with text, html,
+    body, raw and headers (lower-case names; a list for a repeated one),
+    and one op of the key's account.
+    """
+    address = inbox()
+    other = inbox()
+    with _websocket(server, f"key={server.key}&addresses={address},{other.upper()}&_id=x") as ws:
+        assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [address, other],
+                              "domains": []}
+        before = _ops(server)
+        queueId = send(
+            server, address,
+            b"From: Ann <ann@example.net>\r\nSubject: hello\r\nX-Tag: one\r\nX-Tag: two\r\n"
+            b"Content-Type: multipart/alternative; boundary=b\r\n\r\n"
+            b"--b\r\nContent-Type: text/plain\r\n\r\nplain text\r\n"
+            b"--b\r\nContent-Type: text/html\r\n\r\n<p>html text</p>\r\n--b--\r\n",
+        )
+        frame = _frame(ws)
+        # This /me call, the message sent (an op of its sender, the same
+        # account) and the frame.
+        assert _ops(server) == before + 3
+    assert set(frame) == {"status", "email"} and frame["status"] == 200
+    email = frame["email"]
+    assert set(email) == _EMAIL_FIELDS
+    assert email["_id"] == f"{queueId}-0" and email["subject"] == "hello"
+    assert email["text"].strip() == "plain text"
+    assert email["html"].strip() == "<p>html text</p>" and email["body"] == email["html"]
+    assert email["raw"].startswith("Received: ") and "X-Tag: two" in email["raw"]
+    assert email["headers"]["x-tag"] == ["one", "two"]
+    assert email["headers"]["subject"] == "hello"
+    assert email["from"] == [{"address": "ann@example.net", "name": "Ann"}]
+
+
+@pytest.mark.parametrize(
+    "query, status",
+    [
+        ("addresses={address}", 401),
+        ("key=&addresses={address}", 401),
+        ("key={bad}&addresses={address}", 401),
+        ("key={key}", 400),
+        ("key={key}&addresses=,", 400),
+        ("key={key}&addresses=a%20b@example.com", 400),
+        ("key={key}&addresses={address},not@an@address", 400),
+        ("key={key}&addresses=under_score.example", 400),
+        ("key={key}&addresses={owned}", 403),
+        ("key={key}&addresses={address},{owned}", 403),
+        ("key={key}&addresses=nobodys-domain.example", 403),
+    ],
+)
+def test_websocketRefusals(server: CaptureServer, query: str, status: int) -> None:
+    """
+    A missing or bad key (401), no or a malformed address (400), and an
+    address or domain the key's account may not read (403) get one error
+    frame and a close; the server then serves the next client.
+    """
+    _, ownerKey = _newAccount(server)
+    owned = inbox()
+    _reserveAPI(server, ownerKey, owned)
+    query = query.format(address=inbox(), owned=owned, key=server.key, bad=newApiKey())
+    with _websocket(server, query) as ws:
+        frame = _frame(ws)
+        assert frame["status"] == status and isinstance(frame["msg"], str)
+        assert set(frame) == {"status", "msg"}
+        with pytest.raises(ConnectionClosed):
+            ws.recv(timeout=30)
+    _stillServes(server)
+
+
+def test_websocketPathOverPlainHTTP(server: CaptureServer) -> None:
+    """
+    A plain HTTP request to the websocket path is told, in JSON, to upgrade.
+    """
+    status, headers, body = call(server, "GET", f"/incoming-messages?key={server.key}")
+    assert status == 426 and headers["upgrade"] == "websocket"
+    assert json.loads(body)["error"] == "Upgrade Required"
+    _stillServes(server)
+
+
+def test_websocketDomains(server: CaptureServer) -> None:
+    """
+    A domain of the key's account may be listened to: mail to any address
+    in it comes as email frames; another account cannot listen to it.
+    """
+    account, key = _newAccount(server)
+    domain = f"live-{secrets.token_hex(4)}.example"
+    _addDomain(server, account, domain)
+    with _websocket(server, f"key={key}&addresses={domain.upper()}") as ws:
+        assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [],
+                              "domains": [domain]}
+        queueId = send(server, f"anyone@{domain}", b"Subject: in domain\r\n\r\nx\r\n")
+        frame = _frame(ws)
+    assert frame["email"]["_id"] == f"{queueId}-0"
+    assert frame["email"]["inbox"] == f"anyone@{domain}"
+    with _websocket(server, f"key={server.key}&addresses={domain}") as ws:
+        assert _frame(ws)["status"] == 403
+
+
+def test_websocketSkipsUnreadableCopies(server: CaptureServer) -> None:
+    """
+    Listening to a public inbox, a copy starred by another account is not
+    sent; the next readable one is.
+    """
+    sender, senderKey = _newAccount(server)
+    server.cli("account", "set", sender, "--capture-private", "on")
+    address = inbox()
+    with _websocket(server, f"key={server.key}&addresses={address}") as ws:
+        assert _frame(ws)["msg"] == "Listening"
+        client = server.smtp(login=False)
+        client.login(sender, senderKey)
+        client.sendmail("s@example.com", [address], b"Subject: private\r\n\r\nx\r\n")
+        client.quit()
+        public = send(server, address, b"Subject: public\r\n\r\nx\r\n")
+        assert _frame(ws)["email"]["_id"] == f"{public}-0"
+
+
+# Server-Sent Events
+
+
+@contextmanager
+def _events(server: CaptureServer, path: str) -> Iterator[http.client.HTTPResponse]:
+    connection = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
+    try:
+        connection.request("GET", path)
+        yield connection.getresponse()
+    finally:
+        connection.close()
+
+
+def _nextEvent(response: http.client.HTTPResponse) -> list[str]:
+    """
+    The lines of the next event or comment, up to its blank line.
+    """
+    lines = []
+    while True:
+        line = response.readline().decode("utf-8")
+        assert line, "the stream ended"
+        if line == "\n":
+            return lines
+        lines.append(line.rstrip("\n"))
+
+
+@pytest.mark.serverOptions("--sse-heartbeat", "1")
+def test_serverSentEvents(freshServer: CaptureServer) -> None:
+    """
+    An inbox's event stream (key in the query, as EventSource must send
+    it) says it listens, sends each new message as C{event: message} with
+    the copy id and its EmailMessage JSON, and heartbeat comments; the
+    account's unified stream gets mail of its owned addresses.
+    """
+    server = freshServer
+    address = inbox()
+    owned = inbox()
+    _reserveAPI(server, server.key or "", owned)
+    with _events(server, f"/api/addresses/{address}/events?_mailsacKey={server.key}") as one, \
+            _events(server, f"/api/inbox/events?_mailsacKey={server.key}") as unified:
+        for response in (one, unified):
+            assert response.status == 200
+            assert response.getheader("content-type") == "text/event-stream; charset=utf-8"
+            assert response.getheader("cache-control") == "no-cache"
+            assert _nextEvent(response) == [": listening"]
+        queueId = send(server, address, b"Subject: streamed\r\n\r\nx\r\n")
+        ownedId = send(server, owned, b"Subject: mine\r\n\r\nx\r\n")
+        lines = _nextEvent(one)
+        while lines == [": heartbeat"]:
+            lines = _nextEvent(one)
+        assert lines[:2] == ["event: message", f"id: {queueId}-0"]
+        data = json.loads(lines[2].removeprefix("data: "))
+        assert set(data) == _FIELDS and data["subject"] == "streamed"
+        lines = _nextEvent(unified)
+        while lines == [": heartbeat"]:
+            lines = _nextEvent(unified)
+        assert lines[:2] == ["event: message", f"id: {ownedId}-0"]
+        assert _nextEvent(one) == [": heartbeat"]
+    _stillServes(server)
+
+
+def test_serverSentEventsRefused(server: CaptureServer) -> None:
+    """
+    Another account's inbox: JSON 401 without a key, 403 with another key,
+    as M1; the unified stream needs a key; a bad key is 401.
+    """
+    _, ownerKey = _newAccount(server)
+    owned = inbox()
+    _reserveAPI(server, ownerKey, owned)
+    for key, expected in ((None, 401), (server.key, 403)):
+        status, body = callJSON(server, "GET", f"/api/addresses/{owned}/events", key)
+        assert status == expected and set(body) >= {"message", "error"}
+    assert callJSON(server, "GET", "/api/inbox/events")[0] == 401
+    assert callJSON(server, "GET", f"/api/inbox/events?_mailsacKey={newApiKey()}")[0] == 401
+    _stillServes(server)
+
+
+# Clean-up, seen from inside: the API in this process on a real store
+
+
+class _RawClient(Protocol):
+    def __init__(self, request: bytes) -> None:
+        self._request = request
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self._request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+class LiveCleanupTests(_StoreCase):
+    """
+    Clients that go away take their listeners with them: the hub ends with
+    none, and lets go of the store's new-message event.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.api = MailsacAPI(self.store)
+        site = Site(self.api.app.resource(), requestFactory=BoundedRequest)
+        self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
+        self.addCleanup(self.listening.stopListening)
+
+    async def _until(self, condition: Callable[[], bool]) -> None:
+        for _ in range(1000):
+            if condition():
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+        raise AssertionError("condition never held")
+
+    async def _connectAndLeave(self, path: str) -> bytes:
+        port = self.listening.getHost().port
+        client = _RawClient(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
+        await connectProtocol(endpoint, client)
+        await self._until(lambda: self.api._live.listeners() == 1)
+        assert client.transport is not None
+        client.transport.loseConnection()
+        await self._until(lambda: self.api._live.listeners() == 0)
+        return client.received
+
+    async def test_waitLeavesNoListener(self) -> None:
+        """
+        A wait whose client disconnects is removed at once, not at its
+        timeout; new mail then reaches nobody, without error.
+        """
+        await self._connectAndLeave("/api/addresses/a@example.com/messages/wait?timeout=300")
+        self.assertIsNone(self.api._live._unsubscribe)
+        await self.store.addMessage(envelope("a@example.com"), message())
+
+    async def test_eventStreamLeavesNoListener(self) -> None:
+        """
+        An event stream whose client disconnects stops its listener and its
+        heartbeat (trial fails a test that leaves a timer behind).
+        """
+        received = await self._connectAndLeave("/api/addresses/a@example.com/events")
+        self.assertIn(b"text/event-stream", received)
+        self.assertIsNone(self.api._live._unsubscribe)
+
+    async def test_slowWebsocketClientDropped(self) -> None:
+        """
+        A websocket client that stops reading is dropped once what waits
+        for it passes the backlog limit, instead of being buffered without
+        bound.
+        """
+        account, key = await self.store.createAccount("slow")
+        self.api._incoming.maxBacklog = 64 * 1024
+        port = self.listening.getHost().port
+        client = _RawClient(
+            b"GET /incoming-messages?key=" + key.encode() + b"&addresses=s@example.com "
+            b"HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
+        await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), client)
+        await self._until(lambda: b"Listening" in client.received)
+        assert client.transport is not None
+        client.transport.pauseProducing()  # type: ignore[attr-defined]
+        body = (b"y" * 76 + b"\r\n") * 4000
+        for _ in range(200):
+            await self.store.addMessage(envelope("s@example.com"), message(body=body))
+            if self.api._live.listeners() == 0:
+                break
+        self.assertEqual(self.api._live.listeners(), 0)
+        client.transport.loseConnection()
+
+
+class LiveHubTests(_StoreCase):
+    """
+    The hub on a real store, without HTTP.
+    """
+
+    async def test_bodiesReadOncePerMessage(self) -> None:
+        """
+        However many full listeners (websockets) a message has, across its
+        copies, its bodies and raw bytes are read once, and every listener
+        of one copy gets the same frame.
+        """
+        reads: list[str] = []
+        getBodies, getRaw = self.store.getBodies, self.store.getRaw
+
+        def countBodies(copy: Any) -> Any:
+            reads.append("bodies")
+            return getBodies(copy)
+
+        def countRaw(copy: Any) -> Any:
+            reads.append("raw")
+            return getRaw(copy)
+
+        self.store.getBodies = countBodies  # type: ignore[method-assign]
+        self.store.getRaw = countRaw  # type: ignore[method-assign]
+        hub = LiveHub(self.store)
+        frames: list[tuple[str, bytes | None]] = []
+        stops = [
+            hub.listen(Listener("a", lambda c, f: frames.append((c.inbox, f)), full=True),
+                       inboxes, domains)
+            for inboxes, domains in ((["x@d.example"], []), (["x@d.example"], []),
+                                     ([], ["d.example"]))
+        ]
+        await self.store.addMessage(envelope("x@d.example", "y@d.example"), message())
+        for _ in range(500):
+            if len(frames) == 4:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(sorted(reads), ["bodies", "raw"])
+        self.assertEqual(sorted(inbox for inbox, _ in frames), ["x@d.example"] * 3 + ["y@d.example"])
+        xFrames = {f for inbox, f in frames if inbox == "x@d.example"}
+        self.assertEqual(len(xFrames), 1)
+        email = json.loads(xFrames.pop() or b"")["email"]
+        self.assertEqual(email["headers"]["subject"], "hello")
+        for stop in stops:
+            stop()
+            stop()
+        self.assertEqual(hub.listeners(), 0)
