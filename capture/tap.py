@@ -217,6 +217,8 @@ class Options(usage.Options):
          "is public."],
         ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
          "(by default anyone may read them, as at Mailsac)."],
+        ["access-log", None, "Log a line per HTTP request (combined log format) into the "
+         "server's log."],
         ["no-metrics", None, "Do not serve Prometheus metrics at /metrics (served by "
          "default, without a key: counts only, never mail)."],
     ]
@@ -486,7 +488,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             webhooks=webhooks,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
-        site = MeteredSite(api.app.resource(), metrics, requestFactory=BoundedRequest)
+        site = MeteredSite(
+            api.app.resource(), metrics, accessLog=bool(options["access-log"]),
+            requestFactory=BoundedRequest,
+        )
         listeners.append(
             ("http", _Listener("HTTP", endpoints.serverFromString(reactor, options["http"]), site))
         )

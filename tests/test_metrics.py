@@ -159,6 +159,24 @@ def test_metricsSwitchedOff(freshServer: CaptureServer) -> None:
     assert callJSON(freshServer, "GET", "/readyz")[0] == 200
 
 
+def test_noAccessLogByDefault(server: CaptureServer) -> None:
+    """
+    Requests are counted, not logged one line each, unless asked for.
+    """
+    status, _, _ = call(server, "GET", "/livez?no-access-log-marker")
+    assert status == 200
+    assert "no-access-log-marker" not in server.log()
+
+
+@pytest.mark.serverOptions("--access-log")
+def test_accessLog(freshServer: CaptureServer) -> None:
+    """
+    C{--access-log} logs each request in the combined log format.
+    """
+    assert call(freshServer, "GET", "/livez?access-log-marker")[0] == 200
+    assert '"GET /livez?access-log-marker HTTP/1.1" 200' in freshServer.log()
+
+
 def test_readyOnRunningServer(server: CaptureServer) -> None:
     """
     A running server is ready: its store answers and every listener is

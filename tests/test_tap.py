@@ -53,7 +53,10 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "webhook-retries": ("0", 0),
     "sse-heartbeat": ("2m", 120),
 }
-_FLAGS = ["accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics"]
+_FLAGS = [
+    "accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics",
+    "access-log",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -125,7 +128,7 @@ def test_defaults() -> None:
         "webhook-retries": 5,
         "sse-heartbeat": 15,
     }
-    assert [options[flag] for flag in _FLAGS] == [0, 0, 0, 0, 0]
+    assert [options[flag] for flag in _FLAGS] == [0] * len(_FLAGS)
 
 
 def test_tableCoversEveryOption() -> None:

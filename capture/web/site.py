@@ -23,10 +23,20 @@ class MeteredSite(Site):
 
     noisy = False
 
-    def __init__(self, resource: Any, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(
+        self, resource: Any, metrics: Metrics, accessLog: bool = False, **kwargs: Any
+    ) -> None:
+        """
+        @param accessLog: Whether to log a line per request (the combined log
+            format, into the server's log).  Off by default: under load the
+            line is a tenth of the reactor's time and floods the log, and
+            C{/metrics} counts requests anyway.
+        """
         super().__init__(resource, **kwargs)
         self.metrics = metrics
+        self.accessLog = accessLog
 
     def log(self, request: Request) -> None:
         self.metrics.httpRequest(request.method, request.code)
-        super().log(request)
+        if self.accessLog:
+            super().log(request)
