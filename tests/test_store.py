@@ -610,6 +610,23 @@ class MessageTests(_StoreCase):
         self.assertEqual(await self.store.countInbox("pager@example.com", EVERYTHING), 7)
         self.assertEqual(await self.store.listInbox("nobody@example.com", EVERYTHING), [])
 
+    async def test_accountAndOwner(self) -> None:
+        """
+        One read gives a key's account (L{None} for a wrong or revoked key)
+        and an inbox's owner, as L{accountForKey} and L{inboxOwner} do.
+        """
+        _, key = await self.store.createAccount("alice")
+        await self.store.reserveAddress("alice", "mine@example.com")
+        self.assertEqual(await self.store.accountAndOwner(key, "Mine@Example.com"),
+                         ("alice", InboxOwner("alice")))
+        self.assertEqual(await self.store.accountAndOwner(key, "pub@example.com"),
+                         ("alice", PUBLIC))
+        self.assertEqual(await self.store.accountAndOwner(key + "x", "mine@example.com"),
+                         (None, InboxOwner("alice")))
+        await self.store.revokeKey("alice", key)
+        self.assertEqual(await self.store.accountAndOwner(key, "pub@example.com"),
+                         (None, PUBLIC))
+
     async def test_listInboxJSONIsMessageJSON(self) -> None:
         """
         The JSON listing SQLite joins from stored summaries is, copy for

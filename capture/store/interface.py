@@ -102,6 +102,13 @@ class IStore(Interface):
             C{key} belongs to, or L{None}.
         """
 
+    def accountAndOwner(key, inbox):
+        """
+        L{accountForKey} and L{inboxOwner} in one read (the listing routes
+        need both for every request).
+        @return: Deferred firing with C{(account or None, InboxOwner)}.
+        """
+
     def resolveLogin(username):
         """
         Which account a login name stands for: an account name, an address

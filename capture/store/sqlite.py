@@ -701,20 +701,12 @@ class SQLiteStore:
 
     def accountForKey(self, key: str) -> Deferred[str | None]:
         digest = _keyHash(key)
+        return self._read(lambda conn: _keyAccount(conn, digest))
 
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute(
-                "SELECT hash, account FROM api_keys WHERE hash = ? AND revoked IS NULL",
-                (digest,),
-            ).fetchone()
-            # The lookup is by SHA-256 digest, so its timing says nothing
-            # about how much of a guessed key was right; the comparison in
-            # constant time is there for whoever changes the lookup.
-            if row is None or not hmac.compare_digest(row[0], digest):
-                return None
-            return str(row[1])
-
-        return self._read(op)
+    def accountAndOwner(self, key: str, inbox: str) -> Deferred[tuple[str | None, InboxOwner]]:
+        digest = _keyHash(key)
+        inbox = inbox.lower()
+        return self._read(lambda conn: (_keyAccount(conn, digest), _owner(conn, inbox)))
 
     def resolveLogin(self, username: str) -> Deferred[str | None]:
         name = username.strip()
@@ -1391,6 +1383,18 @@ def _account(conn: sqlite3.Connection, name: str) -> Account:
     if row is None:
         raise NotFound(f"no account {name!r}")
     return Account(row[0], row[1], bool(row[2]), row[3])
+
+
+def _keyAccount(conn: sqlite3.Connection, digest: bytes) -> str | None:
+    row = conn.execute(
+        "SELECT hash, account FROM api_keys WHERE hash = ? AND revoked IS NULL", (digest,)
+    ).fetchone()
+    # The lookup is by SHA-256 digest, so its timing says nothing about how
+    # much of a guessed key was right; the comparison in constant time is
+    # there for whoever changes the lookup.
+    if row is None or not hmac.compare_digest(row[0], digest):
+        return None
+    return str(row[1])
 
 
 def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:

@@ -145,6 +145,19 @@ def jsonRequestBody(request: IRequest) -> Any:
         raise ApiError(400, "The request body is not JSON.", ["body must be JSON"]) from None
 
 
+def _requestKey(request: IRequest) -> str | None:
+    """
+    The API key that came with the request, in any of Mailsac's three
+    ways: the C{Mailsac-Key} header (any case), C{?_mailsacKey=}, or a JSON
+    body's C{_mailsacKey}.
+    """
+    header = request.getHeader(b"mailsac-key")
+    key = header.decode("latin-1") if header is not None else _query(request, b"_mailsacKey")
+    if key is None:
+        key = _bodyKey(request)
+    return None if key is None else key.strip()
+
+
 def _bodyKey(request: IRequest) -> str | None:
     """
     The C{_mailsacKey} field of a JSON body (POST, PUT, PATCH), the third
@@ -279,19 +292,25 @@ class MailsacAPI:
 
         @raise ApiError: 401 for a key that is not a live key.
         """
-        header = request.getHeader(b"mailsac-key")
-        key = header.decode("latin-1") if header is not None else _query(request, b"_mailsacKey")
-        if key is None:
-            key = _bodyKey(request)
+        key = _requestKey(request)
         if key is None:
             return None
-        account = await self._store.accountForKey(key.strip())
+        return self._keyed(await self._store.accountForKey(key))
+
+    def _keyed(self, account: str | None) -> str:
+        """
+        The account a key given with the request belongs to, its call
+        counted.
+
+        @param account: What the store found for the key.
+        @raise ApiError: 401 for a key that is not a live key.
+        """
         if account is None:
             raise ApiError(401, "API key is wrong or was revoked.")
         # Every call made with a key is one op of its account (Mailsac's
         # metering, shown in /api/me as moAPICount).
-        self._store.countOp(str(account))
-        return str(account)
+        self._store.countOp(account)
+        return account
 
     async def _requiredViewer(self, request: IRequest) -> str:
         viewer = await self._viewer(request)
@@ -361,8 +380,13 @@ class MailsacAPI:
         """
         L{_listing}, and the viewer it was decided for.
         """
-        viewer = await self._viewer(request)
-        owner = await self._store.inboxOwner(inbox)
+        key = _requestKey(request)
+        if key is None:
+            viewer, owner = None, await self._store.inboxOwner(inbox)
+        else:
+            # One read for both: listings are the hottest route.
+            account, owner = await self._store.accountAndOwner(key, inbox)
+            viewer = self._keyed(account)
         visible = visibility(viewer, owner, self.publicReadable)
         if visible is None:
             raise self._closed(viewer)
