@@ -10,6 +10,7 @@ C{CAPTURE_<NAME>} (upper case, dashes as underscores), for containers.
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import time
@@ -360,6 +361,24 @@ class _Listener(Service):
         return None
 
 
+class _FreezeStartupHeap(Service):
+    """
+    Move everything alive once the server has started (modules, the
+    service tree, the routing map: hundreds of thousands of objects) out of
+    the cyclic garbage collector's sight, with C{gc.freeze}.
+
+    Requests leave a little cyclic garbage behind, so a full collection runs
+    about once a second under load; scanning the startup heap each time
+    stalled the reactor for 25-30 ms and made the 99th percentile of API
+    latency four times its median (bench/api.py).  Frozen objects are never
+    freed, which is what startup objects are anyway.
+    """
+
+    def startService(self) -> None:
+        super().startService()
+        gc.freeze()
+
+
 class _StoreService(Service):
     """
     Keep the store open while Capture runs; on an empty store, create the
@@ -508,6 +527,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         TimerService(
             options["retention-interval"], _retentionPass, store, retention
         ).setServiceParent(top)
+    # Last, so it runs once everything else has started.
+    _FreezeStartupHeap().setServiceParent(top)
     return top
 
 
