@@ -219,7 +219,9 @@ class Server:
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ""
 
-    def start(self, timeout: float = 60.0) -> None:
+    def start(self, timeout: float = 900.0) -> None:
+        # Generous: a store filled by an older Capture is migrated before
+        # the server listens (about 2.5 minutes for 1M messages here).
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
         loopback = "tcp:0:interface=127.0.0.1"
         args = [
