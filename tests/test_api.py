@@ -156,7 +156,7 @@ def test_ownedInboxClosedToOthers(server: CaptureServer) -> None:
     created = server.cli("account", "create", owner)
     ownerKey = created.stdout.strip().splitlines()[-1]
     address = inbox()
-    _reserve(server, owner, address)
+    assert callJSON(server, "POST", f"/api/addresses/{address}", ownerKey)[0] == 200
     queueId = send(server, address, b"Subject: secret-subject\r\n\r\nsecret body\r\n")
     for key, expected in ((None, 401), (server.key, 403)):
         status, _, body = call(server, "GET", f"/api/addresses/{address}/messages", key)
@@ -169,28 +169,6 @@ def test_ownedInboxClosedToOthers(server: CaptureServer) -> None:
         assert status == expected and b"secret" not in body
     status, body = callJSON(server, "GET", f"/api/addresses/{address}/messages", ownerKey)
     assert status == 200 and [m["subject"] for m in body] == ["secret-subject"]
-
-
-def _reserve(server: CaptureServer, account: str, address: str) -> None:
-    """
-    Reserve C{address} for C{account} through the store (the API's own
-    reservation route comes with the rest of issue 3).
-    """
-    import subprocess
-    import sys
-
-    script = (
-        "import sys\n"
-        "from twisted.internet import task, defer\n"
-        "from capture.store.sqlite import SQLiteStore\n"
-        "async def main(reactor):\n"
-        "    store = SQLiteStore(sys.argv[1], reactor); store.start()\n"
-        "    await store.reserveAddress(sys.argv[2], sys.argv[3])\n"
-        "    await store.stop()\n"
-        "task.react(lambda r: defer.ensureDeferred(main(r)))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, server.data, account, address],
-                   check=True, timeout=60)
 
 
 def test_readRawTextAndDelete(server: CaptureServer) -> None:

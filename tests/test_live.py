@@ -9,8 +9,6 @@ from __future__ import annotations
 import http.client
 import json
 import secrets
-import subprocess
-import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -86,21 +84,9 @@ def _reserveAPI(server: CaptureServer, key: str, address: str) -> None:
 
 def _addDomain(server: CaptureServer, account: str, domain: str) -> None:
     """
-    Give C{account} a private custom domain through the store (the API's
-    domain routes are not built yet).
+    Give C{account} a private custom domain (the admin command).
     """
-    script = (
-        "import sys\n"
-        "from twisted.internet import task, defer\n"
-        "from capture.store.sqlite import SQLiteStore\n"
-        "async def main(reactor):\n"
-        "    store = SQLiteStore(sys.argv[1], reactor); store.start()\n"
-        "    await store.addDomain(sys.argv[2], sys.argv[3])\n"
-        "    await store.stop()\n"
-        "task.react(lambda r: defer.ensureDeferred(main(r)))\n"
-    )
-    subprocess.run([sys.executable, "-c", script, server.data, account, domain],
-                   check=True, timeout=60)
+    server.cli("domain", "add", account, domain)
 
 
 def _stillServes(server: CaptureServer) -> None:

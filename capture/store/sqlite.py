@@ -980,17 +980,9 @@ class SQLiteStore:
         inbox = inbox.lower()
 
         def op(conn: sqlite3.Connection) -> list[Copy]:
-            where, args = _visibleWhere(visibility)
-            sql = f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.inbox = ?{where}"
-            params: list[Any] = [inbox, *args]
-            if beforeUid is not None:
-                sql += " AND c.uid < ?"
-                params.append(beforeUid)
-            if until is not None:
-                sql += " AND c.received <= ?"
-                params.append(until)
-            sql += " ORDER BY c.uid DESC LIMIT ?"
-            params.append(limit)
+            sql, params = _newest(
+                _COPY_COLUMNS, "c.inbox = ?", [inbox], visibility, limit, until, beforeUid
+            )
             return [_copyFromRow(r) for r in conn.execute(sql, params)]
 
         return self._read(op)
@@ -1001,14 +993,9 @@ class SQLiteStore:
         inbox = inbox.lower()
 
         def op(conn: sqlite3.Connection) -> bytes:
-            where, args = _visibleWhere(visibility)
-            sql = f"SELECT {_COPY_JSON} AS j {_COPY_FROM} WHERE c.inbox = ?{where}"
-            params: list[Any] = [inbox, *args]
-            if until is not None:
-                sql += " AND c.received <= ?"
-                params.append(until)
-            sql += " ORDER BY c.uid DESC LIMIT ?"
-            params.append(limit)
+            sql, params = _newest(
+                f"{_COPY_JSON} AS j", "c.inbox = ?", [inbox], visibility, limit, until
+            )
             # One row, aggregated by SQLite: a row per message would take
             # and give back the GIL fifty times, each time waiting on the
             # reactor thread.  The subquery's order is kept by group_concat
@@ -1183,14 +1170,10 @@ class SQLiteStore:
         domain = domain.lower()
 
         def op(conn: sqlite3.Connection) -> list[Copy]:
-            where, args = _visibleWhere(visibility)
-            sql = f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE c.domain = ? AND {_NOT_OTHERS}{where}"
-            params: list[Any] = [domain, account, *args]
-            if until is not None:
-                sql += " AND c.received <= ?"
-                params.append(until)
-            sql += " ORDER BY c.uid DESC LIMIT ?"
-            params.append(limit)
+            sql, params = _newest(
+                _COPY_COLUMNS, f"c.domain = ? AND {_NOT_OTHERS}", [domain, account], visibility,
+                limit, until,
+            )
             return [_copyFromRow(r) for r in conn.execute(sql, params)]
 
         return self._read(op)
@@ -1408,6 +1391,33 @@ def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:
     if row is not None:
         return InboxOwner(row[0], implicit=True)
     return PUBLIC
+
+
+def _newest(
+    columns: str,
+    condition: str,
+    args: list[Any],
+    visibility: Visibility,
+    limit: int,
+    until: int | None,
+    beforeUid: int | None = None,
+) -> tuple[str, list[Any]]:
+    """
+    The query for the newest C{limit} copies matching C{condition} that
+    C{visibility} shows, received up to C{until} and below C{beforeUid}.
+    """
+    where, visibleArgs = _visibleWhere(visibility)
+    sql = f"SELECT {columns} {_COPY_FROM} WHERE {condition}{where}"
+    params = [*args, *visibleArgs]
+    if beforeUid is not None:
+        sql += " AND c.uid < ?"
+        params.append(beforeUid)
+    if until is not None:
+        sql += " AND c.received <= ?"
+        params.append(until)
+    sql += " ORDER BY c.uid DESC LIMIT ?"
+    params.append(limit)
+    return sql, params
 
 
 def _visibleWhere(visibility: Visibility) -> tuple[str, tuple[Any, ...]]:
