@@ -295,3 +295,17 @@ def test_reserveWithSettingsAndReleaseDeletingMail(server: CaptureServer) -> Non
     assert callJSON(server, "GET", f"/api/addresses/{address}/messages")[1] == []
     listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", key)[1]
     assert [m["_id"] for m in listed] == [kept]
+
+
+def test_legacyLogout(server: CaptureServer) -> None:
+    """
+    L3: POST /api/auth/logout answers C{{"ok": true}} and clears the web
+    session cookie; the server goes on serving.
+    """
+    status, headers, body = call(server, "POST", "/api/auth/logout")
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    cookie = headers["set-cookie"]
+    assert cookie.startswith("capture_session=;") and "Max-Age=0" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie
+    assert callJSON(server, "GET", "/api/auth/logout")[0] == 405
+    assert callJSON(server, "GET", f"/api/addresses/{inbox()}/messages") == (200, [])

@@ -307,6 +307,7 @@ def test_accountAnswersMatchTheDocument(server: CaptureServer) -> None:
     # The server still serves the next client after every refusal above.
     check("GET", "/api/openapi.json", {})
     check("GET", "/readyz", {})
+    check("POST", "/api/auth/logout", {})
     check("GET", "/metrics", {})
 
 

@@ -1073,6 +1073,17 @@ class MailsacAPI:
             },
         )
 
+    @app.route("/api/auth/logout", methods=["POST"])
+    def logout(self, request: IRequest) -> bytes:
+        """
+        L3: the older clients' sign-out.  The web page's session cookie (the
+        only session there is) is cleared; a key has none to end.
+        """
+        request.addCookie(
+            b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True, sameSite="strict"
+        )
+        return jsonBody(request, {"ok": True})
+
     @app.route("/api/me", methods=["GET"])
     async def me(self, request: IRequest) -> bytes:
         """

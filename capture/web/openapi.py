@@ -681,6 +681,15 @@ def _accountPaths() -> Json:
                             **_refusals("401", "403")},
                 [_query("overrideAccountId", "Only the key's own account.")], _KEY),
         },
+        "/api/auth/logout": {
+            "post": _operation(
+                "logout", "Sign out of the web site (L3, legacy)",
+                "The older clients' sign-out: ends the web page's session, if the request "
+                "has one, and answers `{\"ok\": true}` either way (an API key has no "
+                "session to end).", "Legacy",
+                {"200": _json("Signed out.", _object({"ok": {"const": True}}))},
+                None, _NO_KEY),
+        },
     }
 
 
