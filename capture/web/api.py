@@ -16,7 +16,7 @@ import html
 import json
 import re
 import time
-from typing import Any
+from typing import Any, cast
 
 import nh3
 from autobahn.twisted.resource import WebSocketResource
@@ -1079,7 +1079,9 @@ class MailsacAPI:
         L3: the older clients' sign-out.  The web page's session cookie (the
         only session there is) is cleared; a key has none to end.
         """
-        request.addCookie(
+        # IRequest's addCookie does not declare httpOnly and sameSite;
+        # twisted.web's Request, which Klein hands us, takes them.
+        cast(Request, request).addCookie(
             b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True, sameSite="strict"
         )
         return jsonBody(request, {"ok": True})
