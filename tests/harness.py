@@ -21,9 +21,14 @@ import time
 from typing import Any
 
 _LISTEN_RE = re.compile(
-    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|HTTP) listening on ([^\s:]+):(\d+)"
+    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|POP3 \(STLS\)|POP3S \(implicit TLS\)|HTTP)"
+    r" listening on ([^\s:]+):(\d+)"
 )
-_LABELS = {"SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "HTTP": "http"}
+_LABELS = {
+    "SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "POP3 (STLS)": "pop3",
+    "POP3S (implicit TLS)": "pop3s", "HTTP": "http",
+}
+_LISTENERS = ("smtp", "smtps", "pop3", "pop3s", "http")
 _KEY_RE = re.compile(r"Created account (\S+); its API key \(shown this once\): (k_\w+)")
 
 
@@ -64,6 +69,8 @@ class CaptureServer:
             "--tls-dir", self.tlsDir,
             "--smtp", "tcp:0:interface=127.0.0.1",
             "--smtps", "tcp:0:interface=127.0.0.1",
+            "--pop3", "tcp:0:interface=127.0.0.1",
+            "--pop3s", "tcp:0:interface=127.0.0.1",
             "--http", "tcp:0:interface=127.0.0.1",
             *self.extra,
         ]
@@ -80,9 +87,7 @@ class CaptureServer:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        wanted = {"smtp", "smtps", "http"} - {
-            name for name in ("smtp", "smtps", "http") if f"--{name}" in self.extra
-        }
+        wanted = set(_LISTENERS) - {name for name in _LISTENERS if f"--{name}" in self.extra}
         while time.monotonic() < deadline:
             text = self.log()
             for label, _, port in _LISTEN_RE.findall(text):

@@ -34,6 +34,8 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "smtp": ("tcp:2525", "tcp:2525"),
     "smtps": ("tcp:2465:interface=127.0.0.1", "tcp:2465:interface=127.0.0.1"),
     "http": ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1"),
+    "pop3": ("tcp:110", "tcp:110"),
+    "pop3s": ("tcp:995:interface=127.0.0.1", "tcp:995:interface=127.0.0.1"),
     "hostname": ("mail.example.com", "mail.example.com"),
     "max-message-size": ("10MB", 10_000_000),
     "max-recipients": ("7", 7),
@@ -109,6 +111,8 @@ def test_defaults() -> None:
         "smtp": "tcp:5587",
         "smtps": "tcp:5465",
         "http": "tcp:8025",
+        "pop3": "tcp:1110",
+        "pop3s": "tcp:1995",
         "hostname": "localhost",
         "max-message-size": 25 * 1024 * 1024,
         "max-recipients": 100,
@@ -517,7 +521,8 @@ def test_makeServiceWithoutListeners(directory: Path) -> None:
     With both listeners C{none}, the service tree has the store and
     retention and no listener; the store and certificate are made.
     """
-    services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none")
+    services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none",
+                      "--pop3", "none", "--pop3s", "off")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, TimerService, tap._FreezeStartupHeap,
     ]
@@ -530,7 +535,7 @@ def test_makeServiceWithoutRetention(directory: Path) -> None:
     C{--retention-interval 0} leaves retention out of the tree.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
-                      "--retention-interval", "0")
+                      "--pop3", "none", "--pop3s", "none", "--retention-interval", "0")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, tap._FreezeStartupHeap,
     ]
@@ -564,7 +569,9 @@ def test_makeServiceListenersUseOptions(directory: Path) -> None:
         "--hostname", "bücher.example", "--max-message-size", "1MiB", "--idle-timeout", "2m",
     )
     listeners = [s for s in services if isinstance(s, tap._Listener)]
-    assert [s._label for s in listeners] == ["SMTP (STARTTLS)", "SMTPS (implicit TLS)", "HTTP"]
+    assert [s._label for s in listeners] == [
+        "SMTP (STARTTLS)", "SMTPS (implicit TLS)", "POP3 (STLS)", "POP3S (implicit TLS)", "HTTP",
+    ]
     factories = _factories(services)
     for factory in factories:
         assert factory.settings.hostname == "xn--bcher-kva.example"

@@ -249,6 +249,28 @@ class IStore(Interface):
         @return: Deferred firing with the raw bytes of the copy's message.
         """
 
+    def listMailbox(inbox, visibility):
+        """
+        Every copy of one inbox that C{visibility} shows, oldest first, as
+        L{MailboxEntry} (what a POP3 session numbers).
+        @return: Deferred firing with a list of L{MailboxEntry}.
+        """
+
+    def listSent(account):
+        """
+        Every copy of the messages C{account} sent through Capture (its
+        mail client's C{INBOX}), oldest first, as L{MailboxEntry}.
+        @return: Deferred firing with a list of L{MailboxEntry}.
+        """
+
+    def getEntryRaw(entry):
+        """
+        The raw bytes of a L{MailboxEntry}'s message, read when asked for
+        (a reader fetches one message at a time).
+        @return: Deferred firing with L{bytes}, or failing with
+            L{NotFound} when the message is gone.
+        """
+
     def getBodies(copy):
         """
         @return: Deferred firing with the L{Bodies} of the copy's message.

@@ -233,6 +233,25 @@ class Copy:
 
 
 @attrs.frozen
+class MailboxEntry:
+    """
+    One copy as a mailbox reader (POP3) numbers it: enough to size, name
+    and fetch it, and nothing of its listing facts, so a session over a
+    large mailbox holds little.
+
+    @ivar uid: The copy's uid (its place in the store-wide sequence).
+    @ivar copyId: The copy's Mailsac C{_id}.
+    @ivar message: The row id of its message (L{MessageInfo.rowid}).
+    @ivar size: The size of the stored message in octets.
+    """
+
+    uid: int
+    copyId: str
+    message: int
+    size: int
+
+
+@attrs.frozen
 class Bodies:
     """
     The decoded bodies and headers of a message, parsed at ingest.

@@ -34,7 +34,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from capture.access import Visibility
-from capture.ids import newApiKey, splitCopyId
+from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
 from capture.store.model import (
@@ -48,6 +48,7 @@ from capture.store.model import (
     Domain,
     Envelope,
     InboxOwner,
+    MailboxEntry,
     MessageInfo,
     NotFound,
     OwnedAddress,
@@ -1031,6 +1032,25 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def listMailbox(self, inbox: str, visibility: Visibility) -> Deferred[list[MailboxEntry]]:
+        inbox = inbox.lower()
+        where, args = _visibleWhere(visibility)
+        return self._read(lambda conn: _entries(conn, f"c.inbox = ?{where}", (inbox, *args)))
+
+    def listSent(self, account: str) -> Deferred[list[MailboxEntry]]:
+        return self._read(lambda conn: _entries(conn, "m.account = ?", (account,)))
+
+    def getEntryRaw(self, entry: MailboxEntry) -> Deferred[bytes]:
+        def op(conn: sqlite3.Connection) -> bytes:
+            row = conn.execute(
+                "SELECT raw FROM message_raw WHERE message = ?", (entry.message,)
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"no message {entry.copyId!r}")
+            return bytes(row[0])
+
+        return self._read(op)
+
     def getBodies(self, copy: Copy) -> Deferred[Bodies]:
         def op(conn: sqlite3.Connection) -> Bodies:
             row = conn.execute(
@@ -1418,6 +1438,20 @@ def _newest(
     sql += " ORDER BY c.uid DESC LIMIT ?"
     params.append(limit)
     return sql, params
+
+
+def _entries(
+    conn: sqlite3.Connection, condition: str, args: tuple[Any, ...]
+) -> list[MailboxEntry]:
+    """
+    The copies matching C{condition} as L{MailboxEntry}, oldest first.
+    """
+    rows = conn.execute(
+        f"SELECT c.uid, m.queue_id, c.n, m.id, m.size {_COPY_FROM} WHERE {condition} "
+        "ORDER BY c.uid",
+        args,
+    )
+    return [MailboxEntry(uid, copyId(queueId, n), rowid, size) for uid, queueId, n, rowid, size in rows]
 
 
 def _visibleWhere(visibility: Visibility) -> tuple[str, tuple[Any, ...]]:
