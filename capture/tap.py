@@ -10,6 +10,7 @@ C{CAPTURE_<NAME>} (upper case, dashes as underscores), for containers.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import re
@@ -37,6 +38,7 @@ from capture.store.model import Retention, SchemaTooNew
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
+from capture.web.autoconfig import MailSettings
 from capture.web.site import MeteredSite
 from capture.webhooks import WebhookDispatcher
 
@@ -332,6 +334,17 @@ def _implicitTLS(reactor: Any, description: str, tlsOptions: Any) -> Any:
     return endpoint
 
 
+def _configuredPort(description: str) -> int | None:
+    """
+    The port an endpoint description names (C{tcp:993}, C{ssl:993:...},
+    C{tls:/dir:993}), or L{None} (a unix socket, or C{tcp:0}).
+    """
+    for part in description.split(":")[1:]:
+        if part.isdigit():
+            return int(part) or None
+    return None
+
+
 class _NoDelay(ProtocolWrapper):
     """
     Turn Nagle's algorithm off on the connection, then get out of the way.
@@ -374,6 +387,15 @@ class _Listener(Service):
         d.addCallbacks(self._listening, failures.append)
         if failures:
             failures[0].raiseException()
+
+    def boundPort(self) -> int | None:
+        """
+        The port it listens on now, if it is a listening TCP port.
+        """
+        if self._port is None:
+            return None
+        port = getattr(self._port.getHost(), "port", None)
+        return port if isinstance(port, int) else None
 
     def isBound(self) -> bool:
         """
@@ -550,6 +572,16 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             _implicitTLS(reactor, options["pop3s"], tlsOptions),
             POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
         )))
+    # Mail clients learn the mail listeners from the HTTP listener
+    # (Thunderbird's autoconfig); IMAP's are named as configured.
+    mailPorts: dict[str, Callable[[], int | None]] = {
+        name: listener.boundPort for name, listener in listeners
+    }
+    for name, default in (("imap", "tcp:1143"), ("imaps", "tcp:1993")):
+        description = options.get(name, default)
+        if name not in mailPorts and not _isOff(description):
+            mailPorts[name] = functools.partial(_configuredPort, description)
+    mailSettings = MailSettings(options["hostname"], mailPorts)
     if not _isOff(options["http"]):
         api = MailsacAPI(
             store,
@@ -557,6 +589,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             metrics=None if options["no-metrics"] else metrics,
             readiness=readiness,
             webhooks=webhooks,
+            mailSettings=mailSettings,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
         site = MeteredSite(

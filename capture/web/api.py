@@ -36,6 +36,7 @@ from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, decodeBody, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
+from capture.web.autoconfig import MailSettings
 from capture.web.live import (
     Backlog,
     IncomingMessagesFactory,
@@ -250,8 +251,10 @@ class MailsacAPI:
         metrics: Metrics | None = None,
         readiness: Readiness | None = None,
         webhooks: WebhookDispatcher | None = None,
+        mailSettings: MailSettings | None = None,
     ) -> None:
         self._store = store
+        self._mailSettings = mailSettings
         self.publicReadable = publicReadable
         self.metrics = metrics
         self._readiness = readiness if readiness is not None else Readiness(store)
@@ -1300,6 +1303,27 @@ class MailsacAPI:
                 request.unregisterProducer()  # type: ignore[attr-defined]
         return b""
 
+
+    # Mail client autoconfig
+
+    @app.route("/.well-known/autoconfig/mail/config-v1.1.xml", methods=["GET"])
+    @app.route("/mail/config-v1.1.xml", methods=["GET"])
+    def clientConfig(self, request: IRequest) -> bytes:
+        """
+        Thunderbird's autoconfig file: the enabled mail listeners, for the
+        account wizard (no key: it holds no mail, only host and ports).
+        """
+        if self._mailSettings is None:
+            raise ApiError(404, "No mail client configuration here")
+        address = _query(request, b"emailaddress") or ""
+        domain = address.rpartition("@")[2].lower() if isAddress(address) else None
+        base = request.URLPath().click(b"/api/openapi.json")
+        return textBody(
+            request,
+            self._mailSettings.clientConfig(str(base), domain),
+            b"application/xml; charset=utf-8",
+            None,
+        )
 
 
 _DEFAULT_WAIT = 30

@@ -967,6 +967,26 @@ def _servicePaths() -> Json:
                               EXTENSION, {"200": _json("The document.", {"type": "object"})},
                               None, _NO_KEY, extension=True),
         },
+        **{
+            path: {
+                "get": _operation(
+                    operationId, "Mail client autoconfig",
+                    "Thunderbird's autoconfig file (clientConfig version 1.1): the enabled "
+                    "IMAP, POP3 and SMTP listeners with host name, port and TLS style; user "
+                    "name `%EMAILADDRESS%`, password the API key. No key needed: it holds "
+                    "no mail.",
+                    EXTENSION,
+                    {"200": {"description": "The configuration.",
+                             "content": {"application/xml": {"schema": {"type": "string"}}}}},
+                    [_query("emailaddress", "The address the client is setting up.")],
+                    _NO_KEY, extension=True,
+                ),
+            }
+            for path, operationId in (
+                ("/.well-known/autoconfig/mail/config-v1.1.xml", "autoconfigWellKnown"),
+                ("/mail/config-v1.1.xml", "autoconfig"),
+            )
+        },
     }
 
 
