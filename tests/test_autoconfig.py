@@ -13,7 +13,7 @@ from tests.harness import CaptureServer
 from tests.test_api import call
 
 
-def _servers(body: bytes) -> list[tuple[str, str, str, str, str, str, str]]:
+def _servers(body: bytes) -> list[tuple[str, ...]]:
     root = ElementTree.fromstring(body)
     assert root.tag == "clientConfig" and root.get("version") == "1.1"
     provider = root.find("emailProvider")
