@@ -321,6 +321,23 @@ def _parseHeaders(buf: bytes, start: int, stop: int) -> Message:
     return headers
 
 
+def headerBlock(buf: bytes, start: int = 0) -> tuple[list[tuple[str, str]], int]:
+    """
+    The header fields of the part starting at C{start} (the raw values,
+    unfolded, 8-bit octets read as UTF-8) and the offset of its body: what
+    IMAP's ENVELOPE is built from at ingest.
+    """
+    headersEnd, bodyStart = _headerBlockEnd(buf, start, len(buf))
+    headers = _parseHeaders(buf, start, headersEnd)
+    fields = []
+    for name, value in headers.items():
+        value = _fromSurrogates(str(value))
+        if "\n" in value:
+            value = _FOLD_RE.sub(" ", value)
+        fields.append((_fromSurrogates(name), value.strip()))
+    return fields, bodyStart
+
+
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
