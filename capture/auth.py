@@ -2,9 +2,17 @@
 """
 Credentials and avatars: one Portal for every protocol.
 
-A login is a user name and an API key.  The user name is an account name,
-or an address or domain the account owns; the key must be a live key of
-that same account.
+A login is a user name and an API key.  The checker finds out what the
+pair stands for (L{LoginId}); the realm decides, per protocol, whether
+that is enough:
+
+  - SMTP (L{ISubmitter}): the user name is an account name, or an address
+    or domain the account owns, and the key a live key of that account;
+  - readers, POP3 and IMAP (L{IMailboxReader}): the key is any live key.
+    The account's own name opens the account's view; an address opens that
+    address's inbox alone, when the key's account may list it over HTTP
+    (L{capture.access.visibility}: an address it owns or in its private
+    domains, or any public address).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
+from capture.access import visibility
+from capture.addresses import baseInbox, isAddress
 from capture.store.interface import IStore
 from capture.store.model import Conflict
 
@@ -39,6 +49,44 @@ class ISubmitter(Interface):
 @attrs.frozen
 class Submitter:
     account: str
+
+
+class IMailboxReader(Interface):
+    """
+    The avatar of a mail reader (POP3, IMAP) that logged in: whose key it
+    used, and which mail it opened.
+    """
+
+    account = Attribute("str: the account whose API key was given.")
+    inbox = Attribute(
+        "str | None: the one inbox opened (lower case, no +tag), or L{None} "
+        "for the account's own view."
+    )
+
+
+@implementer(IMailboxReader)
+@attrs.frozen
+class MailboxReader:
+    account: str
+    inbox: str | None = None
+
+
+@attrs.frozen
+class LoginId:
+    """
+    What a user name and key stand for, as the checker found it: the
+    avatar id the realm turns into each protocol's avatar.
+
+    @ivar username: The user name as given (stripped).
+    @ivar submitter: The account SMTP logs in as (the user name's account,
+        when the key is that account's), or L{None}.
+    @ivar keyAccount: The account of the key, when it is a live key, or
+        L{None}.
+    """
+
+    username: str
+    submitter: str | None
+    keyAccount: str | None
 
 
 def _text(value: bytes | str) -> str:
@@ -65,18 +113,22 @@ class ApiKeyChecker:
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
         return ensureDeferred(self._check(_text(credentials.username), _text(credentials.password)))
 
-    async def _check(self, username: str, key: str) -> str:
+    async def _check(self, username: str, key: str) -> LoginId:
+        username = username.strip()
+        keyAccount = await self.store.accountForKey(key) if key else None
         account = await self.store.resolveLogin(username)
+        submitter: str | None
         if self.acceptAny:
             if account is not None:
-                return str(account)
-            return await self._createOnFirstUse(username.strip(), key)
-        if account is None or not key:
+                submitter = str(account)
+            else:
+                submitter = await self._createOnFirstUse(username, key)
+                keyAccount = await self.store.accountForKey(key) if key else None
+        else:
+            submitter = account if account is not None and account == keyAccount else None
+        if submitter is None and keyAccount is None:
             raise UnauthorizedLogin()
-        owner = await self.store.accountForKey(key)
-        if owner != account:
-            raise UnauthorizedLogin()
-        return str(account)
+        return LoginId(username=username, submitter=submitter, keyAccount=keyAccount)
 
     async def _createOnFirstUse(self, name: str, key: str) -> str:
         if not name:
@@ -165,10 +217,34 @@ class CaptureRealm:
 
     def requestAvatar(
         self, avatarId: Any, mind: Any, *interfaces: Any
-    ) -> tuple[Any, Any, Callable[[], None]]:
+    ) -> tuple[Any, Any, Callable[[], None]] | Deferred[tuple[Any, Any, Callable[[], None]]]:
+        # A login can be good for one protocol and not another (another
+        # account's key for a public address reads it, but may not submit
+        # as it): refused here, per interface, not in the checker.
         if ISubmitter in interfaces:
-            return ISubmitter, Submitter(account=avatarId), lambda: None
+            if avatarId.submitter is None:
+                raise UnauthorizedLogin()
+            return ISubmitter, Submitter(account=avatarId.submitter), lambda: None
+        if IMailboxReader in interfaces:
+            return ensureDeferred(self._reader(avatarId))
         raise NotImplementedError(f"no avatar for {interfaces!r}")
+
+    async def _reader(self, login: LoginId) -> tuple[Any, Any, Callable[[], None]]:
+        account = login.keyAccount
+        if account is None:
+            raise UnauthorizedLogin()
+        if login.username == account:
+            return IMailboxReader, MailboxReader(account=account), lambda: None
+        if not isAddress(login.username) or await self.store.resolveLogin(login.username) == (
+            login.username
+        ):
+            # Another account's name, a domain, or nothing readable.
+            raise UnauthorizedLogin()
+        inbox = baseInbox(login.username)
+        owner = await self.store.inboxOwner(inbox)
+        if visibility(account, owner) is None:
+            raise UnauthorizedLogin()
+        return IMailboxReader, MailboxReader(account=account, inbox=inbox), lambda: None
 
 
 def makePortal(store: IStore, acceptAny: bool = False) -> Portal:
