@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
@@ -29,6 +30,7 @@ from twisted.python.failure import Failure
 
 from capture.auth import LoginThrottle, makePortal
 from capture.health import Readiness
+from capture.imap import IMAPFactory, IMAPSettings
 from capture.metrics import Metrics
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
 from capture.store.model import Retention, SchemaTooNew
@@ -179,6 +181,10 @@ class Options(usage.Options):
         ["http", None, "tcp:8025", "HTTP listener: the Mailsac-compatible API under /api."],
         ["smtps", None, "tcp:5465", "SMTP listener with implicit TLS; a tcp: endpoint is "
          "wrapped in TLS with the certificate of --tls-dir."],
+        ["imap", None, "tcp:1143", "IMAP listener (STARTTLS; LOGINDISABLED until TLS unless "
+         "--allow-insecure-auth)."],
+        ["imaps", None, "tcp:1993", "IMAP listener with implicit TLS; a tcp: endpoint is "
+         "wrapped in TLS with the certificate of --tls-dir."],
         ["hostname", None, "localhost", "Host name in the greeting, Received: lines and the "
          "generated certificate (an internationalized name is used as its xn-- A-label)."],
         ["max-message-size", None, "25MiB", "Largest message accepted (advertised with SIZE; "
@@ -213,7 +219,8 @@ class Options(usage.Options):
     optFlags = [
         ["accept-any-auth", None, "Development mode: accept any user name and password; "
          "an unknown user name becomes an account on first use."],
-        ["allow-insecure-auth", None, "Allow AUTH before TLS."],
+        ["allow-insecure-auth", None, "Allow AUTH (SMTP) and LOGIN/AUTHENTICATE (IMAP) "
+         "before TLS."],
         ["allow-anonymous", None, "Accept mail without AUTH; it belongs to no account and "
          "is public."],
         ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
@@ -308,7 +315,7 @@ class Options(usage.Options):
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
                 "at once with 421)"
             )
-        for name in ("smtp", "smtps", "http"):
+        for name in ("smtp", "smtps", "http", "imap", "imaps"):
             self._convert(name, parseListener)
 
 
@@ -497,6 +504,30 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             "SMTPS (implicit TLS)",
             endpoint,
             SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+        )))
+    imapSettings = IMAPSettings(
+        allowInsecureAuth=bool(options["allow-insecure-auth"]),
+        idleTimeout=max(float(options["idle-timeout"]), 1800.0),
+        maxConnections=options["max-connections"],
+    )
+    if not _isOff(options["imap"]):
+        listeners.append(("imap", _Listener(
+            "IMAP (STARTTLS)",
+            endpoints.serverFromString(reactor, options["imap"]),
+            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+        )))
+    if not _isOff(options["imaps"]):
+        description = options["imaps"]
+        endpoint = endpoints.serverFromString(reactor, description)
+        if not description.startswith(("ssl:", "tls:")):
+            endpoint = endpoints.wrapServerTLS(tlsOptions, endpoint)
+        listeners.append(("imaps", _Listener(
+            "IMAPS (implicit TLS)",
+            endpoint,
+            IMAPFactory(
+                store, portal, attrs.evolve(imapSettings, implicitTLS=True), tlsOptions,
+                throttle, metrics,
+            ),
         )))
     if not _isOff(options["http"]):
         api = MailsacAPI(

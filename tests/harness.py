@@ -21,9 +21,12 @@ import time
 from typing import Any
 
 _LISTEN_RE = re.compile(
-    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|HTTP) listening on ([^\s:]+):(\d+)"
+    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|IMAP \(STARTTLS\)|IMAPS \(implicit TLS\)|HTTP)"
+    r" listening on ([^\s:]+):(\d+)"
 )
-_LABELS = {"SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "HTTP": "http"}
+_LABELS = {"SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "HTTP": "http",
+           "IMAP (STARTTLS)": "imap", "IMAPS (implicit TLS)": "imaps"}
+_LISTENERS = ("smtp", "smtps", "http", "imap", "imaps")
 _KEY_RE = re.compile(r"Created account (\S+); its API key \(shown this once\): (k_\w+)")
 
 
@@ -65,6 +68,8 @@ class CaptureServer:
             "--smtp", "tcp:0:interface=127.0.0.1",
             "--smtps", "tcp:0:interface=127.0.0.1",
             "--http", "tcp:0:interface=127.0.0.1",
+            "--imap", "tcp:0:interface=127.0.0.1",
+            "--imaps", "tcp:0:interface=127.0.0.1",
             *self.extra,
         ]
         self.ports = {}
@@ -80,9 +85,7 @@ class CaptureServer:
         )
         log.close()
         deadline = time.monotonic() + timeout
-        wanted = {"smtp", "smtps", "http"} - {
-            name for name in ("smtp", "smtps", "http") if f"--{name}" in self.extra
-        }
+        wanted = set(_LISTENERS) - {name for name in _LISTENERS if f"--{name}" in self.extra}
         while time.monotonic() < deadline:
             text = self.log()
             for label, _, port in _LISTEN_RE.findall(text):

@@ -771,6 +771,21 @@ class MailboxTests(_StoreCase):
         listed = await self.store.listMailbox(MailboxQuery(None, sentBy="alice"))
         self.assertEqual([s.uid for s in listed], [copies[0].uid])
 
+    async def test_listMailboxSentByOnlyWhatTheSenderMayRead(self) -> None:
+        """
+        Mail the account sent only to another account's inbox is not in
+        its sent-mail mailbox: the access rule keeps it out.
+        """
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("bob", "bob@example.com")
+        await self.store.addDomain("bob", "bob.example")
+        await self.add("bob@example.com", account="alice")
+        await self.add("x@bob.example", account="alice")
+        mixed = await self.add("bob@example.com", "pub@example.com", account="alice")
+        listed = await self.store.listMailbox(MailboxQuery(None, sentBy="alice"))
+        self.assertEqual([s.uid for s in listed], [mixed[1].uid])
+
     async def test_fetchMessagesReadsStoredIMAPText(self) -> None:
         """
         FETCH data comes from what ingest stored: the ENVELOPE and

@@ -34,6 +34,8 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "smtp": ("tcp:2525", "tcp:2525"),
     "smtps": ("tcp:2465:interface=127.0.0.1", "tcp:2465:interface=127.0.0.1"),
     "http": ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1"),
+    "imap": ("tcp:143", "tcp:143"),
+    "imaps": ("tcp:993:interface=127.0.0.1", "tcp:993:interface=127.0.0.1"),
     "hostname": ("mail.example.com", "mail.example.com"),
     "max-message-size": ("10MB", 10_000_000),
     "max-recipients": ("7", 7),
@@ -109,6 +111,8 @@ def test_defaults() -> None:
         "smtp": "tcp:5587",
         "smtps": "tcp:5465",
         "http": "tcp:8025",
+        "imap": "tcp:1143",
+        "imaps": "tcp:1993",
         "hostname": "localhost",
         "max-message-size": 25 * 1024 * 1024,
         "max-recipients": 100,
@@ -517,7 +521,8 @@ def test_makeServiceWithoutListeners(directory: Path) -> None:
     With both listeners C{none}, the service tree has the store and
     retention and no listener; the store and certificate are made.
     """
-    services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none")
+    services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none",
+                      "--imap", "none", "--imaps", "off")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, TimerService, tap._FreezeStartupHeap,
     ]
@@ -530,6 +535,7 @@ def test_makeServiceWithoutRetention(directory: Path) -> None:
     C{--retention-interval 0} leaves retention out of the tree.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
+                      "--imap", "none", "--imaps", "none",
                       "--retention-interval", "0")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, tap._FreezeStartupHeap,
@@ -564,7 +570,9 @@ def test_makeServiceListenersUseOptions(directory: Path) -> None:
         "--hostname", "bücher.example", "--max-message-size", "1MiB", "--idle-timeout", "2m",
     )
     listeners = [s for s in services if isinstance(s, tap._Listener)]
-    assert [s._label for s in listeners] == ["SMTP (STARTTLS)", "SMTPS (implicit TLS)", "HTTP"]
+    assert [s._label for s in listeners] == [
+        "SMTP (STARTTLS)", "SMTPS (implicit TLS)", "IMAP (STARTTLS)", "IMAPS (implicit TLS)", "HTTP",
+    ]
     factories = _factories(services)
     for factory in factories:
         assert factory.settings.hostname == "xn--bcher-kva.example"
@@ -664,6 +672,7 @@ def test_makeServiceWebhookOptions(directory: Path) -> None:
     first), with the parsed queue bound, timeout and retries.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
+                      "--imap", "none", "--imaps", "none",
                       "--webhook-queue", "7", "--webhook-timeout", "3", "--webhook-retries", "1")
     [dispatcher] = [s for s in services if isinstance(s, WebhookDispatcher)]
     assert services.index(dispatcher) == 1

@@ -285,7 +285,9 @@ class MailboxQuery:
     @ivar inbox: The copies of this inbox that C{visibility} shows; or,
         when L{None},
     @ivar sentBy: the mail this account sent through Capture, one copy
-        per message (the one with the lowest uid).
+        per message (the one with the lowest uid among those the account
+        may read, flag and delete: in public inboxes, unless another
+        account starred it, or in its own).
     """
 
     inbox: str | None

@@ -1137,11 +1137,19 @@ class SQLiteStore:
                     (query.inbox.lower(), *args),
                 )
             else:
+                # Only copies the account may read, flag and delete: in
+                # public inboxes (unless someone else starred them) or in
+                # its own (capture.access.permits).
                 rows = conn.execute(
-                    f"SELECT {columns} FROM copies c WHERE c.uid IN (SELECT min(s.uid) "
-                    "FROM messages m JOIN copies s ON s.message = m.id WHERE m.account = ? "
+                    f"SELECT {columns} FROM copies c WHERE c.uid IN (SELECT min(c.uid) "
+                    "FROM messages m JOIN copies c ON c.message = m.id WHERE m.account = ? "
+                    "AND (c.saved_by IS NULL OR c.saved_by = ?) AND CASE WHEN EXISTS "
+                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox) THEN EXISTS "
+                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account = ?) "
+                    "ELSE NOT EXISTS (SELECT 1 FROM domains d WHERE d.domain = c.domain "
+                    "AND d.is_private = 1 AND d.account != ?) END "
                     "GROUP BY m.id) ORDER BY c.uid",
-                    (query.sentBy,),
+                    (query.sentBy,) * 4,
                 )
             return [_flagState(r) for r in rows]
 
