@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import bisect
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -49,7 +50,7 @@ DELIMITER = "/"
 INBOXES = "Inboxes"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
-_FETCH_MACROS = {b"ALL", b"FAST", b"FULL"}
+_TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _NOT_SELECTED = {
     b"FETCH", b"STORE", b"SEARCH", b"EXPUNGE", b"CLOSE", b"UNSELECT", b"COPY", b"MOVE",
@@ -312,6 +313,25 @@ class CaptureIMAP(imap4.IMAP4Server):
         if data:
             super().dataReceived(data)
 
+    def _skipLiteral(self, size: int) -> None:
+        """
+        Throw away the C{size} octets of a literal the client sends without
+        waiting (LITERAL+) and the rest of its command line, whether they
+        are in the buffer already or still to come.
+        """
+        taken = min(size, len(self._buffer))
+        self._buffer = self._buffer[taken:]
+        self._discard = size - taken
+        if self._discard:
+            self._skipLine = True
+            return
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            self._buffer = b""
+            self._skipLine = True
+        else:
+            self._buffer = self._buffer[end + 2 :]
+
     def lineLengthExceeded(self, line: bytes) -> None:
         # Answered, not disconnected (Twisted drops the connection, gap
         # I10); the rest of the line, still arriving, is skipped.
@@ -331,13 +351,16 @@ class CaptureIMAP(imap4.IMAP4Server):
             line = stripped[:-2] + b"}"
         return super().arg_astring(line, final)
 
+    def arg_finalastring(self, line: bytes) -> Any:
+        return self.arg_astring(line, final=True)
+
     def _stringLiteral(self, size: int) -> Any:
         nonSync, self._nonSync = self._nonSync, False
         if size < 0:
             raise imap4.IllegalClientResponse("Negative literal size")
         if size > self._literalStringLimit:
             if nonSync:
-                self._discard = size
+                self._skipLiteral(size)
             raise imap4.IllegalClientResponse(
                 f"[TOOBIG] Literal of {size} octets; the limit is {self._literalStringLimit}"
             )
@@ -363,6 +386,22 @@ class CaptureIMAP(imap4.IMAP4Server):
                 self.sendBadResponse(tag, b"No mailbox selected")
                 return
         super().dispatchCommand(tag, cmd, rest, uid)
+
+    def sendBadResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
+        # Twisted prefixes every parse error; a response code must come
+        # first to be one ("BAD [TOOBIG] ...").
+        prefix = b"Illegal syntax: "
+        if message.startswith(prefix + b"["):
+            message = message[len(prefix) :]
+        super().sendBadResponse(tag, message)
+
+    def do_IDLE(self, tag: bytes) -> None:
+        self.sendLine(b"+ idling")
+        self.parseTag = tag
+        self.lastState = self.parseState
+        self.parseState = "idle"
+
+    auth_IDLE = select_IDLE = _command(do_IDLE)
 
     def _run(self, tag: bytes, work: Any) -> None:
         """
@@ -439,7 +478,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             return
         self._run(tag, self._login(tag, user, password))
 
-    unauth_LOGIN = _command(do_LOGIN, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_finalastring)
+    unauth_LOGIN = _command(do_LOGIN, arg_astring, arg_finalastring)
 
     def do_AUTHENTICATE(self, tag: bytes, mechanism: bytes) -> None:
         if not self._loginAllowed():
@@ -451,7 +490,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         d: defer.Deferred[bytes] = defer.Deferred()
         self.parseState = "pending"
         self._pendingLiteral = d
-        self.sendContinuationRequest(None)
+        self.sendLine(b"+ ")
         d.addCallback(self._plainResponse, tag)
 
     unauth_AUTHENTICATE = _command(do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
@@ -565,10 +604,10 @@ class CaptureIMAP(imap4.IMAP4Server):
                     )
         self.sendPositiveResponse(tag, cmdName + b" completed")
 
-    auth_LIST = _command(_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 0,
+    auth_LIST = _command(_listWork, arg_astring, arg_astring, 0,
                  b"LIST")
     select_LIST = auth_LIST
-    auth_LSUB = _command(_listWork, imap4.IMAP4Server.arg_astring, imap4.IMAP4Server.arg_astring, 1,
+    auth_LSUB = _command(_listWork, arg_astring, arg_astring, 1,
                  b"LSUB")
     select_LSUB = auth_LSUB
 
@@ -604,7 +643,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         )
         self.sendPositiveResponse(tag, b"STATUS completed")
 
-    auth_STATUS = select_STATUS = _command(do_STATUS, imap4.IMAP4Server.arg_astring,
+    auth_STATUS = select_STATUS = _command(do_STATUS, arg_astring,
                                    imap4.IMAP4Server.arg_plist)
 
     def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
@@ -644,8 +683,8 @@ class CaptureIMAP(imap4.IMAP4Server):
         mode = b"[READ-WRITE]" if view.writable else b"[READ-ONLY]"
         self.sendPositiveResponse(tag, mode + b" " + cmdName + b" completed")
 
-    auth_SELECT = select_SELECT = _command(_selectWork, imap4.IMAP4Server.arg_astring, 1, b"SELECT")
-    auth_EXAMINE = select_EXAMINE = _command(_selectWork, imap4.IMAP4Server.arg_astring, 0, b"EXAMINE")
+    auth_SELECT = select_SELECT = _command(_selectWork, arg_astring, 1, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = _command(_selectWork, arg_astring, 0, b"EXAMINE")
 
     def _unselect(self) -> None:
         if self._watching is not None:
@@ -719,7 +758,7 @@ class CaptureIMAP(imap4.IMAP4Server):
                     self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
                     self.transport.loseConnection()
                     return
-                self._discard = int(size)
+                self._skipLiteral(int(size))
         self._refuse(tag)
 
     auth_APPEND = select_APPEND = _command(_append, imap4.IMAP4Server.arg_line)
@@ -735,7 +774,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         # Every folder is always subscribed (LSUB lists what LIST lists).
         self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
 
-    auth_SUBSCRIBE = select_SUBSCRIBE = _command(do_SUBSCRIBE, imap4.IMAP4Server.arg_finalastring)
+    auth_SUBSCRIBE = select_SUBSCRIBE = _command(do_SUBSCRIBE, arg_finalastring)
     auth_UNSUBSCRIBE = select_UNSUBSCRIBE = auth_SUBSCRIBE
 
     # Message sets
@@ -769,6 +808,24 @@ class CaptureIMAP(imap4.IMAP4Server):
                 )
             chosen.update(range(low, high + 1))
         return [uids[s - 1] for s in sorted(chosen)]
+
+    def arg_searchkeys(self, line: bytes) -> Any:
+        # A search string may come as a literal (imapclient sends non-ASCII
+        # ones so): read it, put it back into the line as a quoted string,
+        # and go on parsing what follows it.
+        literal = _TRAILING_LITERAL.search(line)
+        if literal is None:
+            return super().arg_searchkeys(line)
+        self._nonSync = bool(literal.group(2))
+        size = int(literal.group(1))
+        d = self._stringLiteral(size)
+
+        def got(result: tuple[bytes, bytes]) -> Any:
+            data, rest = result
+            quoted = b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+            return self.arg_searchkeys(line[: literal.start()] + quoted + rest)
+
+        return d.addCallback(got)
 
     def arg_seqset(self, line: bytes) -> Any:
         try:
@@ -921,7 +978,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._run(tag, self._search(tag, search, bool(uid)))
 
     select_SEARCH = _command(do_SEARCH, imap4.IMAP4Server.opt_charset,
-                     imap4.IMAP4Server.arg_searchkeys)
+                     arg_searchkeys)
 
     async def _search(self, tag: bytes, search: Any, uid: bool) -> None:
         view = self.view
