@@ -212,7 +212,14 @@ class _Hub:
 
     def watch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
         if self._unsubscribe is None:
-            self._unsubscribe = self._store.subscribe(self._arrived)
+            added = self._store.subscribe(self._arrived)
+            removed = self._store.subscribeRemoved(self._removed)
+
+            def unsubscribe() -> None:
+                added()
+                removed()
+
+            self._unsubscribe = unsubscribe
         self._sessions.setdefault(key, set()).add(session)
 
     def unwatch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
@@ -224,6 +231,11 @@ class _Hub:
         if not self._sessions and self._unsubscribe is not None:
             self._unsubscribe()
             self._unsubscribe = None
+
+    def _removed(self, uids: list[int]) -> None:
+        for sessions in list(self._sessions.values()):
+            for session in list(sessions):
+                session.copiesRemoved(uids)
 
     def _arrived(self, copies: list[Copy]) -> None:
         for copy in copies:
@@ -270,6 +282,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._discard = 0
         self._nonSync = False
         self._watching: tuple[str, str] | None = None
+        self._gone: list[int] = []
 
     # Connection
 
@@ -400,6 +413,13 @@ class CaptureIMAP(imap4.IMAP4Server):
         self.parseTag = tag
         self.lastState = self.parseState
         self.parseState = "idle"
+        self._announceGone()
+
+    def do_NOOP(self, tag: bytes) -> None:
+        self._announceGone()
+        self.sendPositiveResponse(tag, b"NOOP completed")
+
+    unauth_NOOP = auth_NOOP = select_NOOP = _command(do_NOOP)
 
     auth_IDLE = select_IDLE = _command(do_IDLE)
 
@@ -663,6 +683,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             uidNext=(states[-1].uid + 1) if states else 1,
         )
         self.view = view
+        self._gone = []
         self.state = "select"
         self._watching = (
             ("inbox", query.inbox) if query.inbox is not None else ("sent", str(query.sentBy))
@@ -718,6 +739,7 @@ class CaptureIMAP(imap4.IMAP4Server):
     select_CLOSE = _command(do_CLOSE,)
 
     def do_CHECK(self, tag: bytes) -> None:
+        self._announceGone()
         self.sendPositiveResponse(tag, b"CHECK completed")
 
     select_CHECK = _command(do_CHECK,)
@@ -735,6 +757,31 @@ class CaptureIMAP(imap4.IMAP4Server):
             return
         if view.add(FlagState(copy.uid, False, False, False, False, ())):
             self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+
+    def copiesRemoved(self, uids: list[int]) -> None:
+        """
+        Copies deleted elsewhere (the HTTP API, another session): announced
+        with C{EXPUNGE} at once while idling, else at the next NOOP, CHECK
+        or IDLE (RFC 3501 7.4.1 forbids it between commands and during
+        FETCH, STORE and SEARCH).
+        """
+        view = self.view
+        if view is None:
+            return
+        gone = [u for u in uids if u in view.flags]
+        if gone:
+            self._gone.extend(gone)
+            if self.parseState == "idle":
+                self._announceGone()
+
+    def _announceGone(self) -> None:
+        gone, self._gone = self._gone, []
+        view = self.view
+        if view is None:
+            return
+        for uid in sorted(set(gone), reverse=True):
+            if uid in view.flags:
+                self.sendUntaggedResponse(b"%d EXPUNGE" % view.remove(uid))
 
     # Unsupported changes
 

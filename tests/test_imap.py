@@ -246,6 +246,30 @@ def test_imapsAccountAndAddressLogins(server: CaptureServer) -> None:
     client.logout()
 
 
+@pytest.mark.serverOptions("--max-failed-logins", "2")
+def test_failedLoginsThrottled(freshServer: CaptureServer) -> None:
+    """
+    Past --max-failed-logins failures from one client, even the right key
+    is refused for a while (UNAVAILABLE), shared with the other protocols;
+    failures are counted in the metrics as IMAP's.
+    """
+    for _ in range(2):
+        client = imaplib.IMAP4_SSL("127.0.0.1", freshServer.ports["imaps"],
+                                   ssl_context=freshServer.tlsContext(), timeout=30)
+        with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+            client.login(freshServer.account, "k_wrong")
+        client.logout()
+    client = imaplib.IMAP4_SSL("127.0.0.1", freshServer.ports["imaps"],
+                               ssl_context=freshServer.tlsContext(), timeout=30)
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        client.login(freshServer.account, freshServer.key or "")
+    assert client.noop()[0] == "OK"
+    client.logout()
+    _, _, body = call(freshServer, "GET", "/metrics")
+    assert b'capture_auth_failures_total{protocol="imap"} 2.0' in body
+    assert b'capture_sessions_total{protocol="imap"} 3.0' in body
+
+
 def test_othersInboxesStayClosed(server: CaptureServer) -> None:
     """
     Another account's key can neither log in as its owned address nor
@@ -554,6 +578,39 @@ def test_idleSeesNewMail(server: CaptureServer) -> None:
     other.logout()
 
 
+def test_deletionsElsewhereAreExpunged(server: CaptureServer) -> None:
+    """
+    A copy deleted through the HTTP API shows up as EXPUNGE in an idling
+    session at once, and in another selected session at its next NOOP;
+    the sequence numbers that follow stay right.
+    """
+    address = inbox()
+    for n in range(3):
+        send(server, address, b"Subject: d%d\r\n\r\nx\r\n" % n)
+    _, listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", server.key)
+    middle = [m for m in listed if m["subject"] == "d1"][0]
+    other = imaps(server, address)
+    other.select("INBOX")
+    with IMAPClient("127.0.0.1", port=server.ports["imaps"],
+                    ssl_context=server.tlsContext()) as client:
+        client.login(address, server.key or "")
+        client.select_folder("INBOX")
+        client.idle()
+        status, _, _ = call(server, "DELETE",
+                            f"/api/addresses/{address}/messages/{middle['_id']}", server.key)
+        assert status == 200
+        responses = client.idle_check(timeout=10)
+        client.idle_done()
+        assert (2, b"EXPUNGE") in responses
+        second = client.search(["ALL"])[1]
+        fetched = client.fetch([second], ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])[second]
+        assert fetched[b"BODY[HEADER.FIELDS (SUBJECT)]"] == b"Subject: d2\r\n\r\n"
+    other.noop()
+    assert other.untagged_responses["EXPUNGE"] == [b"2"]
+    assert b"Subject: d2" in fetchOne(other, "(BODY.PEEK[HEADER])", "2")[b"BODY[HEADER]"]
+    other.logout()
+
+
 # Bad input
 
 
@@ -567,7 +624,7 @@ def test_commandsBeforeLogin(server: CaptureServer) -> None:
                     b"d STATUS INBOX (MESSAGES)"):
         assert raw.command(command).startswith(command[:1] + b" BAD")
     assert raw.command(b"e FROB").startswith(b"e BAD")
-    assert raw.command(b"f NOOP") == b"f OK NOOP No operation performed"
+    assert raw.command(b"f NOOP") == b"f OK NOOP completed"
     assert raw.command(b'g ID ("name" "test")') == b"g OK ID completed"
     assert raw.command(b"h AUTHENTICATE CRAM-MD5").startswith(b"h NO")
     raw.send(b"i AUTHENTICATE PLAIN\r\n")
@@ -619,7 +676,7 @@ def test_badSequencesAndNames(server: CaptureServer) -> None:
     assert raw.command(b"d FETCH 1:2 (FLAGS)").startswith(b"d BAD")
     assert raw.command(b"e UID FETCH 1:* (FLAGS)") == b"e OK FETCH completed"
     send(server, address, b"Subject: one\r\n\r\nx\r\n")
-    assert raw.command(b"f NOOP") == b"f OK NOOP No operation performed"
+    assert raw.command(b"f NOOP") == b"f OK NOOP completed"
     assert raw.command(b"g FETCH 5 (FLAGS)").startswith(b"g BAD")
     assert raw.command(b"h FETCH x:y (FLAGS)").startswith(b"h BAD")
     assert raw.command(b"i FETCH 1 (NOSUCHITEM)").startswith(b"i BAD")

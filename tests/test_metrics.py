@@ -188,7 +188,7 @@ def test_readyOnRunningServer(server: CaptureServer) -> None:
         "status": "ready",
         "checks": {
             "store": "ok", "listener smtp": "ok", "listener smtps": "ok",
-            "listener http": "ok",
+            "listener imap": "ok", "listener imaps": "ok", "listener http": "ok",
         },
     }
 

@@ -846,6 +846,21 @@ class MailboxTests(_StoreCase):
         )
         self.assertEqual(found, [one.uid])
 
+    async def test_deletionsArePublished(self) -> None:
+        """
+        Subscribers of subscribeRemoved hear the uids deleteCopy,
+        deleteCopies and purgeInbox removed, after the commit.
+        """
+        heard: list[list[int]] = []
+        unsubscribe = self.store.subscribeRemoved(heard.append)
+        copies = await self.add("a@example.com", "b@example.com", "c@example.com")
+        await self.store.deleteCopy(copies[0])
+        await self.store.deleteCopies([copies[1].uid])
+        self.assertEqual(await self.store.purgeInbox("c@example.com"), 1)
+        unsubscribe()
+        await self.store.purgeInbox("a@example.com")
+        self.assertEqual(heard, [[copies[0].uid], [copies[1].uid], [copies[2].uid]])
+
     async def test_readerInboxes(self) -> None:
         """
         An account's folders: its owned addresses, and the addresses of its

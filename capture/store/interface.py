@@ -421,6 +421,15 @@ class IStore(Interface):
         @return: The L{StoreLoad} now (queue depths, read at scrape time).
         """
 
+    def subscribeRemoved(callback: Callable[[list[int]], None]) -> Callable[[], None]:
+        """
+        Call C{callback} in the reactor thread with the uids of the copies
+        each L{deleteCopy}, L{deleteCopies}, L{purgeInbox} or
+        L{purgeDomain} deleted, once committed (IMAP tells selected
+        sessions with C{EXPUNGE}).  Retention's deletions are not reported.
+        @return: A function that unsubscribes.
+        """
+
     def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
         """
         Call C{callback} in the reactor thread with the new L{Copy} list

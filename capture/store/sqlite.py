@@ -474,6 +474,7 @@ class SQLiteStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
         self._subscribers: list[Callable[[list[Copy]], None]] = []
+        self._removedSubscribers: list[Callable[[list[int]], None]] = []
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._touchedAccounts: set[str] = set()
@@ -613,6 +614,19 @@ class SQLiteStore:
     def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
+
+    def subscribeRemoved(self, callback: Callable[[list[int]], None]) -> Callable[[], None]:
+        self._removedSubscribers.append(callback)
+        return lambda: self._removedSubscribers.remove(callback)
+
+    def _publishRemoved(self, uids: list[int]) -> None:
+        if not uids:
+            return
+        for callback in list(self._removedSubscribers):
+            try:
+                callback(list(uids))
+            except Exception:
+                _log.failure("removed-copy subscriber failed")
 
     def _published(self, copies: list[Copy]) -> None:
         for callback in list(self._subscribers):
@@ -1089,7 +1103,7 @@ class SQLiteStore:
                 raise NotFound(f"no message {copy.id!r}")
             _dropOrphans(conn, [copy.message.rowid])
 
-        return self._write(op)
+        return self._write(op).addCallback(lambda _: self._publishRemoved([copy.uid]))
 
     def setCopyState(
         self,
@@ -1253,7 +1267,11 @@ class SQLiteStore:
             _deleteCopies(conn, present)
             return sorted(present)
 
-        return self._write(op)
+        return self._write(op).addCallback(self._removed)
+
+    def _removed(self, uids: list[int]) -> list[int]:
+        self._publishRemoved(uids)
+        return uids
 
     def listAccountInbox(
         self, account: str, limit: int = 20, skip: int = 0, since: int | None = None
@@ -1324,16 +1342,17 @@ class SQLiteStore:
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> list[int]:
             uids = [
                 r[0]
                 for r in conn.execute(
                     "SELECT uid FROM copies WHERE inbox = ? AND saved_by IS NULL", (inbox,)
                 )
             ]
-            return _deleteCopies(conn, uids)
+            _deleteCopies(conn, uids)
+            return uids
 
-        return self._write(op)
+        return self._write(op).addCallback(self._removed).addCallback(len)
 
     def listDomain(
         self,
@@ -1370,7 +1389,7 @@ class SQLiteStore:
     def purgeDomain(self, domain: str, account: str) -> Deferred[int]:
         domain = domain.lower()
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> list[int]:
             uids = [
                 r[0]
                 for r in conn.execute(
@@ -1379,9 +1398,10 @@ class SQLiteStore:
                     (domain, account),
                 )
             ]
-            return _deleteCopies(conn, uids)
+            _deleteCopies(conn, uids)
+            return uids
 
-        return self._write(op)
+        return self._write(op).addCallback(self._removed).addCallback(len)
 
     def accountStats(self, account: str) -> Deferred[AccountStats]:
         def op(conn: sqlite3.Connection) -> AccountStats:
