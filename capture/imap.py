@@ -50,6 +50,7 @@ DELIMITER = "/"
 INBOXES = "Inboxes"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
+_KEYWORD_RE = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]+")
 _TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _NOT_SELECTED = {
@@ -105,8 +106,10 @@ def flagList(state: FlagState) -> bytes:
         flags.append("\\Flagged")
     if state.deleted:
         flags.append("\\Deleted")
-    flags.extend(state.labels)
-    return ("(" + " ".join(flags) + ")").encode("utf-8")
+    # A label that is not an IMAP atom ("big deal") cannot be a keyword:
+    # the API shows it, IMAP does not (and keeps it when flags change).
+    flags.extend(label for label in state.labels if _KEYWORD_RE.fullmatch(label))
+    return ("(" + " ".join(flags) + ")").encode("ascii")
 
 
 def _applyFlags(state: FlagState, flags: list[str], mode: int) -> FlagState:
@@ -125,7 +128,9 @@ def _applyFlags(state: FlagState, flags: list[str], mode: int) -> FlagState:
         return current
 
     if mode == 0:
-        labels = tuple(dict.fromkeys(keywords))
+        # Labels IMAP cannot show are not the client's to drop.
+        hidden = [k for k in state.labels if not _KEYWORD_RE.fullmatch(k)]
+        labels = tuple(dict.fromkeys([*hidden, *keywords]))
     elif mode > 0:
         labels = tuple(dict.fromkeys([*state.labels, *keywords]))
     else:
@@ -912,6 +917,11 @@ class CaptureIMAP(imap4.IMAP4Server):
             headersOnly=not needRaw,
             part=needPart,
         )
+        for u, message in fetched.items():
+            # Flags as stored now: the API or another session may have
+            # changed them since SELECT.
+            if u in view.flags and message.flags is not None:
+                view.flags[u] = message.flags
         marksSeen = view.writable and (
             any(not b.peek for b in bodies) or bool(kinds & {"RFC822", "RFC822Text"})
         )
@@ -967,7 +977,13 @@ class CaptureIMAP(imap4.IMAP4Server):
                      silent: bool, uid: bool) -> None:
         view = self.view
         assert view is not None
-        new = [_applyFlags(view.flags[u], flags, mode) for u in uids if u in view.flags]
+        # Changed from the flags as stored now, not as this session last
+        # saw them, so a label set over the API meanwhile is kept.
+        current = await self.factory.store.fetchMessages(uids)
+        new = [
+            _applyFlags(current[u].flags or view.flags[u], flags, mode)
+            for u in uids if u in view.flags and u in current
+        ]
         await self.factory.store.setFlags(new)
         for state in new:
             if view.flags.get(state.uid) is not None:

@@ -191,7 +191,7 @@ class Options(usage.Options):
          "at least 1KiB)."],
         ["max-recipients", None, "100", "Most RCPTs per message."],
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
-        ["max-connections", None, "1000", "Most simultaneous connections per SMTP listener."],
+        ["max-connections", None, "1000", "Most simultaneous connections per SMTP or IMAP listener."],
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],

@@ -492,6 +492,26 @@ def test_flagsPersistAsTheAPIShowsThem(server: CaptureServer) -> None:
     client.logout()
 
 
+def test_apiChangesSeenBySelectedSession(server: CaptureServer) -> None:
+    """
+    Read and labels set over the API after SELECT show in FETCH FLAGS; a
+    label that is not an IMAP atom is not shown, and survives STORE.
+    """
+    address = inbox()
+    messageId = send(server, address, b"Subject: both\r\n\r\nx\r\n") + "-0"
+    base = f"/api/addresses/{address}/messages/{messageId}"
+    client = imaps(server, address)
+    client.select("INBOX")
+    assert b"FLAGS ()" in fetchOne(client, "(FLAGS)")["text"]
+    for path in ("labels/work", "labels/big%20deal", "read/true"):
+        assert callJSON(server, "PUT", f"{base}/{path}", server.key)[0] == 200
+    assert b"FLAGS (\\Seen work)" in fetchOne(client, "(FLAGS)")["text"]
+    client.store("1", "FLAGS", "(\\Flagged other)")
+    message = callJSON(server, "GET", base, server.key)[1]
+    assert message["labels"] == ["big deal", "other"] and message["read"] is False
+    client.logout()
+
+
 def test_expungeDeletesCopies(server: CaptureServer) -> None:
     """
     \\Deleted + EXPUNGE deletes the copy (the API no longer has it), UID
@@ -710,6 +730,21 @@ def test_refusedChangesAnswerNo(server: CaptureServer) -> None:
     assert raw.command(b"c COPY 1 INBOX").startswith(b"c NO [CANNOT]")
     assert raw.command(b"d MOVE 1 INBOX").startswith(b"d NO [CANNOT]")
     raw.close()
+
+
+def test_absurdNonSynchronizingAppend(server: CaptureServer) -> None:
+    """
+    An APPEND announcing an absurd LITERAL+ literal gets BAD [TOOBIG] at
+    once and the connection is closed (the octets would follow unasked);
+    the server serves the next client.
+    """
+    raw = Raw(server)
+    raw.send(b"a APPEND INBOX {99999999999+}\r\n")
+    assert raw.line().startswith(b"a BAD [TOOBIG]")
+    with pytest.raises(ConnectionError):
+        raw.line()
+    raw.close()
+    _stillServes(server)
 
 
 def test_literalAndLineLimits(server: CaptureServer) -> None:

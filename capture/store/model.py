@@ -323,6 +323,7 @@ class FetchedMessage:
     @ivar raw: The whole message, or only its header block when only that
         was asked for.
     @ivar part: The part tree (L{capture.mime.Part}), when asked for.
+    @ivar flags: The copy's L{FlagState} as stored now.
     """
 
     uid: int
@@ -333,3 +334,4 @@ class FetchedMessage:
     structure: str | None = None
     raw: bytes | None = None
     part: Any = None
+    flags: FlagState | None = None

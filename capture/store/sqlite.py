@@ -1178,7 +1178,8 @@ class SQLiteStore:
         headersOnly: bool = False,
         part: bool = False,
     ) -> Deferred[dict[int, FetchedMessage]]:
-        columns = ["c.uid", "m.size", "m.received", "m.header_size",
+        columns = ["c.uid", "c.read", "c.deleted", "c.answered", "c.flagged", "c.labels_json",
+                   "m.size", "m.received", "m.header_size",
                    "m.imap_envelope" if envelope else "NULL",
                    "m.imap_structure" if structure else "NULL"]
         joins = ""
@@ -1198,13 +1199,13 @@ class SQLiteStore:
             found = {}
             for chunk in _chunks(uids):
                 query = select + "(" + ",".join("?" * len(chunk)) + ")"
-                for uid, size, received, headerSize, env, struct, data, tree in conn.execute(
-                    query, chunk
-                ):
-                    found[uid] = FetchedMessage(
-                        uid, size, received, headerSize or 0, env, struct,
+                for row in conn.execute(query, chunk):
+                    size, received, headerSize, env, struct, data, tree = row[6:]
+                    found[row[0]] = FetchedMessage(
+                        row[0], size, received, headerSize or 0, env, struct,
                         None if data is None else bytes(data),
                         None if tree is None else Part.fromJSON(json.loads(tree)),
+                        _flagState(row[:6]),
                     )
             return found
 
