@@ -32,7 +32,11 @@ def quote(value: str | None) -> str:
     if value is None:
         return NIL
     if not value.isascii():
-        encoded = base64.b64encode(value.encode("utf-8")).decode("ascii")
+        try:
+            octets = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            octets = value.encode("utf-8", "replace")
+        encoded = base64.b64encode(octets).decode("ascii")
         return f'"=?utf-8?b?{encoded}?="'
     if "\r" in value or "\n" in value or "\0" in value:
         value = value.replace("\r", "").replace("\n", " ").replace("\0", "")
@@ -47,8 +51,14 @@ def _addressList(values: list[str]) -> str:
     """
     if not values:
         return NIL
+    try:
+        parsed = getaddresses(values)
+    except Exception:
+        # The email package's parser has raised on hostile input before;
+        # an unreadable list is shown as no addresses, never an error.
+        return NIL
     items = []
-    for name, address in getaddresses(values):
+    for name, address in parsed:
         if not address and not name:
             continue
         mailbox, at, host = address.rpartition("@")

@@ -369,7 +369,7 @@ def _params(headers: Message, name: str) -> tuple[tuple[str, str], ...]:
             continue
         if isinstance(value, tuple):
             value = _rfc2231(value)
-        out.append((key.lower(), _fromSurrogates(str(value))))
+        out.append((_fromSurrogates(key.lower()), _fromSurrogates(str(value))))
     return tuple(out)
 
 

@@ -42,6 +42,7 @@ def test_bodyStructureOfOddContentTypes() -> None:
     message/rfc822 part all give well-formed, ASCII BODYSTRUCTURE text.
     """
     for contentType in (b"text/plain; charset=utf-8;", b"text", b"text/plain; name=\xc3\xa9.txt",
+                        b"multipart/mixed; boundary=x;;\xff\xfe=1", b"text/plain; a=b;\xff",
                         b"application/x-odd; a=\"b\\\"c\""):
         raw = b"Content-Type: " + contentType + b"\r\n\r\nhello\r\n"
         text = bodyStructure(raw, parseMessage(raw).structure)

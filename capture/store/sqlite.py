@@ -229,10 +229,15 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
         updates = []
         for rowid, raw, structureJSON in rows:
             raw = bytes(raw)
-            part = Part.fromJSON(json.loads(structureJSON))
-            updates.append(
-                (imapdata.envelope(raw), imapdata.bodyStructure(raw, part), part.bodyStart, rowid)
-            )
+            try:
+                part = Part.fromJSON(json.loads(structureJSON))
+                texts = (imapdata.envelope(raw), imapdata.bodyStructure(raw, part))
+            except Exception:
+                # One odd message must not keep the store from opening:
+                # it is served as the unparsed fallback would be.
+                part = _fallbackParse(raw).structure
+                texts = ("(" + " ".join(["NIL"] * 10) + ")", imapdata.bodyStructure(raw, part))
+            updates.append((*texts, part.bodyStart, rowid))
         conn.executemany(
             "UPDATE messages SET imap_envelope = ?, imap_structure = ?, header_size = ? "
             "WHERE id = ?",
