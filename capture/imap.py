@@ -244,12 +244,11 @@ class _Hub:
 
     def _arrived(self, copies: list[Copy]) -> None:
         for copy in copies:
-            keys = [("inbox", copy.inbox)]
-            if copy.message.account is not None and copy.n == 0:
-                keys.append(("sent", copy.message.account))
-            for key in keys:
-                for session in list(self._sessions.get(key, ())):
-                    session.newCopy(copy)
+            for session in list(self._sessions.get(("inbox", copy.inbox), ())):
+                session.newCopy(copy)
+        for account in {c.message.account for c in copies if c.message.account is not None}:
+            for session in list(self._sessions.get(("sent", account), ())):
+                session.sentMail()
 
 
 def _command(*parts: Any) -> Any:
@@ -288,6 +287,8 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._nonSync = False
         self._watching: tuple[str, str] | None = None
         self._gone: list[int] = []
+        self._refreshing = False
+        self._refreshAgain = False
 
     # Connection
 
@@ -751,17 +752,47 @@ class CaptureIMAP(imap4.IMAP4Server):
 
     def newCopy(self, copy: Copy) -> None:
         """
-        A copy just stored in the selected mailbox's inbox (or sent by its
-        account): announced with C{EXISTS} if this reader may see it.
+        A copy just stored in the selected inbox: announced with C{EXISTS}
+        if this reader may see it.
         """
         view = self.view
-        if view is None:
+        if view is None or view.query.inbox is None:
             return
-        query = view.query
-        if query.inbox is not None and not _visibleTo(query.visibility, copy.savedBy):
+        if not _visibleTo(view.query.visibility, copy.savedBy):
             return
         if view.add(FlagState(copy.uid, False, False, False, False, ())):
             self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+
+    def sentMail(self) -> None:
+        """
+        The selected account's sent mail has new messages: which copy of
+        each the mailbox shows depends on who owns each recipient inbox,
+        so the store says (one read, however much mail came at once).
+        """
+        view = self.view
+        if view is None or view.query.inbox is not None:
+            return
+        if self._refreshing:
+            self._refreshAgain = True
+            return
+        self._refreshing = True
+
+        def got(states: list[FlagState]) -> None:
+            if self.view is view:
+                known = view.uidNext
+                if any([view.add(s) for s in states if s.uid >= known]):
+                    self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+
+        def done(result: object) -> None:
+            self._refreshing = False
+            if self._refreshAgain:
+                self._refreshAgain = False
+                self.sentMail()
+
+        d = self.factory.store.listMailbox(view.query)
+        d.addCallback(got)
+        d.addErrback(lambda f: _log.failure("Refreshing sent mail failed", f))
+        d.addBoth(done)
 
     def copiesRemoved(self, uids: list[int]) -> None:
         """

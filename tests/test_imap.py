@@ -322,6 +322,20 @@ def test_sentMailIsTheAccountsInbox(server: CaptureServer) -> None:
     reader = imaps(server, account, key)
     assert reader.select("INBOX") == ("OK", [b"1"])
     assert b"sent by me" in fetchOne(reader, "(BODY.PEEK[HEADER])")[b"BODY[HEADER]"]
+    # New sent mail shows up in the selected INBOX; mail to another
+    # account's owned address is not the sender's to read.
+    _, _, othersAddress = _reserve(server)
+    client = server.smtp(login=False)
+    client.login(account, key)
+    client.sendmail("me@example.com", [othersAddress], b"Subject: to them\r\n\r\nx\r\n")
+    client.sendmail("me@example.com", [inbox()], b"Subject: again\r\n\r\nx\r\n")
+    client.quit()
+    deadline = time.monotonic() + 10
+    while reader.noop() and reader.untagged_responses.get("EXISTS", [b""])[-1] != b"2":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert b"again" in fetchOne(reader, "(BODY.PEEK[HEADER])", "2")[b"BODY[HEADER]"]
+    assert reader.select("INBOX") == ("OK", [b"2"])
     reader.logout()
 
 
