@@ -30,10 +30,12 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from capture.access import Visibility, visibility
 from capture.auth import IMailboxReader, LoginThrottle
@@ -50,6 +52,7 @@ DELIMITER = "/"
 INBOXES = "Inboxes"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
+_FETCH_BATCH_OCTETS = 4 * 1024 * 1024
 _KEYWORD_RE = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]+")
 _TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -392,6 +395,8 @@ class CaptureIMAP(imap4.IMAP4Server):
         return d
 
     def _fileLiteral(self, size: int) -> Any:
+        # Only APPEND takes a message literal, and it is refused before the
+        # literal is asked for: none is ever buffered (gap 2.4).
         raise imap4.IllegalClientResponse("Literal not expected here")
 
     # Dispatch
@@ -940,22 +945,46 @@ class CaptureIMAP(imap4.IMAP4Server):
             type(q).__name__ == "Body" and not (q.header or q.text or q.mime or q.empty)
             for q in query
         )
-        fetched = await self.factory.store.fetchMessages(
-            uids,
-            envelope="Envelope" in kinds,
-            structure="BodyStructure" in kinds,
-            raw=needRaw or needHeaders,
-            headersOnly=not needRaw,
-            part=needPart,
+        marksSeen = view.writable and (
+            any(not b.peek for b in bodies) or bool(kinds & {"RFC822", "RFC822Text"})
         )
+        if marksSeen and "Flags" not in kinds:
+            query = [*query, imap4._FetchParser.Flags()]
+        store = self.factory.store
+        # Whole messages are read a few MiB at a time and written before
+        # the next read, at the pace the client reads them: a FETCH of a
+        # large mailbox never holds it in memory.  Everything else (the
+        # header fetch of a sync) is one read for the whole set.
+        batches = [uids]
+        if needRaw and len(uids) > 1:
+            batches = _batches(uids, await store.fetchMessages(uids), _FETCH_BATCH_OCTETS)
+        pressure = _Pressure()
+        self.transport.registerProducer(pressure, True)
+        try:
+            for batch in batches:
+                fetched = await store.fetchMessages(
+                    batch,
+                    envelope="Envelope" in kinds,
+                    structure="BodyStructure" in kinds,
+                    raw=needRaw or needHeaders,
+                    headersOnly=not needRaw,
+                    part=needPart,
+                )
+                if self.view is not view:
+                    return
+                await self._fetched(view, batch, fetched, query, marksSeen)
+                await pressure.writable()
+        finally:
+            self.transport.unregisterProducer()
+        self.sendPositiveResponse(tag, b"FETCH completed")
+
+    async def _fetched(self, view: _View, uids: list[int], fetched: dict[int, FetchedMessage],
+                       query: list[Any], marksSeen: bool) -> None:
         for u, message in fetched.items():
             # Flags as stored now: the API or another session may have
             # changed them since SELECT.
             if u in view.flags and message.flags is not None:
                 view.flags[u] = message.flags
-        marksSeen = view.writable and (
-            any(not b.peek for b in bodies) or bool(kinds & {"RFC822", "RFC822Text"})
-        )
         if marksSeen:
             changed = [
                 attrs.evolve(view.flags[u], read=True)
@@ -965,22 +994,19 @@ class CaptureIMAP(imap4.IMAP4Server):
                 await self.factory.store.setFlags(changed)
                 for state in changed:
                     view.flags[state.uid] = state
-                if "Flags" not in kinds:
-                    query = [*query, imap4._FetchParser.Flags()]
         out = []
         for u in uids:
-            message = fetched.get(u)
+            found = fetched.get(u)
             flags = view.flags.get(u)
-            if message is None or flags is None:
+            if found is None or flags is None:
                 continue
-            items = [_fetchItem(q, message, flags) for q in query]
+            items = [_fetchItem(q, found, flags) for q in query]
             out.append(b"* %d FETCH (%s)\r\n" % (view.seq(u), b" ".join(items)))
             if len(out) >= 256:
                 self.transport.write(b"".join(out))
                 out = []
         if out:
             self.transport.write(b"".join(out))
-        self.sendPositiveResponse(tag, b"FETCH completed")
 
     # STORE
 
@@ -1103,6 +1129,58 @@ class CaptureIMAP(imap4.IMAP4Server):
         self.dispatchCommand(tag, command, line, uid=1)
 
     select_UID = _command(do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
+
+
+@implementer(IPushProducer)
+class _Pressure:
+    """
+    The transport's say on when a long FETCH may write more: registered
+    while it runs, paused when the client reads slower than we write.
+    """
+
+    def __init__(self) -> None:
+        self._paused = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        # The connection is gone: let the FETCH finish writing into nothing.
+        self.resumeProducing()
+
+    def writable(self) -> defer.Deferred[None]:
+        if not self._paused:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+def _batches(uids: list[int], sizes: dict[int, FetchedMessage], octets: int) -> list[list[int]]:
+    """
+    C{uids} in order, cut into runs of about C{octets} of message each (a
+    larger message alone).
+    """
+    batches: list[list[int]] = []
+    current: list[int] = []
+    total = 0
+    for u in uids:
+        size = sizes[u].size if u in sizes else 0
+        if current and total + size > octets:
+            batches.append(current)
+            current, total = [], 0
+        current.append(u)
+        total += size
+    if current:
+        batches.append(current)
+    return batches
 
 
 class _No(Exception):

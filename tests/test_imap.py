@@ -429,6 +429,28 @@ def test_fetchEveryItemWithExactBytes(server: CaptureServer) -> None:
     client.logout()
 
 
+def test_wholeMailboxFetchInBatches(server: CaptureServer) -> None:
+    """
+    FETCH 1:* of whole messages larger, together, than one store read
+    (4 MiB) answers every message whole, in order, with its own bytes.
+    """
+    address = inbox()
+    bodies = []
+    for n in range(5):
+        body = ((b"%d" % n) * 78 + b"\r\n") * 20000
+        bodies.append(body)
+        send(server, address, b"Subject: big %d\r\n\r\n" % n + body)
+    client = imaps(server, address)
+    client.select("INBOX")
+    status, data = client.fetch("1:*", "(BODY.PEEK[TEXT])")
+    assert status == "OK"
+    texts = [piece[1] for piece in data if isinstance(piece, tuple)]
+    assert texts == bodies
+    assert [piece[0].split()[0] for piece in data if isinstance(piece, tuple)] == [
+        b"1", b"2", b"3", b"4", b"5"]
+    client.logout()
+
+
 def test_nonAsciiHeadersAndOddContentTypes(server: CaptureServer) -> None:
     """
     Raw UTF-8 and RFC 2047 headers and a Content-Type with a trailing ';'
