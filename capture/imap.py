@@ -958,6 +958,19 @@ class CaptureIMAP(imap4.IMAP4Server):
         batches = [uids]
         if needRaw and len(uids) > 1:
             batches = _batches(uids, await store.fetchMessages(uids), _FETCH_BATCH_OCTETS)
+        if len(batches) == 1:
+            fetched = await store.fetchMessages(
+                uids,
+                envelope="Envelope" in kinds,
+                structure="BodyStructure" in kinds,
+                raw=needRaw or needHeaders,
+                headersOnly=not needRaw,
+                part=needPart,
+            )
+            if self.view is view:
+                await self._fetched(view, uids, fetched, query, marksSeen)
+                self.sendPositiveResponse(tag, b"FETCH completed")
+            return
         pressure = _Pressure()
         self.transport.registerProducer(pressure, True)
         try:
