@@ -660,7 +660,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         values = {
             b"MESSAGES": len(states),
             b"RECENT": 0,
-            b"UIDNEXT": (states[-1].uid + 1) if states else 1,
+            b"UIDNEXT": await self.factory.store.nextUid(),
             b"UIDVALIDITY": self.factory.store.uidValidity,
             b"UNSEEN": sum(1 for s in states if not s.read),
         }
@@ -691,7 +691,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         view = _View(
             name=canonical, query=query, writable=writable and rw,
             uids=[s.uid for s in states], flags={s.uid: s for s in states},
-            uidNext=(states[-1].uid + 1) if states else 1,
+            uidNext=max(await self.factory.store.nextUid(), (states[-1].uid + 1) if states else 1),
         )
         self.view = view
         self._gone = []

@@ -358,12 +358,12 @@ def test_selectReportsWhatRFC3501Requires(server: CaptureServer) -> None:
     assert b"\\Seen" in responses["PERMANENTFLAGS"][0]
     uids = [int(u) for u in client.uid("SEARCH", "ALL")[1][0].split()]
     assert uids == sorted(uids) and len(uids) == 3
-    assert int(responses["UIDNEXT"][0]) == uids[-1] + 1
+    assert int(responses["UIDNEXT"][0]) > uids[-1]
     assert responses["UNSEEN"] == [b"1"]
     assert int(responses["UIDVALIDITY"][0]) > 0
     status = client.status("INBOX", "(MESSAGES UIDNEXT UNSEEN UIDVALIDITY RECENT)")[1][0]
     assert b"MESSAGES 3" in status and b"UNSEEN 3" in status
-    assert b"UIDNEXT %d" % (uids[-1] + 1) in status
+    assert b"UIDNEXT " + responses["UIDNEXT"][0] in status
     assert client.namespace()[1] == [b'(("" "/")) NIL NIL']
     client.logout()
     client = imaps(server, address)

@@ -846,6 +846,17 @@ class MailboxTests(_StoreCase):
         )
         self.assertEqual(found, [one.uid])
 
+    async def test_nextUidNeverGoesBack(self) -> None:
+        """
+        nextUid is above every uid given, and stays so after the newest
+        copy is deleted.
+        """
+        self.assertEqual(await self.store.nextUid(), 1)
+        copies = await self.add("a@example.com", "b@example.com")
+        self.assertEqual(await self.store.nextUid(), copies[-1].uid + 1)
+        await self.store.deleteCopies([copies[-1].uid])
+        self.assertEqual(await self.store.nextUid(), copies[-1].uid + 1)
+
     async def test_deletionsArePublished(self) -> None:
         """
         Subscribers of subscribeRemoved hear the uids deleteCopy,

@@ -282,6 +282,14 @@ class IStore(Interface):
         @return: Deferred firing with a list of L{FlagState}.
         """
 
+    def nextUid():
+        """
+        A uid no copy has had and every new copy will have or exceed (the
+        store-wide sequence's next value): IMAP's UIDNEXT of every mailbox,
+        which never goes back, even after the newest copy is deleted.
+        @return: Deferred firing with an L{int}.
+        """
+
     def fetchMessages(uids, envelope=False, structure=False, raw=False, headersOnly=False,
                       part=False):
         """

@@ -1174,6 +1174,13 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def nextUid(self) -> Deferred[int]:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'copies'").fetchone()
+            return (int(row[0]) if row else 0) + 1
+
+        return self._read(op)
+
     def fetchMessages(
         self,
         uids: list[int],
