@@ -73,13 +73,15 @@ class IMAPSettings:
 
     @ivar implicitTLS: The listener speaks TLS from the first byte (IMAPS).
     @ivar allowInsecureAuth: Allow LOGIN and AUTHENTICATE before TLS.
+    @ivar idleTimeout: Seconds of silence before a client that has not
+        logged in is dropped; after login, at least 30 minutes.
     @ivar maxLiteral: The largest literal a command argument may carry.
     @ivar maxLineLength: The longest command line.
     """
 
     implicitTLS: bool = False
     allowInsecureAuth: bool = False
-    idleTimeout: float = 1800.0
+    idleTimeout: float = 300.0
     maxLiteral: int = 64 * 1024
     maxLineLength: int = 64 * 1024
     maxConnections: int = 1000
@@ -283,7 +285,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         self.MAX_LENGTH = self.settings.maxLineLength
         self._literalStringLimit = self.settings.maxLiteral
         self.timeOut = int(self.settings.idleTimeout)
-        self.POSTAUTH_TIMEOUT = int(self.settings.idleTimeout)
+        # RFC 3501 5.4: a logged-in client may stay silent 30 minutes (an
+        # IDLE client re-issues IDLE every 29).
+        self.POSTAUTH_TIMEOUT = int(max(self.settings.idleTimeout, 1800.0))
         self._peerIP = ""
         self._skipLine = False
         self._discard = 0

@@ -198,7 +198,8 @@ class Options(usage.Options):
         ["max-ingest-memory", None, "512MiB", "Most message data all SMTP sessions together "
          "hold in memory while receiving and storing; past it, mail gets 452 4.3.1 "
          "(try again later)."],
-        ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0)."],
+        ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0); "
+         "a logged-in IMAP client gets at least 30 minutes (RFC 3501)."],
         ["public-inbox-limit", None, "500", "Copies kept per public inbox (0: no limit)."],
         ["public-max-age", None, "7d", "How long public mail is kept (0: forever)."],
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
@@ -507,7 +508,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )))
     imapSettings = IMAPSettings(
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
-        idleTimeout=max(float(options["idle-timeout"]), 1800.0),
+        idleTimeout=float(options["idle-timeout"]),
         maxConnections=options["max-connections"],
     )
     if not _isOff(options["imap"]):

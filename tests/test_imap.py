@@ -270,6 +270,21 @@ def test_failedLoginsThrottled(freshServer: CaptureServer) -> None:
     assert b'capture_sessions_total{protocol="imap"} 3.0' in body
 
 
+@pytest.mark.serverOptions("--idle-timeout", "1")
+def test_silentClientBeforeLoginTimedOut(freshServer: CaptureServer) -> None:
+    """
+    A client that connects and never logs in gets BYE after
+    --idle-timeout and is disconnected; the next client is served.
+    """
+    raw = Raw(freshServer, login=False)
+    raw.sock.settimeout(10)
+    assert raw.line().startswith(b"* BYE")
+    with pytest.raises(ConnectionError):
+        raw.line()
+    raw.close()
+    _stillServes(freshServer)
+
+
 def test_othersInboxesStayClosed(server: CaptureServer) -> None:
     """
     Another account's key can neither log in as its owned address nor
