@@ -660,7 +660,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if found is None:
             raise _No("[NONEXISTENT] No such mailbox")
         canonical, query, _ = found
-        states = await self.factory.store.listMailbox(query)
+        states = await self.factory.store.mailboxFlags(query)
         values = {
             b"MESSAGES": len(states),
             b"RECENT": 0,
@@ -691,7 +691,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if found is None:
             raise _No("[NONEXISTENT] No such mailbox")
         canonical, query, writable = found
-        states = await self.factory.store.listMailbox(query)
+        states = await self.factory.store.mailboxFlags(query)
         view = _View(
             name=canonical, query=query, writable=writable and rw,
             uids=[s.uid for s in states], flags={s.uid: s for s in states},
@@ -798,7 +798,7 @@ class CaptureIMAP(imap4.IMAP4Server):
                 self._refreshAgain = False
                 self.sentMail()
 
-        d = self.factory.store.listMailbox(view.query)
+        d = self.factory.store.mailboxFlags(view.query)
         d.addCallback(got)
         d.addErrback(lambda f: _log.failure("Refreshing sent mail failed", f))
         d.addBoth(done)

@@ -741,7 +741,7 @@ class MailboxTests(_StoreCase):
     The reads and writes IMAP and POP3 use: mailboxes, FETCH data, flags.
     """
 
-    async def test_listMailboxByInboxAscending(self) -> None:
+    async def test_mailboxFlagsByInboxAscending(self) -> None:
         """
         An inbox's mailbox lists its copies by ascending uid, with the
         flags the API's facts give, and hides others' starred copies from
@@ -752,15 +752,15 @@ class MailboxTests(_StoreCase):
         await self.store.createAccount("alice")
         await self.store.setStarred(second, "alice")
         await self.store.setCopyState(first, read=True, labels=("work",))
-        everything = await self.store.listMailbox(MailboxQuery("box@example.com", EVERYTHING))
+        everything = await self.store.mailboxFlags(MailboxQuery("box@example.com", EVERYTHING))
         self.assertEqual(everything, [
             FlagState(first.uid, True, False, False, False, ("work",)),
             FlagState(second.uid, False, False, False, False, ()),
         ])
-        anonymous = await self.store.listMailbox(MailboxQuery("box@example.com", ANONYMOUS))
+        anonymous = await self.store.mailboxFlags(MailboxQuery("box@example.com", ANONYMOUS))
         self.assertEqual([s.uid for s in anonymous], [first.uid])
 
-    async def test_listMailboxSentByOneCopyPerMessage(self) -> None:
+    async def test_mailboxFlagsSentByOneCopyPerMessage(self) -> None:
         """
         The sent-mail mailbox holds one copy of each message the account
         sent, whatever the number of recipients.
@@ -768,10 +768,10 @@ class MailboxTests(_StoreCase):
         await self.store.createAccount("alice")
         copies = await self.add("a@example.com", "b@example.com", account="alice")
         await self.add("c@example.com", account=None)
-        listed = await self.store.listMailbox(MailboxQuery(None, sentBy="alice"))
+        listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
         self.assertEqual([s.uid for s in listed], [copies[0].uid])
 
-    async def test_listMailboxSentByOnlyWhatTheSenderMayRead(self) -> None:
+    async def test_mailboxFlagsSentByOnlyWhatTheSenderMayRead(self) -> None:
         """
         Mail the account sent only to another account's inbox is not in
         its sent-mail mailbox: the access rule keeps it out.
@@ -783,7 +783,7 @@ class MailboxTests(_StoreCase):
         await self.add("bob@example.com", account="alice")
         await self.add("x@bob.example", account="alice")
         mixed = await self.add("bob@example.com", "pub@example.com", account="alice")
-        listed = await self.store.listMailbox(MailboxQuery(None, sentBy="alice"))
+        listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
         self.assertEqual([s.uid for s in listed], [mixed[1].uid])
 
     async def test_fetchMessagesReadsStoredIMAPText(self) -> None:
@@ -827,7 +827,7 @@ class MailboxTests(_StoreCase):
         copies = await self.add("a@example.com", "b@example.com")
         gone = await self.store.deleteCopies([copies[0].uid, 424242])
         self.assertEqual(gone, [copies[0].uid])
-        left = await self.store.listMailbox(MailboxQuery("a@example.com", EVERYTHING))
+        left = await self.store.mailboxFlags(MailboxQuery("a@example.com", EVERYTHING))
         self.assertEqual(left, [])
 
     async def test_searchMessagesRunsTheMatcher(self) -> None:

@@ -274,7 +274,7 @@ class IStore(Interface):
         @return: Deferred firing with a list of addresses.
         """
 
-    def listMailbox(query):
+    def mailboxFlags(query):
         """
         The copies of a mailbox with their flags, by ascending uid (IMAP's
         sequence numbers).

@@ -1146,7 +1146,7 @@ class SQLiteStore:
 
         return self._read(op)
 
-    def listMailbox(self, query: MailboxQuery) -> Deferred[list[FlagState]]:
+    def mailboxFlags(self, query: MailboxQuery) -> Deferred[list[FlagState]]:
         def op(conn: sqlite3.Connection) -> list[FlagState]:
             columns = "c.uid, c.read, c.deleted, c.answered, c.flagged, c.labels_json"
             if query.inbox is not None:
