@@ -573,8 +573,13 @@ class CaptureIMAP(imap4.IMAP4Server):
     def _decodeName(self, name: bytes) -> str:
         try:
             text: str = name.decode("imap4-utf-7")
+            # Twisted's decoder takes malformed names ("&Jjo", "a&"); only
+            # a name in its one canonical spelling is modified UTF-7.
+            canonical = text.encode("imap4-utf-7") == name
         except (UnicodeError, ValueError):
-            raise _No("[CANNOT] Invalid mailbox name (modified UTF-7)") from None
+            canonical = False
+        if not canonical:
+            raise _No("[CANNOT] Invalid mailbox name (modified UTF-7)")
         if "\0" in text or ".." in text.split(DELIMITER) or any(ord(c) < 32 for c in text):
             raise _No("[CANNOT] Invalid mailbox name")
         return text
@@ -919,6 +924,12 @@ class CaptureIMAP(imap4.IMAP4Server):
 
         return d.addCallback(got)
 
+    def arg_fetchatt(self, line: bytes) -> Any:
+        try:
+            return super().arg_fetchatt(line)
+        except Exception as e:
+            raise imap4.IllegalClientResponse(f"Unknown FETCH item: {e}") from None
+
     def arg_seqset(self, line: bytes) -> Any:
         try:
             return super().arg_seqset(line)
@@ -932,7 +943,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         uids = self._select_set(messages, bool(uid))
         self._run(tag, self._fetch(tag, uids, query, bool(uid)))
 
-    select_FETCH = _command(do_FETCH, arg_seqset, imap4.IMAP4Server.arg_fetchatt)
+    select_FETCH = _command(do_FETCH, arg_seqset, arg_fetchatt)
 
     async def _fetch(self, tag: bytes, uids: list[int], query: list[Any], uid: bool) -> None:
         view = self.view
