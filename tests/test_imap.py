@@ -685,6 +685,27 @@ def test_deletionsElsewhereAreExpunged(server: CaptureServer) -> None:
     other.logout()
 
 
+def test_pipelinedLoginSelectFetch(server: CaptureServer) -> None:
+    """
+    LOGIN, SELECT and FETCH sent in one packet are answered in order, each
+    in the state the one before left (gap I9: Twisted ran them in the old
+    state).
+    """
+    address = inbox()
+    send(server, address, b"Subject: piped\r\n\r\nx\r\n")
+    raw = Raw(server, login=False)
+    raw.send(b"a LOGIN " + address.encode() + b" " + (server.key or "").encode() + b"\r\n"
+             b"b SELECT INBOX\r\nc FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"
+             b"d LOGOUT\r\n")
+    assert raw.until(b"a")[-1].startswith(b"a OK")
+    assert raw.until(b"b")[-1] == b"b OK [READ-WRITE] SELECT completed"
+    lines = raw.until(b"c")
+    assert lines[0] == b"* 1 FETCH (BODY[HEADER.FIELDS (SUBJECT)] {18}"
+    assert lines[-1] == b"c OK FETCH completed"
+    assert raw.until(b"d")[-1] == b"d OK LOGOUT successful"
+    raw.close()
+
+
 # Bad input
 
 
@@ -740,7 +761,7 @@ def test_badSequencesAndNames(server: CaptureServer) -> None:
     raw = Raw(server)
     assert raw.command(b"a FETCH 1 (FLAGS)") == b"a BAD No mailbox selected"
     assert raw.command(b'b SELECT "Inboxes/../x"') == b"b NO [CANNOT] Invalid mailbox name"
-    for n, name in enumerate((b"&Jjo", b"a&", b"&AGEAYgBj-")):
+    for n, name in enumerate((b"&Jjo", b"a&", b"&AGEAYgBj-", b"a\0b")):
         tag = b"c%d" % n
         assert raw.command(tag + b' SELECT "' + name + b'"') == (
             tag + b" NO [CANNOT] Invalid mailbox name (modified UTF-7)")
