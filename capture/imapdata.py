@@ -17,9 +17,8 @@ cannot break the structure (gap I3).
 from __future__ import annotations
 
 import base64
-from email.utils import getaddresses
 
-from capture.mime import Part, headerBlock
+from capture.mime import Part, headerBlock, splitAddresses
 
 NIL = "NIL"
 
@@ -52,7 +51,7 @@ def _addressList(values: list[str]) -> str:
     if not values:
         return NIL
     try:
-        parsed = getaddresses(values)
+        parsed = splitAddresses(values)
     except Exception:
         # The email package's parser has raised on hostile input before;
         # an unreadable list is shown as no addresses, never an error.
@@ -85,13 +84,13 @@ def envelope(buf: bytes, start: int = 0) -> str:
         values = found.get(name)
         return values[0] if values else None
 
-    sender = found.get("from", [])
+    sender = _addressList(found.get("from", []))
     return "({} {} {} {} {} {} {} {} {} {})".format(
         quote(first("date")),
         quote(first("subject")),
-        _addressList(sender),
-        _addressList(found.get("sender") or sender),
-        _addressList(found.get("reply-to") or sender),
+        sender,
+        _addressList(found["sender"]) if "sender" in found else sender,
+        _addressList(found["reply-to"]) if "reply-to" in found else sender,
         _addressList(found.get("to", [])),
         _addressList(found.get("cc", [])),
         _addressList(found.get("bcc", [])),
