@@ -849,6 +849,9 @@ def test_literalAndLineLimits(server: CaptureServer) -> None:
     raw.send(b"f NOOP " + b"x" * 70000 + b"\r\n")
     assert raw.line() == b"* BAD [TOOBIG] Command line too long"
     assert raw.command(b"g NOOP").startswith(b"g OK")
+    raw.send(b"f2 NOOP " + b"x" * 70000 + b"\r\ng2 NOOP\r\n")
+    assert raw.line() == b"* BAD [TOOBIG] Command line too long"
+    assert raw.until(b"g2")[-1] == b"g2 OK NOOP completed"
     raw.send(b"h LOGIN {%d}\r\n" % len(server.account))
     assert raw.line().startswith(b"+")
     raw.send(server.account.encode() + b" " + (server.key or "").encode() + b"\r\n")

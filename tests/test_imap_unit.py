@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from twisted.mail.imap4 import parseNestedParens
 
-from capture.imap import _applyFlags, _batches, _headerFields, flagList, internalDate
+from capture.imapitems import applyFlags, fetchBatches, flagList, headerFields, internalDate
 from capture.imapsearch import SearchError, parseSearch
 from capture.store.model import FetchedMessage, FlagState
 
@@ -21,11 +21,11 @@ def test_storeModes() -> None:
     FLAGS replaces (keeping labels IMAP cannot show), +FLAGS adds, -FLAGS
     removes; system flags match case-insensitively.
     """
-    assert _applyFlags(STATE, ["\\SEEN", "new"], 0) == FlagState(
+    assert applyFlags(STATE, ["\\SEEN", "new"], 0) == FlagState(
         7, True, False, False, False, ("big deal", "new"))
-    assert _applyFlags(STATE, ["\\Flagged", "work", "x"], 1) == FlagState(
+    assert applyFlags(STATE, ["\\Flagged", "work", "x"], 1) == FlagState(
         7, False, False, True, True, ("work", "big deal", "x"))
-    assert _applyFlags(STATE, ["\\Answered", "work"], -1) == FlagState(
+    assert applyFlags(STATE, ["\\Answered", "work"], -1) == FlagState(
         7, False, False, False, False, ("big deal",))
 
 
@@ -42,9 +42,9 @@ def test_headerFieldsKeepsFoldedLinesAndEndsWithBlankLine() -> None:
     message order; .NOT picks the others.
     """
     block = b"From: a\r\nSubject: one\r\n two\r\nTo: b\r\n\r\n"
-    assert _headerFields(block, {b"subject"}, False) == b"Subject: one\r\n two\r\n\r\n"
-    assert _headerFields(block, {b"subject"}, True) == b"From: a\r\nTo: b\r\n\r\n"
-    assert _headerFields(block, {b"x-none"}, False) == b"\r\n"
+    assert headerFields(block, {b"subject"}, False) == b"Subject: one\r\n two\r\n\r\n"
+    assert headerFields(block, {b"subject"}, True) == b"From: a\r\nTo: b\r\n\r\n"
+    assert headerFields(block, {b"x-none"}, False) == b"\r\n"
 
 
 def test_internalDate() -> None:
@@ -62,8 +62,8 @@ def test_batchesCutBySize() -> None:
     """
     sizes = {u: FetchedMessage(u, size, 0, 0) for u, size in
              [(1, 3), (2, 3), (3, 10), (4, 1), (5, 1)]}
-    assert _batches([1, 2, 3, 4, 5], sizes, 6) == [[1, 2], [3], [4, 5]]
-    assert _batches([], sizes, 6) == []
+    assert fetchBatches([1, 2, 3, 4, 5], sizes, 6) == [[1, 2], [3], [4, 5]]
+    assert fetchBatches([], sizes, 6) == []
 
 
 @pytest.mark.parametrize("keys, problem", [
