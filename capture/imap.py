@@ -30,7 +30,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import ServerFactory
+from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
@@ -1166,7 +1166,7 @@ class IMAPFactory(ServerFactory):
         self.metrics.sessionClosed("imap")
 
 
-class _Refuse(imap4.IMAP4Server):
+class _Refuse(Protocol):
     """
     Say BYE and hang up: the listener has too many connections.
     """
@@ -1176,6 +1176,3 @@ class _Refuse(imap4.IMAP4Server):
     def connectionMade(self) -> None:
         self.transport.write(b"* BYE Too many connections, try again later\r\n")
         self.transport.loseConnection()
-
-    def connectionLost(self, reason: Any = None) -> None:
-        pass

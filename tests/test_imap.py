@@ -273,6 +273,29 @@ def test_failedLoginsThrottled(freshServer: CaptureServer) -> None:
     assert b'capture_sessions_total{protocol="imap"} 3.0' in body
 
 
+@pytest.mark.serverOptions("--max-connections", "1")
+def test_connectionLimit(freshServer: CaptureServer) -> None:
+    """
+    Past --max-connections on a listener, a new client gets BYE and is
+    disconnected; once the first leaves, the next is served.
+    """
+    first = Raw(freshServer)
+    second = socket.create_connection(("127.0.0.1", freshServer.ports["imaps"]), timeout=10)
+    tls = freshServer.tlsContext().wrap_socket(second, server_hostname="localhost")
+    assert tls.recv(4096) == b"* BYE Too many connections, try again later\r\n"
+    tls.close()
+    first.command(b"z LOGOUT")
+    first.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            _stillServes(freshServer)
+            break
+        except imaplib.IMAP4.abort:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+
 @pytest.mark.serverOptions("--idle-timeout", "1")
 def test_silentClientBeforeLoginTimedOut(freshServer: CaptureServer) -> None:
     """
