@@ -67,7 +67,6 @@ class IMAPSettings:
     """
     How the IMAP listeners behave.
 
-    @ivar implicitTLS: The listener speaks TLS from the first byte (IMAPS).
     @ivar allowInsecureAuth: Allow LOGIN and AUTHENTICATE before TLS.
     @ivar idleTimeout: Seconds of silence before a client that has not
         logged in is dropped; after login, at least 30 minutes.
@@ -75,7 +74,6 @@ class IMAPSettings:
     @ivar maxLineLength: The longest command line.
     """
 
-    implicitTLS: bool = False
     allowInsecureAuth: bool = False
     idleTimeout: float = 300.0
     maxLiteral: int = 64 * 1024
@@ -222,11 +220,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         self.factory.connectionClosed()
 
     def _secure(self) -> bool:
-        return (
-            self.settings.implicitTLS
-            or self.startedTLS
-            or interfaces.ISSLTransport(self.transport, None) is not None
-        )
+        # An ssl:/tls: listener (or a tcp: one wrapped in TLS) hands us a
+        # transport that is TLS already.
+        return self.startedTLS or interfaces.ISSLTransport.providedBy(self.transport)
 
     def _loginAllowed(self) -> bool:
         return self._secure() or self.settings.allowInsecureAuth

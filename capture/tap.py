@@ -17,7 +17,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import attrs
 from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
@@ -525,10 +524,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         listeners.append(("imaps", _Listener(
             "IMAPS (implicit TLS)",
             endpoint,
-            IMAPFactory(
-                store, portal, attrs.evolve(imapSettings, implicitTLS=True), tlsOptions,
-                throttle, metrics,
-            ),
+            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
         )))
     if not _isOff(options["http"]):
         api = MailsacAPI(

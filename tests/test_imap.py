@@ -223,7 +223,11 @@ def test_imapsAccountAndAddressLogins(server: CaptureServer) -> None:
     """
     account, key, address = _reserve(server)
     send(server, address, b"Subject: for the owner\r\n\r\nx\r\n")
-    client = imaps(server, account, key)
+    client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"],
+                               ssl_context=server.tlsContext(), timeout=30)
+    assert "AUTH=PLAIN" in client.capabilities and "STARTTLS" not in client.capabilities
+    assert "LOGINDISABLED" not in client.capabilities
+    client.login(account, key)
     listed = client.list()[1]
     assert listed == [
         b'(\\HasNoChildren) "/" "INBOX"',
