@@ -416,7 +416,7 @@ class CaptureIMAP(imap4.IMAP4Server):
 
     def do_LOGIN(self, tag: bytes, user: bytes, password: bytes) -> None:
         if not self._loginAllowed():
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or port 993) first")
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
         self._run(tag, self._login(tag, user, password))
 
@@ -424,7 +424,7 @@ class CaptureIMAP(imap4.IMAP4Server):
 
     def do_AUTHENTICATE(self, tag: bytes, mechanism: bytes) -> None:
         if not self._loginAllowed():
-            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or port 993) first")
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
         if mechanism.upper() != b"PLAIN":
             self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN")
