@@ -932,6 +932,23 @@ def test_thunderbirdAccountOpenAndSync(server: CaptureServer) -> None:
     uid = lines[0].split(b"UID ")[1].split()[0]
     lines = raw.exchange(b"13 UID fetch " + uid + b" (UID RFC822.SIZE BODY.PEEK[])")
     assert lines[-1] == b"13 OK FETCH completed"
+    # A large message comes in chunks; they add up to the message exactly.
+    _, listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", key)
+    _, _, whole = call(server, "GET", f"/api/raw/{address}/{listed[-1]['_id']}", key)
+    chunks = []
+    for n, start in enumerate(range(0, len(whole) + 200, 200)):
+        tag = b"c%d" % n
+        raw.send(tag + b" UID fetch " + uid + b" (UID BODY.PEEK[]<%d.200>)\r\n" % start)
+        head = raw.line()
+        size = int(head.rsplit(b"{", 1)[1][:-1])
+        assert head.startswith(b"* 1 FETCH (UID " + uid + b" BODY[]<%d> {" % start)
+        while len(raw.buffer) < size:
+            raw.buffer += raw.sock.recv(65536)
+        chunks.append(raw.buffer[:size])
+        raw.buffer = raw.buffer[size:]
+        assert raw.until(tag)[-1] == tag + b" OK FETCH completed"
+    assert b"".join(chunks) == whole and chunks[-1] == b""
+
     raw.send(b"14 IDLE\r\n")
     assert raw.line().startswith(b"+ ")
     raw.send(b"DONE\r\n")
