@@ -253,23 +253,29 @@ def _fromSurrogates(value: str) -> str:
         return value.encode("utf-8", "replace").decode("utf-8")
 
 
-def _addresses(values: list[str]) -> tuple[MailAddress, ...]:
+def splitAddresses(values: list[str]) -> list[tuple[str, str]]:
+    """
+    The C{(display name as written, address)} pairs of address header
+    values; an empty list for a list the email package cannot read.
+    """
     if len(values) == 1:
         # Most headers hold one plain address; the email package's address
         # parser is thorough but slow, so it only sees the others.
         simple = _SIMPLE_ADDRESS_RE.fullmatch(values[0])
         if simple:
-            name = " ".join((simple.group(1) or "").split())
-            return (MailAddress(address=simple.group(2), name=name),)
+            return [(" ".join((simple.group(1) or "").split()), simple.group(2))]
     try:
-        found = getaddresses([_fromSurrogates(v) for v in values])
+        return getaddresses([_fromSurrogates(v) for v in values])
     except RecursionError:
         # The email package's address parser recurses on nested comments:
         # a header of thousands of "(" is no address list worth keeping.
-        return ()
+        return []
+
+
+def _addresses(values: list[str]) -> tuple[MailAddress, ...]:
     return tuple(
         MailAddress(address=address, name=decodeHeaderValue(name))
-        for name, address in found
+        for name, address in splitAddresses(values)
         if address
     )
 
@@ -321,6 +327,23 @@ def _parseHeaders(buf: bytes, start: int, stop: int) -> Message:
     return headers
 
 
+def headerBlock(buf: bytes, start: int = 0) -> tuple[list[tuple[str, str]], int]:
+    """
+    The header fields of the part starting at C{start} (the raw values,
+    unfolded, 8-bit octets read as UTF-8) and the offset of its body: what
+    IMAP's ENVELOPE is built from at ingest.
+    """
+    headersEnd, bodyStart = _headerBlockEnd(buf, start, len(buf))
+    headers = _parseHeaders(buf, start, headersEnd)
+    fields = []
+    for name, value in headers.items():
+        value = _fromSurrogates(str(value))
+        if "\n" in value:
+            value = _FOLD_RE.sub(" ", value)
+        fields.append((_fromSurrogates(name), value.strip()))
+    return fields, bodyStart
+
+
 def _clean(value: str | None) -> str | None:
     if value is None:
         return None
@@ -352,7 +375,7 @@ def _params(headers: Message, name: str) -> tuple[tuple[str, str], ...]:
             continue
         if isinstance(value, tuple):
             value = _rfc2231(value)
-        out.append((key.lower(), _fromSurrogates(str(value))))
+        out.append((_fromSurrogates(key.lower()), _fromSurrogates(str(value))))
     return tuple(out)
 
 

@@ -10,7 +10,6 @@ C{CAPTURE_<NAME>} (upper case, dashes as underscores), for containers.
 
 from __future__ import annotations
 
-import functools
 import gc
 import os
 import re
@@ -31,6 +30,7 @@ from twisted.python.failure import Failure
 
 from capture.auth import LoginThrottle, makePortal
 from capture.health import Readiness
+from capture.imap import IMAPFactory, IMAPSettings
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
@@ -186,20 +186,26 @@ class Options(usage.Options):
         ["pop3", None, "tcp:1110", "POP3 listener (STLS)."],
         ["pop3s", None, "tcp:1995", "POP3 listener with implicit TLS; a tcp: endpoint is "
          "wrapped in TLS with the certificate of --tls-dir."],
+        ["imap", None, "tcp:1143", "IMAP listener (STARTTLS; LOGINDISABLED until TLS unless "
+         "--allow-insecure-auth)."],
+        ["imaps", None, "tcp:1993", "IMAP listener with implicit TLS; a tcp: endpoint is "
+         "wrapped in TLS with the certificate of --tls-dir."],
         ["hostname", None, "localhost", "Host name in the greeting, Received: lines and the "
          "generated certificate (an internationalized name is used as its xn-- A-label)."],
         ["max-message-size", None, "25MiB", "Largest message accepted (advertised with SIZE; "
          "at least 1KiB)."],
         ["max-recipients", None, "100", "Most RCPTs per message."],
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
-        ["max-connections", None, "1000", "Most simultaneous connections per SMTP or POP3 listener."],
+        ["max-connections", None, "1000", "Most simultaneous connections per SMTP, POP3 or "
+         "IMAP listener."],
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],
         ["max-ingest-memory", None, "512MiB", "Most message data all SMTP sessions together "
          "hold in memory while receiving and storing; past it, mail gets 452 4.3.1 "
          "(try again later)."],
-        ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0)."],
+        ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0); "
+         "a logged-in IMAP client gets at least 30 minutes (RFC 3501)."],
         ["public-inbox-limit", None, "500", "Copies kept per public inbox (0: no limit)."],
         ["public-max-age", None, "7d", "How long public mail is kept (0: forever)."],
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
@@ -220,7 +226,8 @@ class Options(usage.Options):
     optFlags = [
         ["accept-any-auth", None, "Development mode: accept any user name and password; "
          "an unknown user name becomes an account on first use."],
-        ["allow-insecure-auth", None, "Allow login before TLS (SMTP AUTH, POP3 USER/PASS)."],
+        ["allow-insecure-auth", None, "Allow login before TLS (SMTP AUTH, POP3 USER/PASS, "
+         "IMAP LOGIN/AUTHENTICATE)."],
         ["allow-anonymous", None, "Accept mail without AUTH; it belongs to no account and "
          "is public."],
         ["require-key", None, "Public inboxes need an API key to be read over HTTP too "
@@ -315,7 +322,7 @@ class Options(usage.Options):
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
                 "at once with 421)"
             )
-        for name in ("smtp", "smtps", "pop3", "pop3s", "http"):
+        for name in ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http"):
             self._convert(name, parseListener)
 
 
@@ -332,17 +339,6 @@ def _implicitTLS(reactor: Any, description: str, tlsOptions: Any) -> Any:
     if not description.startswith(("ssl:", "tls:")):
         endpoint = endpoints.wrapServerTLS(tlsOptions, endpoint)
     return endpoint
-
-
-def _configuredPort(description: str) -> int | None:
-    """
-    The port an endpoint description names (C{tcp:993}, C{ssl:993:...},
-    C{tls:/dir:993}), or L{None} (a unix socket, or C{tcp:0}).
-    """
-    for part in description.split(":")[1:]:
-        if part.isdigit():
-            return int(part) or None
-    return None
 
 
 class _NoDelay(ProtocolWrapper):
@@ -560,6 +556,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         idleTimeout=float(options["idle-timeout"]),
         maxConnections=options["max-connections"],
     )
+    imapSettings = IMAPSettings(
+        allowInsecureAuth=bool(options["allow-insecure-auth"]),
+        idleTimeout=float(options["idle-timeout"]),
+        maxConnections=options["max-connections"],
+    )
     if not _isOff(options["pop3"]):
         listeners.append(("pop3", _Listener(
             "POP3 (STLS)",
@@ -572,15 +573,23 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             _implicitTLS(reactor, options["pop3s"], tlsOptions),
             POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
         )))
+    if not _isOff(options["imap"]):
+        listeners.append(("imap", _Listener(
+            "IMAP (STARTTLS)",
+            endpoints.serverFromString(reactor, options["imap"]),
+            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+        )))
+    if not _isOff(options["imaps"]):
+        listeners.append(("imaps", _Listener(
+            "IMAPS (implicit TLS)",
+            _implicitTLS(reactor, options["imaps"], tlsOptions),
+            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+        )))
     # Mail clients learn the mail listeners from the HTTP listener
-    # (Thunderbird's autoconfig); IMAP's are named as configured.
+    # (Thunderbird's autoconfig), with the ports they are bound to.
     mailPorts: dict[str, Callable[[], int | None]] = {
         name: listener.boundPort for name, listener in listeners
     }
-    for name, default in (("imap", "tcp:1143"), ("imaps", "tcp:1993")):
-        description = options.get(name, default)
-        if name not in mailPorts and not _isOff(description):
-            mailPorts[name] = functools.partial(_configuredPort, description)
     mailSettings = MailSettings(options["hostname"], mailPorts)
     if not _isOff(options["http"]):
         api = MailsacAPI(

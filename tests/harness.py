@@ -21,14 +21,16 @@ import time
 from typing import Any
 
 _LISTEN_RE = re.compile(
-    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|POP3 \(STLS\)|POP3S \(implicit TLS\)|HTTP)"
+    r"(SMTP \(STARTTLS\)|SMTPS \(implicit TLS\)|POP3 \(STLS\)|POP3S \(implicit TLS\)"
+    r"|IMAP \(STARTTLS\)|IMAPS \(implicit TLS\)|HTTP)"
     r" listening on ([^\s:]+):(\d+)"
 )
 _LABELS = {
     "SMTP (STARTTLS)": "smtp", "SMTPS (implicit TLS)": "smtps", "POP3 (STLS)": "pop3",
-    "POP3S (implicit TLS)": "pop3s", "HTTP": "http",
+    "POP3S (implicit TLS)": "pop3s", "IMAP (STARTTLS)": "imap", "IMAPS (implicit TLS)": "imaps",
+    "HTTP": "http",
 }
-_LISTENERS = ("smtp", "smtps", "pop3", "pop3s", "http")
+_LISTENERS = ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http")
 _KEY_RE = re.compile(r"Created account (\S+); its API key \(shown this once\): (k_\w+)")
 
 
@@ -72,6 +74,8 @@ class CaptureServer:
             "--pop3", "tcp:0:interface=127.0.0.1",
             "--pop3s", "tcp:0:interface=127.0.0.1",
             "--http", "tcp:0:interface=127.0.0.1",
+            "--imap", "tcp:0:interface=127.0.0.1",
+            "--imaps", "tcp:0:interface=127.0.0.1",
             *self.extra,
         ]
         self.ports = {}

@@ -8,7 +8,6 @@ from xml.etree import ElementTree
 
 import pytest
 
-from capture.tap import _configuredPort
 from tests.harness import CaptureServer
 from tests.test_api import call
 
@@ -43,9 +42,8 @@ def test_autoconfigNamesEveryListener(server: CaptureServer, path: str) -> None:
     p = server.ports
     user, auth = "%EMAILADDRESS%", "password-cleartext"
     assert _servers(body) == [
-        # IMAP is not built in this branch: its default ports are named.
-        ("incomingServer", "imap", "localhost", "1993", "SSL", user, auth),
-        ("incomingServer", "imap", "localhost", "1143", "STARTTLS", user, auth),
+        ("incomingServer", "imap", "localhost", str(p["imaps"]), "SSL", user, auth),
+        ("incomingServer", "imap", "localhost", str(p["imap"]), "STARTTLS", user, auth),
         ("incomingServer", "pop3", "localhost", str(p["pop3s"]), "SSL", user, auth),
         ("incomingServer", "pop3", "localhost", str(p["pop3"]), "STARTTLS", user, auth),
         ("outgoingServer", "smtp", "localhost", str(p["smtps"]), "SSL", user, auth),
@@ -73,9 +71,3 @@ def test_autoconfigOnlyEnabledListeners(freshServer: CaptureServer) -> None:
     assert [d.text for d in ElementTree.fromstring(body).iter("domain")] == ["mail.test"]
 
 
-def test_configuredPort() -> None:
-    assert _configuredPort("tcp:993") == 993
-    assert _configuredPort("tcp:1143:interface=127.0.0.1") == 1143
-    assert _configuredPort("tls:/etc/capture/tls:993") == 993
-    assert _configuredPort("tcp:0") is None
-    assert _configuredPort("unix:/run/capture.sock") is None

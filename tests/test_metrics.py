@@ -188,7 +188,8 @@ def test_readyOnRunningServer(server: CaptureServer) -> None:
         "status": "ready",
         "checks": {
             "store": "ok", "listener smtp": "ok", "listener smtps": "ok",
-            "listener pop3": "ok", "listener pop3s": "ok", "listener http": "ok",
+            "listener pop3": "ok", "listener pop3s": "ok",
+            "listener imap": "ok", "listener imaps": "ok", "listener http": "ok",
         },
     }
 

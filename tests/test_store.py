@@ -40,7 +40,9 @@ from capture.store.model import (
     Conflict,
     Copy,
     Envelope,
+    FlagState,
     InboxOwner,
+    MailboxQuery,
     NotFound,
     Recipient,
     Retention,
@@ -734,6 +736,159 @@ class MessageTests(_StoreCase):
         self.assertEqual(len(seen), 1)
 
 
+class MailboxTests(_StoreCase):
+    """
+    The reads and writes IMAP and POP3 use: mailboxes, FETCH data, flags.
+    """
+
+    async def test_mailboxFlagsByInboxAscending(self) -> None:
+        """
+        An inbox's mailbox lists its copies by ascending uid, with the
+        flags the API's facts give, and hides others' starred copies from
+        a viewer who may not read them.
+        """
+        first = (await self.add("box@example.com"))[0]
+        second = (await self.add("box@example.com"))[0]
+        await self.store.createAccount("alice")
+        await self.store.setStarred(second, "alice")
+        await self.store.setCopyState(first, read=True, labels=("work",))
+        everything = await self.store.mailboxFlags(MailboxQuery("box@example.com", EVERYTHING))
+        self.assertEqual(everything, [
+            FlagState(first.uid, True, False, False, False, ("work",)),
+            FlagState(second.uid, False, False, False, False, ()),
+        ])
+        anonymous = await self.store.mailboxFlags(MailboxQuery("box@example.com", ANONYMOUS))
+        self.assertEqual([s.uid for s in anonymous], [first.uid])
+
+    async def test_mailboxFlagsSentByOneCopyPerMessage(self) -> None:
+        """
+        The sent-mail mailbox holds one copy of each message the account
+        sent, whatever the number of recipients.
+        """
+        await self.store.createAccount("alice")
+        copies = await self.add("a@example.com", "b@example.com", account="alice")
+        await self.add("c@example.com", account=None)
+        listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
+        self.assertEqual([s.uid for s in listed], [copies[0].uid])
+
+    async def test_mailboxFlagsSentByOnlyWhatTheSenderMayRead(self) -> None:
+        """
+        Mail the account sent only to another account's inbox is not in
+        its sent-mail mailbox: the access rule keeps it out.
+        """
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("bob", "bob@example.com")
+        await self.store.addDomain("bob", "bob.example")
+        await self.add("bob@example.com", account="alice")
+        await self.add("x@bob.example", account="alice")
+        mixed = await self.add("bob@example.com", "pub@example.com", account="alice")
+        listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
+        self.assertEqual([s.uid for s in listed], [mixed[1].uid])
+
+    async def test_fetchMessagesReadsStoredIMAPText(self) -> None:
+        """
+        FETCH data comes from what ingest stored: the ENVELOPE and
+        BODYSTRUCTURE texts, the header block cut at the stored size, the
+        raw bytes and the part tree.
+        """
+        raw = message("fetch me")
+        copy = (await self.add("box@example.com", raw=raw))[0]
+        fetched = (await self.store.fetchMessages(
+            [copy.uid, 999999], envelope=True, structure=True, raw=True, part=True
+        ))
+        self.assertEqual(list(fetched), [copy.uid])
+        one = fetched[copy.uid]
+        self.assertEqual(one.raw, raw)
+        self.assertEqual(one.size, len(raw))
+        self.assertEqual(one.headerSize, raw.index(b"\r\n\r\n") + 4)
+        self.assertIn('"fetch me"', one.envelope or "")
+        self.assertTrue((one.structure or "").startswith('("text" "plain"'))
+        self.assertEqual(one.part, parseMessage(raw).structure)
+        header = (await self.store.fetchMessages([copy.uid], raw=True, headersOnly=True))
+        self.assertEqual(header[copy.uid].raw, raw[: one.headerSize])
+
+    async def test_setFlagsIsWhatTheAPIShows(self) -> None:
+        """
+        Flags written for IMAP are the copy's read flag and labels.
+        """
+        copy = (await self.add("box@example.com"))[0]
+        await self.store.setFlags([FlagState(copy.uid, True, True, True, True, ("x", "y"))])
+        again = await self.store.getCopy(copy.id)
+        self.assertEqual(
+            (again.read, again.deleted, again.answered, again.flagged, again.labels),
+            (True, True, True, True, ("x", "y")),
+        )
+
+    async def test_deleteCopiesReportsWhatWent(self) -> None:
+        """
+        Deleting several copies reports those that existed.
+        """
+        copies = await self.add("a@example.com", "b@example.com")
+        gone = await self.store.deleteCopies([copies[0].uid, 424242])
+        self.assertEqual(gone, [copies[0].uid])
+        left = await self.store.mailboxFlags(MailboxQuery("a@example.com", EVERYTHING))
+        self.assertEqual(left, [])
+
+    async def test_searchMessagesRunsTheMatcher(self) -> None:
+        """
+        A search tests each copy with the caller's matcher, with the
+        bodies when asked, and answers the matching uids ascending.
+        """
+        one = (await self.add("box@example.com", raw=message("one", b"apple\r\n")))[0]
+        two = (await self.add("box@example.com", raw=message("two", b"pear\r\n")))[0]
+        found = await self.store.searchMessages(
+            [two.uid, one.uid], lambda state, m, text, html: "pear" in (text or ""), bodies=True
+        )
+        self.assertEqual(found, [two.uid])
+        found = await self.store.searchMessages(
+            [one.uid, two.uid], lambda state, m, text, html: b"Subject: one" in (m.raw or b"")
+        )
+        self.assertEqual(found, [one.uid])
+
+    async def test_nextUidNeverGoesBack(self) -> None:
+        """
+        nextUid is above every uid given, and stays so after the newest
+        copy is deleted.
+        """
+        self.assertEqual(await self.store.nextUid(), 1)
+        copies = await self.add("a@example.com", "b@example.com")
+        self.assertEqual(await self.store.nextUid(), copies[-1].uid + 1)
+        await self.store.deleteCopies([copies[-1].uid])
+        self.assertEqual(await self.store.nextUid(), copies[-1].uid + 1)
+
+    async def test_deletionsArePublished(self) -> None:
+        """
+        Subscribers of subscribeRemoved hear the uids deleteCopy,
+        deleteCopies and purgeInbox removed, after the commit.
+        """
+        heard: list[list[int]] = []
+        unsubscribe = self.store.subscribeRemoved(heard.append)
+        copies = await self.add("a@example.com", "b@example.com", "c@example.com")
+        await self.store.deleteCopy(copies[0])
+        await self.store.deleteCopies([copies[1].uid])
+        self.assertEqual(await self.store.purgeInbox("c@example.com"), 1)
+        unsubscribe()
+        await self.store.purgeInbox("a@example.com")
+        self.assertEqual(heard, [[copies[0].uid], [copies[1].uid], [copies[2].uid]])
+
+    async def test_readerInboxes(self) -> None:
+        """
+        An account's folders: its owned addresses, and the addresses of its
+        private domains that have mail, except those another account
+        reserved.
+        """
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("alice", "mine@example.com")
+        await self.store.addDomain("alice", "alice.example")
+        await self.store.reserveAddress("bob", "bob@alice.example")
+        await self.add("x@alice.example", "bob@alice.example", "other@example.com")
+        self.assertEqual(
+            await self.store.readerInboxes("alice"), ["mine@example.com", "x@alice.example"]
+        )
+
+
 class ConcurrencyTests(_StoreCase):
     """
     Many writes at once: ordering and group commit.
@@ -839,8 +994,9 @@ class PersistenceTests(_StoreCase):
                   for raw in (message("one"), b"From: A <a@x.example>\r\n\r\nhttp://l.example\r\n")]
         await self.store.stop()
         db = sqlite3.connect(self.path)
-        # As a version 1 store was: no summary column.
-        db.execute("ALTER TABLE messages DROP COLUMN summary_json")
+        # As a version 1 store was: no summary column (nor the later ones).
+        for column in ("imap_envelope", "imap_structure", "header_size", "summary_json"):
+            db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
         db.execute("PRAGMA user_version = 1")
         db.commit()
         db.close()
@@ -853,6 +1009,28 @@ class PersistenceTests(_StoreCase):
         self.assertEqual([c.uid for c in listed], [c.uid for c in copies[::-1]])
         self.assertEqual(json.loads(await self.store.listInboxJSON("old@example.com", EVERYTHING)),
                          [messageJSON(c) for c in listed])
+
+    async def test_migrationThreeFillsIMAP(self) -> None:
+        """
+        Messages stored before migration 3 get their ENVELOPE,
+        BODYSTRUCTURE and header size when the store opens, the same as
+        new mail gets at ingest.
+        """
+        copy = (await self.add("old@example.com", raw=message("one")))[0]
+        before = (await self.store.fetchMessages([copy.uid], envelope=True, structure=True))[copy.uid]
+        await self.store.stop()
+        db = sqlite3.connect(self.path)
+        for column in ("imap_envelope", "imap_structure", "header_size"):
+            db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 2")
+        db.commit()
+        db.close()
+        self.store = SQLiteStore(self.directory)
+        self.store.start()
+        after = (await self.store.fetchMessages([copy.uid], envelope=True, structure=True))[copy.uid]
+        self.assertEqual(after, before)
+        self.assertTrue(after.envelope and after.envelope.startswith("("))
+        self.assertGreater(after.headerSize, 0)
 
     async def test_opsCountedAndWrittenAtStop(self) -> None:
         """

@@ -36,6 +36,8 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "http": ("tcp:8080:interface=127.0.0.1", "tcp:8080:interface=127.0.0.1"),
     "pop3": ("tcp:110", "tcp:110"),
     "pop3s": ("tcp:995:interface=127.0.0.1", "tcp:995:interface=127.0.0.1"),
+    "imap": ("tcp:143", "tcp:143"),
+    "imaps": ("tcp:993:interface=127.0.0.1", "tcp:993:interface=127.0.0.1"),
     "hostname": ("mail.example.com", "mail.example.com"),
     "max-message-size": ("10MB", 10_000_000),
     "max-recipients": ("7", 7),
@@ -113,6 +115,8 @@ def test_defaults() -> None:
         "http": "tcp:8025",
         "pop3": "tcp:1110",
         "pop3s": "tcp:1995",
+        "imap": "tcp:1143",
+        "imaps": "tcp:1993",
         "hostname": "localhost",
         "max-message-size": 25 * 1024 * 1024,
         "max-recipients": 100,
@@ -522,7 +526,7 @@ def test_makeServiceWithoutListeners(directory: Path) -> None:
     retention and no listener; the store and certificate are made.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "off", "--http", "none",
-                      "--pop3", "none", "--pop3s", "off")
+                      "--pop3", "none", "--pop3s", "off", "--imap", "none", "--imaps", "off")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, TimerService, tap._FreezeStartupHeap,
     ]
@@ -535,7 +539,8 @@ def test_makeServiceWithoutRetention(directory: Path) -> None:
     C{--retention-interval 0} leaves retention out of the tree.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
-                      "--pop3", "none", "--pop3s", "none", "--retention-interval", "0")
+                      "--pop3", "none", "--pop3s", "none", "--imap", "none", "--imaps", "none",
+                      "--retention-interval", "0")
     assert [type(s) for s in services] == [
         tap._StoreService, WebhookDispatcher, tap._FreezeStartupHeap,
     ]
@@ -570,7 +575,8 @@ def test_makeServiceListenersUseOptions(directory: Path) -> None:
     )
     listeners = [s for s in services if isinstance(s, tap._Listener)]
     assert [s._label for s in listeners] == [
-        "SMTP (STARTTLS)", "SMTPS (implicit TLS)", "POP3 (STLS)", "POP3S (implicit TLS)", "HTTP",
+        "SMTP (STARTTLS)", "SMTPS (implicit TLS)", "POP3 (STLS)", "POP3S (implicit TLS)",
+        "IMAP (STARTTLS)", "IMAPS (implicit TLS)", "HTTP",
     ]
     factories = _factories(services)
     for factory in factories:
@@ -671,6 +677,7 @@ def test_makeServiceWebhookOptions(directory: Path) -> None:
     first), with the parsed queue bound, timeout and retries.
     """
     services = _build(directory, "--smtp", "none", "--smtps", "none", "--http", "none",
+                      "--imap", "none", "--imaps", "none",
                       "--webhook-queue", "7", "--webhook-timeout", "3", "--webhook-retries", "1")
     [dispatcher] = [s for s in services if isinstance(s, WebhookDispatcher)]
     assert services.index(dispatcher) == 1

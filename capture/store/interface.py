@@ -288,6 +288,70 @@ class IStore(Interface):
         it is.  @return: Deferred firing with the updated L{Copy}.
         """
 
+    def readerInboxes(account):
+        """
+        The inboxes an account's IMAP view shows as folders: every address
+        it owns, and every address of its private domains that has mail
+        (never one another account reserved there), sorted.
+        @return: Deferred firing with a list of addresses.
+        """
+
+    def mailboxFlags(query):
+        """
+        The copies of a mailbox with their flags, by ascending uid (IMAP's
+        sequence numbers).
+        @param query: A L{capture.store.model.MailboxQuery}.
+        @return: Deferred firing with a list of L{FlagState}.
+        """
+
+    def nextUid():
+        """
+        A uid no copy has had and every new copy will have or exceed (the
+        store-wide sequence's next value): IMAP's UIDNEXT of every mailbox,
+        which never goes back, even after the newest copy is deleted.
+        @return: Deferred firing with an L{int}.
+        """
+
+    def fetchMessages(uids, envelope=False, structure=False, raw=False, headersOnly=False,
+                      part=False):
+        """
+        What a FETCH needs of many copies, in one read.
+
+        @param uids: The copies' uids (the caller has checked they are in a
+            mailbox its viewer may read).
+        @param raw: Read the raw bytes; with C{headersOnly}, only the header
+            block.
+        @param part: Parse the stored part tree into a L{capture.mime.Part}.
+        @return: Deferred firing with a dict of uid to L{FetchedMessage}
+            (copies deleted meanwhile are missing).
+        """
+
+    def searchMessages(uids, match, bodies=False):
+        """
+        Which of C{uids} satisfy C{match}, tested in one read on a read
+        thread (never the reactor).
+
+        @param match: A callable taking a L{FlagState}, a L{FetchedMessage}
+            (with C{raw} when C{bodies}, else only the header block) and the
+            decoded text and HTML bodies, returning a bool.
+        @return: Deferred firing with the list of matching uids, ascending.
+        """
+
+    def setFlags(states):
+        """
+        Write the IMAP flags of several copies at once (C{read}, C{deleted},
+        C{answered}, C{flagged}, C{labels}): the same facts the HTTP API
+        shows.
+        @param states: A list of L{FlagState}.
+        @return: Deferred firing with L{None}.
+        """
+
+    def deleteCopies(uids):
+        """
+        Delete several copies in one write (messages go with their last
+        copy).  @return: Deferred firing with the uids that were deleted.
+        """
+
     def listAccountInbox(account, limit=20, skip=0, since=None):
         """
         The account's unified inbox: copies in the inboxes it owns and the
@@ -385,6 +449,15 @@ class IStore(Interface):
     def load():
         """
         @return: The L{StoreLoad} now (queue depths, read at scrape time).
+        """
+
+    def subscribeRemoved(callback: Callable[[list[int]], None]) -> Callable[[], None]:
+        """
+        Call C{callback} in the reactor thread with the uids of the copies
+        each L{deleteCopy}, L{deleteCopies}, L{purgeInbox} or
+        L{purgeDomain} deleted, once committed (IMAP tells selected
+        sessions with C{EXPUNGE}).  Retention's deletions are not reported.
+        @return: A function that unsubscribes.
         """
 
     def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:

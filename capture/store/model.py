@@ -7,6 +7,8 @@ They are plain immutable records: protocols read them, never the database.
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
 from capture.ids import copyId
@@ -292,3 +294,63 @@ class StoreLoad:
 
     writesQueued: int
     readsPending: int
+
+
+@attrs.frozen
+class MailboxQuery:
+    """
+    Which copies make one IMAP or POP3 mailbox.
+
+    @ivar inbox: The copies of this inbox that C{visibility} shows; or,
+        when L{None},
+    @ivar sentBy: the mail this account sent through Capture, one copy
+        per message (the one with the lowest uid among those the account
+        may read, flag and delete: in public inboxes, unless another
+        account starred it, or in its own).
+    """
+
+    inbox: str | None
+    visibility: Any = None
+    sentBy: str | None = None
+
+
+@attrs.frozen
+class FlagState:
+    """
+    A copy's IMAP flags as the store keeps them: C{\\Seen} is Mailsac's
+    C{read}, keywords are its labels.
+    """
+
+    uid: int
+    read: bool
+    deleted: bool
+    answered: bool
+    flagged: bool
+    labels: tuple[str, ...]
+
+
+@attrs.frozen
+class FetchedMessage:
+    """
+    What an IMAP FETCH may need of one copy, read in one go for a whole
+    message set.  Fields not asked for are L{None}.
+
+    @ivar envelope: The ready ENVELOPE text.
+    @ivar structure: The ready BODYSTRUCTURE text.
+    @ivar headerSize: Octets of the top-level header block, blank line
+        included.
+    @ivar raw: The whole message, or only its header block when only that
+        was asked for.
+    @ivar part: The part tree (L{capture.mime.Part}), when asked for.
+    @ivar flags: The copy's L{FlagState} as stored now.
+    """
+
+    uid: int
+    size: int
+    received: int
+    headerSize: int
+    envelope: str | None = None
+    structure: str | None = None
+    raw: bytes | None = None
+    part: Any = None
+    flags: FlagState | None = None

@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from capture import imapdata
 from capture.access import Visibility
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
@@ -47,8 +48,11 @@ from capture.store.model import (
     Copy,
     Domain,
     Envelope,
+    FetchedMessage,
+    FlagState,
     InboxOwner,
     MailboxEntry,
+    MailboxQuery,
     MessageInfo,
     NotFound,
     OwnedAddress,
@@ -207,6 +211,38 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
                 for (rowid, received, size, subject, f, t, c, b, links, attachments, ip, via,
                      tls) in rows
             ],
+        )
+
+
+def _fillIMAP(conn: sqlite3.Connection) -> None:
+    """
+    Write the IMAP texts of every message stored before migration 3, from
+    its raw bytes and stored part tree (within the migration's transaction).
+    """
+    while True:
+        rows = conn.execute(
+            "SELECT m.id, r.raw, b.structure_json FROM messages m "
+            "JOIN message_raw r ON r.message = m.id JOIN message_bodies b ON b.message = m.id "
+            "WHERE m.imap_envelope IS NULL LIMIT 1000"
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        for rowid, raw, structureJSON in rows:
+            raw = bytes(raw)
+            try:
+                part = Part.fromJSON(json.loads(structureJSON))
+                texts = (imapdata.envelope(raw), imapdata.bodyStructure(raw, part))
+            except Exception:
+                # One odd message must not keep the store from opening:
+                # it is served as the unparsed fallback would be.
+                part = _fallbackParse(raw).structure
+                texts = ("(" + " ".join(["NIL"] * 10) + ")", imapdata.bodyStructure(raw, part))
+            updates.append((*texts, part.bodyStart, rowid))
+        conn.executemany(
+            "UPDATE messages SET imap_envelope = ?, imap_structure = ?, header_size = ? "
+            "WHERE id = ?",
+            updates,
         )
 
 
@@ -444,6 +480,7 @@ class SQLiteStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
         self._subscribers: list[Callable[[list[Copy]], None]] = []
+        self._removedSubscribers: list[Callable[[list[int]], None]] = []
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._touchedAccounts: set[str] = set()
@@ -524,6 +561,8 @@ class SQLiteStore:
                 )
             if version == 2:
                 _fillSummaries(conn)
+            if version == 3:
+                _fillIMAP(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
@@ -581,6 +620,19 @@ class SQLiteStore:
     def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
+
+    def subscribeRemoved(self, callback: Callable[[list[int]], None]) -> Callable[[], None]:
+        self._removedSubscribers.append(callback)
+        return lambda: self._removedSubscribers.remove(callback)
+
+    def _publishRemoved(self, uids: list[int]) -> None:
+        if not uids:
+            return
+        for callback in list(self._removedSubscribers):
+            try:
+                callback(list(uids))
+            except Exception:
+                _log.failure("removed-copy subscriber failed")
 
     def _published(self, copies: list[Copy]) -> None:
         for callback in list(self._subscribers):
@@ -1076,7 +1128,7 @@ class SQLiteStore:
                 raise NotFound(f"no message {copy.id!r}")
             _dropOrphans(conn, [copy.message.rowid])
 
-        return self._write(op)
+        return self._write(op).addCallback(lambda _: self._publishRemoved([copy.uid]))
 
     def setCopyState(
         self,
@@ -1098,6 +1150,161 @@ class SQLiteStore:
             return _reread(conn, copy)
 
         return self._write(op)
+
+    # IMAP and POP3
+
+    def readerInboxes(self, account: str) -> Deferred[list[str]]:
+        def op(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT address FROM addresses WHERE account = ? "
+                "UNION SELECT DISTINCT c.inbox FROM copies c "
+                "JOIN domains d ON d.domain = c.domain AND d.is_private = 1 "
+                f"WHERE d.account = ? AND {_NOT_OTHERS} ORDER BY 1",
+                (account, account, account),
+            )
+            return [r[0] for r in rows]
+
+        return self._read(op)
+
+    def mailboxFlags(self, query: MailboxQuery) -> Deferred[list[FlagState]]:
+        def op(conn: sqlite3.Connection) -> list[FlagState]:
+            columns = "c.uid, c.read, c.deleted, c.answered, c.flagged, c.labels_json"
+            if query.inbox is not None:
+                where, args = _visibleWhere(query.visibility)
+                rows = conn.execute(
+                    f"SELECT {columns} FROM copies c WHERE c.inbox = ?{where} ORDER BY c.uid",
+                    (query.inbox.lower(), *args),
+                )
+            else:
+                # Only copies the account may read, flag and delete: in
+                # public inboxes (unless someone else starred them) or in
+                # its own (capture.access.permits).
+                rows = conn.execute(
+                    f"SELECT {columns} FROM copies c WHERE c.uid IN (SELECT min(c.uid) "
+                    "FROM messages m JOIN copies c ON c.message = m.id WHERE m.account = ? "
+                    "AND (c.saved_by IS NULL OR c.saved_by = ?) AND CASE WHEN EXISTS "
+                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox) THEN EXISTS "
+                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account = ?) "
+                    "ELSE NOT EXISTS (SELECT 1 FROM domains d WHERE d.domain = c.domain "
+                    "AND d.is_private = 1 AND d.account != ?) END "
+                    "GROUP BY m.id) ORDER BY c.uid",
+                    (query.sentBy,) * 4,
+                )
+            return [_flagState(r) for r in rows]
+
+        return self._read(op)
+
+    def nextUid(self) -> Deferred[int]:
+        def op(conn: sqlite3.Connection) -> int:
+            row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'copies'").fetchone()
+            return (int(row[0]) if row else 0) + 1
+
+        return self._read(op)
+
+    def fetchMessages(
+        self,
+        uids: list[int],
+        envelope: bool = False,
+        structure: bool = False,
+        raw: bool = False,
+        headersOnly: bool = False,
+        part: bool = False,
+    ) -> Deferred[dict[int, FetchedMessage]]:
+        columns = ["c.uid", "c.read", "c.deleted", "c.answered", "c.flagged", "c.labels_json",
+                   "m.size", "m.received", "m.header_size",
+                   "m.imap_envelope" if envelope else "NULL",
+                   "m.imap_structure" if structure else "NULL"]
+        joins = ""
+        if raw:
+            columns.append("substr(r.raw, 1, m.header_size)" if headersOnly else "r.raw")
+            joins += " JOIN message_raw r ON r.message = m.id"
+        else:
+            columns.append("NULL")
+        if part:
+            columns.append("b.structure_json")
+            joins += " JOIN message_bodies b ON b.message = m.id"
+        else:
+            columns.append("NULL")
+        select = f"SELECT {', '.join(columns)} {_COPY_FROM}{joins} WHERE c.uid IN "
+
+        def op(conn: sqlite3.Connection) -> dict[int, FetchedMessage]:
+            found = {}
+            for chunk in _chunks(uids):
+                query = select + "(" + ",".join("?" * len(chunk)) + ")"
+                for row in conn.execute(query, chunk):
+                    size, received, headerSize, env, struct, data, tree = row[6:]
+                    found[row[0]] = FetchedMessage(
+                        row[0], size, received, headerSize or 0, env, struct,
+                        None if data is None else bytes(data),
+                        None if tree is None else Part.fromJSON(json.loads(tree)),
+                        _flagState(row[:6]),
+                    )
+            return found
+
+        return self._read(op)
+
+    def searchMessages(
+        self,
+        uids: list[int],
+        match: Callable[[FlagState, FetchedMessage, str | None, str | None], bool],
+        bodies: bool = False,
+    ) -> Deferred[list[int]]:
+        rawColumn = "r.raw" if bodies else "substr(r.raw, 1, m.header_size)"
+        textColumns = "b.text, b.html" if bodies else "NULL, NULL"
+        select = (
+            "SELECT c.uid, c.read, c.deleted, c.answered, c.flagged, c.labels_json, m.size, "
+            f"m.received, m.header_size, {rawColumn}, {textColumns} {_COPY_FROM} "
+            "JOIN message_raw r ON r.message = m.id JOIN message_bodies b ON b.message = m.id "
+            "WHERE c.uid IN "
+        )
+
+        def op(conn: sqlite3.Connection) -> list[int]:
+            matched = []
+            for chunk in _chunks(uids):
+                query = select + "(" + ",".join("?" * len(chunk)) + ")"
+                for row in conn.execute(query, chunk):
+                    state = _flagState(row[:6])
+                    fetched = FetchedMessage(
+                        row[0], row[6], row[7], row[8] or 0, raw=bytes(row[9])
+                    )
+                    if match(state, fetched, row[10], row[11]):
+                        matched.append(row[0])
+            return sorted(matched)
+
+        return self._read(op)
+
+    def setFlags(self, states: list[FlagState]) -> Deferred[None]:
+        rows = [
+            (int(s.read), int(s.deleted), int(s.answered), int(s.flagged),
+             _toJSON(list(s.labels)), s.uid)
+            for s in states
+        ]
+
+        def op(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "UPDATE copies SET read = ?, deleted = ?, answered = ?, flagged = ?, "
+                "labels_json = ? WHERE uid = ?",
+                rows,
+            )
+
+        return self._write(op)
+
+    def deleteCopies(self, uids: list[int]) -> Deferred[list[int]]:
+        def op(conn: sqlite3.Connection) -> list[int]:
+            present = []
+            for chunk in _chunks(uids):
+                marks = ",".join("?" * len(chunk))
+                present += [
+                    r[0] for r in conn.execute(f"SELECT uid FROM copies WHERE uid IN ({marks})", chunk)
+                ]
+            _deleteCopies(conn, present)
+            return sorted(present)
+
+        return self._write(op).addCallback(self._removed)
+
+    def _removed(self, uids: list[int]) -> list[int]:
+        self._publishRemoved(uids)
+        return uids
 
     def listAccountInbox(
         self, account: str, limit: int = 20, skip: int = 0, since: int | None = None
@@ -1168,16 +1375,17 @@ class SQLiteStore:
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> list[int]:
             uids = [
                 r[0]
                 for r in conn.execute(
                     "SELECT uid FROM copies WHERE inbox = ? AND saved_by IS NULL", (inbox,)
                 )
             ]
-            return _deleteCopies(conn, uids)
+            _deleteCopies(conn, uids)
+            return uids
 
-        return self._write(op)
+        return self._write(op).addCallback(self._removed).addCallback(len)
 
     def listDomain(
         self,
@@ -1214,7 +1422,7 @@ class SQLiteStore:
     def purgeDomain(self, domain: str, account: str) -> Deferred[int]:
         domain = domain.lower()
 
-        def op(conn: sqlite3.Connection) -> int:
+        def op(conn: sqlite3.Connection) -> list[int]:
             uids = [
                 r[0]
                 for r in conn.execute(
@@ -1223,9 +1431,10 @@ class SQLiteStore:
                     (domain, account),
                 )
             ]
-            return _deleteCopies(conn, uids)
+            _deleteCopies(conn, uids)
+            return uids
 
-        return self._write(op)
+        return self._write(op).addCallback(self._removed).addCallback(len)
 
     def accountStats(self, account: str) -> Deferred[AccountStats]:
         def op(conn: sqlite3.Connection) -> AccountStats:
@@ -1521,6 +1730,9 @@ def _rows(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> _PreparedMes
             attachments=[a.md5 for a in parsed.attachments], ip=envelope.ip,
             via=envelope.via, tls=envelope.tls, links=parsed.links,
         ),
+        imapdata.envelope(raw),
+        imapdata.bodyStructure(raw, parsed.structure),
+        parsed.structure.bodyStart,
     )
     bodiesRow = (
         parsed.text,
@@ -1567,8 +1779,8 @@ def _insertMessage(conn: sqlite3.Connection, prepared: _PreparedMessage) -> _Ins
     cursor = conn.execute(
         "INSERT INTO messages(queue_id, received, account, mail_from, helo, ip, via, tls, "
         "size, subject, from_json, to_json, cc_json, bcc_json, date, message_id, "
-        "links_json, attachments_json, summary_json) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        "links_json, attachments_json, summary_json, imap_envelope, imap_structure, "
+        "header_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         prepared.messageRow,
     )
     rowid = cursor.lastrowid
@@ -1656,6 +1868,19 @@ def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
         conn.execute(f"DELETE FROM copies WHERE uid IN ({marks})", chunk)
     _dropOrphans(conn, messages)
     return len(uids)
+
+
+def _chunks(uids: list[int], size: int = 500) -> Iterable[list[int]]:
+    for start in range(0, len(uids), size):
+        yield uids[start : start + size]
+
+
+def _flagState(row: tuple[Any, ...]) -> FlagState:
+    uid, read, deleted, answered, flagged, labels = row
+    return FlagState(
+        uid, bool(read), bool(deleted), bool(answered), bool(flagged),
+        tuple(json.loads(labels)) if labels != "[]" else (),
+    )
 
 
 def _like(text: str) -> str:

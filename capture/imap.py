@@ -1,0 +1,1170 @@
+# -*- test-case-name: tests.test_imap -*-
+"""
+IMAP4rev1 over the store: Thunderbird, mutt, Apple Mail and imaplib read
+captured mail here.
+
+L{CaptureIMAP} keeps what Twisted's L{IMAP4Server} does well (line and
+literal reading, argument parsers, tags, STARTTLS, IDLE, the C{blocked}
+queue that keeps pipelined commands in order) and replaces what it gets
+wrong or does slowly (reference C{twisted-gaps.md} section 2): login goes
+through the one Portal as an L{IMailboxReader}; a selected mailbox is a
+snapshot of uids and flags read in one query; FETCH reads every message of
+the set in one store read and writes ready text (ENVELOPE and BODYSTRUCTURE
+computed at ingest, sections cut from the raw bytes at stored offsets,
+partial fetches exact); SEARCH runs against the store and always answers
+C{* SEARCH}; STORE and EXPUNGE write the same facts the HTTP API shows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import bisect
+import re
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.cred.credentials import UsernamePassword
+from twisted.cred.error import UnauthorizedLogin
+from twisted.cred.portal import Portal
+from twisted.internet import defer, interfaces
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import Protocol, ServerFactory
+from twisted.logger import Logger
+from twisted.mail import imap4
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from capture.access import Visibility, visibility
+from capture.auth import IMailboxReader, LoginThrottle
+from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
+from capture.imapsearch import SearchError, parseSearch
+from capture.metrics import Metrics
+from capture.store.interface import IStore
+from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery
+
+_log = Logger()
+
+DELIMITER = "/"
+INBOXES = "Inboxes"
+_SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
+_PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
+_FETCH_BATCH_OCTETS = 4 * 1024 * 1024
+_TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
+_NOT_SELECTED = {
+    b"FETCH", b"STORE", b"SEARCH", b"EXPUNGE", b"CLOSE", b"UNSELECT", b"COPY", b"MOVE",
+    b"UID", b"CHECK",
+}
+_AFTER_LOGIN = {
+    b"SELECT", b"EXAMINE", b"LIST", b"LSUB", b"STATUS", b"NAMESPACE", b"CREATE", b"DELETE",
+    b"RENAME", b"SUBSCRIBE", b"UNSUBSCRIBE", b"APPEND", b"IDLE", b"ENABLE",
+} | _NOT_SELECTED
+
+
+@attrs.frozen
+class IMAPSettings:
+    """
+    How the IMAP listeners behave.
+
+    @ivar allowInsecureAuth: Allow LOGIN and AUTHENTICATE before TLS.
+    @ivar idleTimeout: Seconds of silence before a client that has not
+        logged in is dropped; after login, at least 30 minutes.
+    @ivar maxLiteral: The largest literal a command argument may carry.
+    @ivar maxLineLength: The longest command line.
+    """
+
+    allowInsecureAuth: bool = False
+    idleTimeout: float = 300.0
+    maxLiteral: int = 64 * 1024
+    maxLineLength: int = 64 * 1024
+    maxConnections: int = 1000
+
+
+@attrs.define
+class _View:
+    """
+    The selected mailbox as this session knows it: IMAP's sequence numbers
+    are positions in C{uids}.
+    """
+
+    name: str
+    query: MailboxQuery
+    writable: bool
+    uids: list[int]
+    flags: dict[int, FlagState]
+    uidNext: int
+
+    def seq(self, uid: int) -> int:
+        return bisect.bisect_left(self.uids, uid) + 1
+
+    def add(self, state: FlagState) -> bool:
+        if state.uid in self.flags:
+            return False
+        self.flags[state.uid] = state
+        bisect.insort(self.uids, state.uid)
+        self.uidNext = max(self.uidNext, state.uid + 1)
+        return True
+
+    def remove(self, uid: int) -> int:
+        seq = self.seq(uid)
+        del self.uids[seq - 1]
+        del self.flags[uid]
+        return seq
+
+
+class _Hub:
+    """
+    New mail for the sessions that have a mailbox selected: one store
+    subscription for the listener, sessions kept per inbox (and per sending
+    account, for the sent-mail C{INBOX}).
+    """
+
+    def __init__(self, store: IStore) -> None:
+        self._store = store
+        self._sessions: dict[tuple[str, str], set[CaptureIMAP]] = {}
+        self._unsubscribe: Callable[[], None] | None = None
+
+    def watch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
+        if self._unsubscribe is None:
+            added = self._store.subscribe(self._arrived)
+            removed = self._store.subscribeRemoved(self._removed)
+
+            def unsubscribe() -> None:
+                added()
+                removed()
+
+            self._unsubscribe = unsubscribe
+        self._sessions.setdefault(key, set()).add(session)
+
+    def unwatch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
+        sessions = self._sessions.get(key)
+        if sessions is not None:
+            sessions.discard(session)
+            if not sessions:
+                del self._sessions[key]
+        if not self._sessions and self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _removed(self, uids: list[int]) -> None:
+        for sessions in list(self._sessions.values()):
+            for session in list(sessions):
+                session.copiesRemoved(uids)
+
+    def _arrived(self, copies: list[Copy]) -> None:
+        for copy in copies:
+            for session in list(self._sessions.get(("inbox", copy.inbox), ())):
+                session.newCopy(copy)
+        for account in {c.message.account for c in copies if c.message.account is not None}:
+            for session in list(self._sessions.get(("sent", account), ())):
+                session.sentMail()
+
+
+def _command(*parts: Any) -> Any:
+    """
+    A command table entry as Twisted's dispatcher reads it: the handler,
+    then its argument parsers and fixed arguments.
+    """
+    return parts
+
+
+class CaptureIMAP(imap4.IMAP4Server):
+    """
+    One IMAP session.
+    """
+
+    IDENT = b"Capture IMAP4rev1 ready"
+    factory: IMAPFactory
+    transport: Any
+    portal: Any
+    _pendingLiteral: Any
+    reader: Any = None
+    view: _View | None = None
+
+    def __init__(self, factory: IMAPFactory) -> None:
+        super().__init__(chal={}, contextFactory=factory.tlsOptions)
+        self.factory = factory
+        self.portal = factory.portal
+        self.settings = factory.settings
+        self.MAX_LENGTH = self.settings.maxLineLength
+        self._literalStringLimit = self.settings.maxLiteral
+        self.timeOut = int(self.settings.idleTimeout)
+        # RFC 3501 5.4: a logged-in client may stay silent 30 minutes (an
+        # IDLE client re-issues IDLE every 29).
+        self.POSTAUTH_TIMEOUT = int(max(self.settings.idleTimeout, 1800.0))
+        self._peerIP = ""
+        self._skipLine = False
+        self._again = False
+        self._discard = 0
+        self._nonSync = False
+        self._watching: tuple[str, str] | None = None
+        self._gone: list[int] = []
+        self._refreshing = False
+        self._refreshAgain = False
+
+    # Connection
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        self._peerIP = str(getattr(peer, "host", peer))
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure | None = None) -> None:
+        self._unselect()
+        super().connectionLost(reason)
+        self.factory.connectionClosed()
+
+    def _secure(self) -> bool:
+        # An ssl:/tls: listener (or a tcp: one wrapped in TLS) hands us a
+        # transport that is TLS already.
+        return self.startedTLS or interfaces.ISSLTransport.providedBy(self.transport)
+
+    def _loginAllowed(self) -> bool:
+        return self._secure() or self.settings.allowInsecureAuth
+
+    # Lines, literals and limits
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._discard:
+            taken = min(self._discard, len(data))
+            self._discard -= taken
+            data = data[taken:]
+        if self._skipLine:
+            end = data.find(b"\r\n")
+            if end < 0:
+                return
+            self._skipLine = False
+            data = data[end + 2 :]
+        while data or self._again:
+            self._again = False
+            super().dataReceived(data)
+            data = b""
+
+    def _skipLiteral(self, size: int) -> None:
+        """
+        Throw away the C{size} octets of a literal the client sends without
+        waiting (LITERAL+) and the rest of its command line, whether they
+        are in the buffer already or still to come.
+        """
+        taken = min(size, len(self._buffer))
+        self._buffer = self._buffer[taken:]
+        self._discard = size - taken
+        if self._discard:
+            self._skipLine = True
+            return
+        end = self._buffer.find(b"\r\n")
+        if end < 0:
+            self._buffer = b""
+            self._skipLine = True
+        else:
+            self._buffer = self._buffer[end + 2 :]
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        # Answered, not disconnected (Twisted drops the connection, gap
+        # I10); the rest of the line, still arriving, is skipped.
+        self.sendBadResponse(None, b"[TOOBIG] Command line too long")
+        if b"\r\n" not in line:
+            self._skipLine = True
+        else:
+            # What followed the long line in the same read is read next
+            # (LineReceiver stops reading after this call).
+            self._buffer = line.split(b"\r\n", 1)[1]
+            self._again = bool(self._buffer)
+
+    def arg_astring(self, line: bytes, final: bool = False) -> Any:
+        stripped = line.strip()
+        if stripped[:1] == b"{" and stripped.endswith(b"+}"):
+            # LITERAL+: the client sends the octets without waiting.
+            self._nonSync = True
+            line = stripped[:-2] + b"}"
+        return super().arg_astring(line, final)
+
+    def arg_finalastring(self, line: bytes) -> Any:
+        return self.arg_astring(line, final=True)
+
+    def _stringLiteral(self, size: int) -> Any:
+        nonSync, self._nonSync = self._nonSync, False
+        if size < 0:
+            raise imap4.IllegalClientResponse("Negative literal size")
+        if size > self._literalStringLimit:
+            if nonSync:
+                self._skipLiteral(size)
+            raise imap4.IllegalClientResponse(
+                f"[TOOBIG] Literal of {size} octets; the limit is {self._literalStringLimit}"
+            )
+        d: defer.Deferred[Any] = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = imap4.LiteralString(size, d)
+        if not nonSync:
+            self.sendContinuationRequest(b"Ready for %d octets of text" % size)
+        self.setRawMode()
+        return d
+
+    def _fileLiteral(self, size: int) -> Any:
+        # Only APPEND takes a message literal, and it is refused before the
+        # literal is asked for: none is ever buffered (gap 2.4).
+        raise imap4.IllegalClientResponse("Literal not expected here")
+
+    # Dispatch
+
+    def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: Any = None) -> None:
+        if self.lookupCommand(cmd) is None:
+            if self.state == "unauth" and cmd.upper() in _AFTER_LOGIN:
+                self.sendBadResponse(tag, b"Log in first (LOGIN or AUTHENTICATE)")
+                return
+            if self.state == "auth" and cmd.upper() in _NOT_SELECTED:
+                self.sendBadResponse(tag, b"No mailbox selected")
+                return
+        super().dispatchCommand(tag, cmd, rest, uid)
+
+    def sendBadResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
+        # Twisted prefixes every parse error; a response code must come
+        # first to be one ("BAD [TOOBIG] ...").
+        prefix = b"Illegal syntax: "
+        if message.startswith(prefix + b"["):
+            message = message[len(prefix) :]
+        super().sendBadResponse(tag, message)
+
+    def do_IDLE(self, tag: bytes) -> None:
+        self.sendLine(b"+ idling")
+        self.parseTag = tag
+        self.lastState = self.parseState
+        self.parseState = "idle"
+        self._announceGone()
+
+    def do_NOOP(self, tag: bytes) -> None:
+        self._announceGone()
+        self.sendPositiveResponse(tag, b"NOOP completed")
+
+    unauth_NOOP = auth_NOOP = select_NOOP = _command(do_NOOP)
+
+    auth_IDLE = select_IDLE = _command(do_IDLE)
+
+    def _run(self, tag: bytes, work: Any) -> None:
+        """
+        Run one asynchronous command: later commands wait (in C{blocked})
+        until it answers, so pipelined commands see its effect (gap I9).
+        """
+        self.blocked = []
+        d = defer.ensureDeferred(work)
+        d.addErrback(self._failed, tag)
+        d.addBoth(lambda _: self._unblock())
+
+    def _failed(self, failure: Failure, tag: bytes) -> None:
+        if failure.check(imap4.IllegalClientResponse):
+            self.sendBadResponse(tag, str(failure.value).encode("utf-8", "replace"))
+            return
+        if failure.check(_No):
+            self.sendNegativeResponse(tag, str(failure.value).encode("utf-8", "replace"))
+            return
+        _log.failure("IMAP command failed", failure)
+        self.sendNegativeResponse(tag, b"[SERVERBUG] Internal error; try again")
+
+    # Capabilities, ID, ENABLE
+
+    def listCapabilities(self) -> list[bytes]:
+        caps = [b"IMAP4rev1", b"LITERAL+", b"IDLE", b"NAMESPACE", b"UIDPLUS", b"MOVE",
+                b"UNSELECT", b"ID", b"ENABLE", b"CHILDREN"]
+        if self.state == "unauth":
+            if not self._secure() and self.ctx is not None and self.canStartTLS:
+                caps.append(b"STARTTLS")
+            if self._loginAllowed():
+                caps.append(b"AUTH=PLAIN")
+            else:
+                caps.append(b"LOGINDISABLED")
+        return caps
+
+    def capabilities(self) -> dict[bytes, Any]:
+        return {c: None for c in self.listCapabilities()[1:]}
+
+    def do_ID(self, tag: bytes, line: bytes) -> None:
+        self.sendUntaggedResponse(b'ID ("name" "Capture" "vendor" "Capture")')
+        self.sendPositiveResponse(tag, b"ID completed")
+
+    unauth_ID = _command(do_ID, imap4.IMAP4Server.arg_line)
+    auth_ID = select_ID = unauth_ID
+
+    def do_ENABLE(self, tag: bytes, line: bytes) -> None:
+        # None of the extensions ENABLE turns on is supported.
+        self.sendUntaggedResponse(b"ENABLED")
+        self.sendPositiveResponse(tag, b"ENABLE completed")
+
+    auth_ENABLE = select_ENABLE = _command(do_ENABLE, imap4.IMAP4Server.arg_line)
+
+    # STARTTLS and login
+
+    def do_STARTTLS(self, tag: bytes) -> None:
+        if self._secure():
+            self.sendBadResponse(tag, b"TLS is already on")
+            return
+        if self.ctx is None or not self.canStartTLS:
+            self.sendNegativeResponse(tag, b"TLS not available")
+            return
+        # Whatever was pipelined after STARTTLS came in the clear: dropped
+        # (RFC 3501 6.2.1; CVE-2011-0411 class, gap I10).
+        self._buffer = b""
+        self.sendPositiveResponse(tag, b"Begin TLS negotiation now")
+        self.transport.startTLS(self.ctx)
+        self.startedTLS = True
+
+    unauth_STARTTLS = _command(do_STARTTLS,)
+
+    def do_LOGIN(self, tag: bytes, user: bytes, password: bytes) -> None:
+        if not self._loginAllowed():
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
+            return
+        self._run(tag, self._login(tag, user, password))
+
+    unauth_LOGIN = _command(do_LOGIN, arg_astring, arg_finalastring)
+
+    def do_AUTHENTICATE(self, tag: bytes, mechanism: bytes) -> None:
+        if not self._loginAllowed():
+            self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
+            return
+        if mechanism.upper() != b"PLAIN":
+            self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN")
+            return
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = d
+        self.sendLine(b"+ ")
+        d.addCallback(self._plainResponse, tag)
+
+    unauth_AUTHENTICATE = _command(do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
+
+    def _plainResponse(self, line: bytes, tag: bytes) -> None:
+        if line.strip() == b"*":
+            self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
+            return
+        try:
+            _, user, password = base64.b64decode(line.strip(), validate=True).split(b"\0")
+        except (binascii.Error, ValueError):
+            self.sendBadResponse(tag, b"Malformed PLAIN response")
+            return
+        self._run(tag, self._login(tag, user, password))
+
+    async def _login(self, tag: bytes, user: bytes, password: bytes) -> None:
+        throttle = self.factory.throttle
+        if throttle.refused(self._peerIP):
+            self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins; try later")
+            return
+        try:
+            _, reader, logout = await self.portal.login(
+                UsernamePassword(user, password), None, IMailboxReader
+            )
+        except UnauthorizedLogin:
+            self.factory.metrics.authFailed("imap")
+            wait = throttle.failed(self._peerIP)
+            if wait:
+                await _sleep(wait)
+            self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] Invalid credentials")
+            return
+        throttle.succeeded(self._peerIP)
+        self.reader = reader
+        self._onLogout = logout
+        self.state = "auth"
+        self.setTimeout(self.POSTAUTH_TIMEOUT)
+        caps = b" ".join(self.listCapabilities())
+        self.sendPositiveResponse(tag, b"[CAPABILITY " + caps + b"] Logged in")
+
+    # Mailboxes
+
+    def _names(self) -> Any:
+        return self.factory.store.readerInboxes(self.reader.account)
+
+    def _decodeName(self, name: bytes) -> str:
+        try:
+            text: str = name.decode("imap4-utf-7")
+            # Twisted's decoder takes malformed names ("&Jjo", "a&"); only
+            # a name in its one canonical spelling is modified UTF-7.
+            canonical = text.encode("imap4-utf-7") == name
+        except (UnicodeError, ValueError):
+            canonical = False
+        if not canonical:
+            raise _No("[CANNOT] Invalid mailbox name (modified UTF-7)")
+        if "\0" in text or ".." in text.split(DELIMITER) or any(ord(c) < 32 for c in text):
+            raise _No("[CANNOT] Invalid mailbox name")
+        return text
+
+    async def _resolve(self, name: str) -> tuple[str, MailboxQuery, bool] | None:
+        """
+        The mailbox a name stands for, as this reader may see it: its
+        canonical name, query, and whether it may be written.
+        """
+        reader = self.reader
+        if name.upper() == "INBOX":
+            if reader.inbox is not None:
+                return "INBOX", await self._inboxQuery(reader.inbox), True
+            # What the account sent: the store lists only copies it may
+            # read, flag and delete (in public inboxes or its own).
+            return "INBOX", MailboxQuery(None, sentBy=reader.account), True
+        prefix = INBOXES + DELIMITER
+        if reader.inbox is None and name.startswith(prefix):
+            address = name[len(prefix) :].lower()
+            if address in await self._names():
+                return prefix + address, await self._inboxQuery(address), True
+        return None
+
+    async def _inboxQuery(self, inbox: str) -> MailboxQuery:
+        owner = await self.factory.store.inboxOwner(inbox)
+        seen = visibility(self.reader.account, owner)
+        if seen is None:
+            raise _No("[NOPERM] This inbox is not yours to read")
+        return MailboxQuery(inbox, seen)
+
+    async def _folders(self) -> list[tuple[str, str]]:
+        """
+        Every mailbox of this reader, with its LIST attributes.
+        """
+        if self.reader.inbox is not None:
+            return [("INBOX", "\\HasNoChildren")]
+        names = await self._names()
+        folders = [("INBOX", "\\HasNoChildren")]
+        if names:
+            folders.append((INBOXES, "\\Noselect \\HasChildren"))
+        else:
+            folders.append((INBOXES, "\\Noselect \\HasNoChildren"))
+        folders += [(INBOXES + DELIMITER + n, "\\HasNoChildren") for n in names]
+        return folders
+
+    def _listWork(self, tag: bytes, ref: bytes, pattern: bytes, sub: int, cmdName: bytes) -> None:
+        self._run(tag, self._list(tag, ref, pattern, cmdName))
+
+    async def _list(self, tag: bytes, ref: bytes, pattern: bytes, cmdName: bytes) -> None:
+        reference = self._decodeName(ref) if ref else ""
+        wildcard = reference + self._decodeName(pattern) if pattern else ""
+        if not wildcard:
+            # LIST "" "": the hierarchy delimiter.
+            self.sendUntaggedResponse(cmdName + b' (\\Noselect) "/" ""')
+        else:
+            matcher = imap4.wildcardToRegexp(wildcard, DELIMITER)
+            for name, attributes in await self._folders():
+                if matcher.match(name) or (name == "INBOX" and matcher.match("inbox")):
+                    self.sendUntaggedResponse(
+                        b"%s (%s) \"/\" %s"
+                        % (cmdName, attributes.encode("ascii"), _mailboxName(name))
+                    )
+        self.sendPositiveResponse(tag, cmdName + b" completed")
+
+    auth_LIST = _command(_listWork, arg_astring, arg_astring, 0,
+                 b"LIST")
+    select_LIST = auth_LIST
+    auth_LSUB = _command(_listWork, arg_astring, arg_astring, 1,
+                 b"LSUB")
+    select_LSUB = auth_LSUB
+
+    def do_NAMESPACE(self, tag: bytes) -> None:
+        self.sendUntaggedResponse(b'NAMESPACE (("" "/")) NIL NIL')
+        self.sendPositiveResponse(tag, b"NAMESPACE completed")
+
+    auth_NAMESPACE = select_NAMESPACE = _command(do_NAMESPACE,)
+
+    def do_STATUS(self, tag: bytes, name: bytes, items: list[bytes]) -> None:
+        self._run(tag, self._status(tag, name, items))
+
+    async def _status(self, tag: bytes, name: bytes, items: list[Any]) -> None:
+        found = await self._resolve(self._decodeName(name))
+        if found is None:
+            raise _No("[NONEXISTENT] No such mailbox")
+        canonical, query, _ = found
+        states = await self.factory.store.mailboxFlags(query)
+        values = {
+            b"MESSAGES": len(states),
+            b"RECENT": 0,
+            b"UIDNEXT": await self.factory.store.nextUid(),
+            b"UIDVALIDITY": self.factory.store.uidValidity,
+            b"UNSEEN": sum(1 for s in states if not s.read),
+        }
+        answer = []
+        for item in items:
+            if not isinstance(item, bytes) or item.upper() not in values:
+                raise imap4.IllegalClientResponse(f"Unknown STATUS item {item!r}")
+            answer.append(b"%s %d" % (item.upper(), values[item.upper()]))
+        self.sendUntaggedResponse(
+            b"STATUS " + _mailboxName(canonical) + b" (" + b" ".join(answer) + b")"
+        )
+        self.sendPositiveResponse(tag, b"STATUS completed")
+
+    auth_STATUS = select_STATUS = _command(do_STATUS, arg_astring,
+                                   imap4.IMAP4Server.arg_plist)
+
+    def _selectWork(self, tag: bytes, name: bytes, rw: int, cmdName: bytes) -> None:
+        self._unselect()
+        self.state = "auth"
+        self._run(tag, self._select(tag, name, bool(rw), cmdName))
+
+    async def _select(self, tag: bytes, name: bytes, rw: bool, cmdName: bytes) -> None:
+        found = await self._resolve(self._decodeName(name))
+        if found is None:
+            raise _No("[NONEXISTENT] No such mailbox")
+        canonical, query, writable = found
+        states = await self.factory.store.mailboxFlags(query)
+        view = _View(
+            name=canonical, query=query, writable=writable and rw,
+            uids=[s.uid for s in states], flags={s.uid: s for s in states},
+            uidNext=max(await self.factory.store.nextUid(), (states[-1].uid + 1) if states else 1),
+        )
+        self.view = view
+        self._gone = []
+        self.state = "select"
+        self._watching = (
+            ("inbox", query.inbox) if query.inbox is not None else ("sent", str(query.sentBy))
+        )
+        self.factory.hub.watch(self._watching, self)
+        unseen = next((i for i, s in enumerate(states, 1) if not s.read), None)
+        self.sendUntaggedResponse(b"%d EXISTS" % len(states))
+        self.sendUntaggedResponse(b"0 RECENT")
+        self.sendUntaggedResponse(b"FLAGS (" + " ".join(_SYSTEM_FLAGS).encode() + b")")
+        self.sendUntaggedResponse(
+            b"OK [PERMANENTFLAGS (" + (_PERMANENT.encode() if view.writable else b"") + b")] "
+            b"Flags and keywords persist"
+        )
+        self.sendUntaggedResponse(b"OK [UIDVALIDITY %d] UIDs valid" % self.factory.store.uidValidity)
+        self.sendUntaggedResponse(b"OK [UIDNEXT %d] Predicted next UID" % view.uidNext)
+        if unseen is not None:
+            self.sendUntaggedResponse(b"OK [UNSEEN %d] First unseen" % unseen)
+        mode = b"[READ-WRITE]" if view.writable else b"[READ-ONLY]"
+        self.sendPositiveResponse(tag, mode + b" " + cmdName + b" completed")
+
+    auth_SELECT = select_SELECT = _command(_selectWork, arg_astring, 1, b"SELECT")
+    auth_EXAMINE = select_EXAMINE = _command(_selectWork, arg_astring, 0, b"EXAMINE")
+
+    def _unselect(self) -> None:
+        if self._watching is not None:
+            self.factory.hub.unwatch(self._watching, self)
+            self._watching = None
+        self.view = None
+        if self.state == "select":
+            self.state = "auth"
+
+    def do_UNSELECT(self, tag: bytes) -> None:
+        self._unselect()
+        self.sendPositiveResponse(tag, b"UNSELECT completed")
+
+    select_UNSELECT = _command(do_UNSELECT,)
+
+    def do_CLOSE(self, tag: bytes) -> None:
+        view = self.view
+        assert view is not None
+        if not view.writable:
+            self._unselect()
+            self.sendPositiveResponse(tag, b"CLOSE completed")
+            return
+
+        async def close() -> None:
+            await self._expunge(view, None, silent=True)
+            self._unselect()
+            self.sendPositiveResponse(tag, b"CLOSE completed")
+
+        self._run(tag, close())
+
+    select_CLOSE = _command(do_CLOSE,)
+
+    def do_CHECK(self, tag: bytes) -> None:
+        self._announceGone()
+        self.sendPositiveResponse(tag, b"CHECK completed")
+
+    select_CHECK = _command(do_CHECK,)
+
+    def newCopy(self, copy: Copy) -> None:
+        """
+        A copy just stored in the selected inbox: announced with C{EXISTS}
+        if this reader may see it.
+        """
+        view = self.view
+        if view is None or view.query.inbox is None:
+            return
+        if not _visibleTo(view.query.visibility, copy.savedBy):
+            return
+        if view.add(FlagState(copy.uid, False, False, False, False, ())):
+            self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+
+    def sentMail(self) -> None:
+        """
+        The selected account's sent mail has new messages: which copy of
+        each the mailbox shows depends on who owns each recipient inbox,
+        so the store says (one read, however much mail came at once).
+        """
+        view = self.view
+        if view is None or view.query.inbox is not None:
+            return
+        if self._refreshing:
+            self._refreshAgain = True
+            return
+        self._refreshing = True
+
+        def got(states: list[FlagState]) -> None:
+            if self.view is view:
+                known = view.uidNext
+                if any([view.add(s) for s in states if s.uid >= known]):
+                    self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+
+        def done(result: object) -> None:
+            self._refreshing = False
+            if self._refreshAgain:
+                self._refreshAgain = False
+                self.sentMail()
+
+        d = self.factory.store.mailboxFlags(view.query)
+        d.addCallback(got)
+        d.addErrback(lambda f: _log.failure("Refreshing sent mail failed", f))
+        d.addBoth(done)
+
+    def copiesRemoved(self, uids: list[int]) -> None:
+        """
+        Copies deleted elsewhere (the HTTP API, another session): announced
+        with C{EXPUNGE} at once while idling, else at the next NOOP, CHECK
+        or IDLE (RFC 3501 7.4.1 forbids it between commands and during
+        FETCH, STORE and SEARCH).
+        """
+        view = self.view
+        if view is None:
+            return
+        gone = [u for u in uids if u in view.flags]
+        if gone:
+            self._gone.extend(gone)
+            if self.parseState == "idle":
+                self._announceGone()
+
+    def _announceGone(self) -> None:
+        gone, self._gone = self._gone, []
+        view = self.view
+        if view is None:
+            return
+        for uid in sorted(set(gone), reverse=True):
+            if uid in view.flags:
+                self.sendUntaggedResponse(b"%d EXPUNGE" % view.remove(uid))
+
+    # Unsupported changes
+
+    def _refuse(self, tag: bytes, *args: Any) -> None:
+        self.sendNegativeResponse(
+            tag, b"[CANNOT] Capture's folders are its inboxes: they cannot be created, "
+            b"renamed, deleted or appended to"
+        )
+
+    auth_CREATE = select_CREATE = _command(_refuse, imap4.IMAP4Server.arg_line)
+    auth_DELETE = select_DELETE = _command(_refuse, imap4.IMAP4Server.arg_line)
+    auth_RENAME = select_RENAME = _command(_refuse, imap4.IMAP4Server.arg_line)
+
+    def _append(self, tag: bytes, line: bytes) -> None:
+        # A LITERAL+ client sends the message without waiting: skip it.
+        stripped = line.rstrip()
+        if stripped.endswith(b"+}") and b"{" in stripped:
+            size = stripped[stripped.rindex(b"{") + 1 : -2]
+            if size.isdigit():
+                if int(size) > 64 * 1024 * 1024:
+                    self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
+                    self.transport.loseConnection()
+                    return
+                self._skipLiteral(int(size))
+        self._refuse(tag)
+
+    auth_APPEND = select_APPEND = _command(_append, imap4.IMAP4Server.arg_line)
+
+    def _copy(self, tag: bytes, line: bytes, uid: int = 0) -> None:
+        self.sendNegativeResponse(
+            tag, b"[CANNOT] Each copy belongs to its inbox; it cannot be copied or moved"
+        )
+
+    select_COPY = select_MOVE = _command(_copy, imap4.IMAP4Server.arg_line)
+
+    def do_SUBSCRIBE(self, tag: bytes, name: bytes) -> None:
+        # Every folder is always subscribed (LSUB lists what LIST lists).
+        self.sendPositiveResponse(tag, b"SUBSCRIBE completed")
+
+    auth_SUBSCRIBE = select_SUBSCRIBE = _command(do_SUBSCRIBE, arg_finalastring)
+    auth_UNSUBSCRIBE = select_UNSUBSCRIBE = auth_SUBSCRIBE
+
+    # Message sets
+
+    def _select_set(self, messages: imap4.MessageSet, uid: bool) -> list[int]:
+        """
+        The uids a sequence set (or a UID set) names, ascending.
+
+        @raise imap4.IllegalClientResponse: A sequence number past the end,
+            or C{*} in an empty mailbox.
+        """
+        view = self.view
+        assert view is not None
+        uids = view.uids
+        if uid:
+            messages.last = uids[-1] if uids else 1
+            found: list[int] = []
+            for low, high in messages.ranges:
+                start = bisect.bisect_left(uids, low)
+                stop = bisect.bisect_right(uids, high)
+                found.extend(uids[start:stop])
+            return sorted(set(found))
+        if not uids:
+            raise imap4.IllegalClientResponse("No messages in this mailbox")
+        messages.last = len(uids)
+        chosen: set[int] = set()
+        for low, high in messages.ranges:
+            if high > len(uids) or low < 1:
+                raise imap4.IllegalClientResponse(
+                    f"Message sequence number out of range (1:{len(uids)})"
+                )
+            chosen.update(range(low, high + 1))
+        return [uids[s - 1] for s in sorted(chosen)]
+
+    def arg_searchkeys(self, line: bytes) -> Any:
+        # A search string may come as a literal (imapclient sends non-ASCII
+        # ones so): read it, put it back into the line as a quoted string,
+        # and go on parsing what follows it.
+        literal = _TRAILING_LITERAL.search(line)
+        if literal is None:
+            return super().arg_searchkeys(line)
+        self._nonSync = bool(literal.group(2))
+        size = int(literal.group(1))
+        d = self._stringLiteral(size)
+
+        def got(result: tuple[bytes, bytes]) -> Any:
+            data, rest = result
+            quoted = b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+            return self.arg_searchkeys(line[: literal.start()] + quoted + rest)
+
+        return d.addCallback(got)
+
+    def arg_fetchatt(self, line: bytes) -> Any:
+        try:
+            return super().arg_fetchatt(line)
+        except Exception as e:
+            raise imap4.IllegalClientResponse(f"Unknown FETCH item: {e}") from None
+
+    def arg_seqset(self, line: bytes) -> Any:
+        try:
+            return super().arg_seqset(line)
+        except (ValueError, TypeError) as e:
+            raise imap4.IllegalClientResponse(f"Malformed message set: {e}") from None
+
+    # FETCH
+
+    def do_FETCH(self, tag: bytes, messages: imap4.MessageSet, query: list[Any],
+                 uid: int = 0) -> None:
+        uids = self._select_set(messages, bool(uid))
+        self._run(tag, self._fetch(tag, uids, query, bool(uid)))
+
+    select_FETCH = _command(do_FETCH, arg_seqset, arg_fetchatt)
+
+    async def _fetch(self, tag: bytes, uids: list[int], query: list[Any], uid: bool) -> None:
+        view = self.view
+        assert view is not None
+        kinds = {type(q).__name__ for q in query}
+        if uid and "UID" not in kinds:
+            query = [imap4._FetchParser.UID(), *query]
+        bodies = [q for q in query if type(q).__name__ == "Body"]
+        needRaw = any(not headersOnly(b) for b in bodies) or bool(
+            kinds & {"RFC822", "RFC822Text"}
+        )
+        needHeaders = bool(bodies) or "RFC822Header" in kinds
+        needPart = any(b.part for b in bodies) or any(
+            type(q).__name__ == "Body" and not (q.header or q.text or q.mime or q.empty)
+            for q in query
+        )
+        marksSeen = view.writable and (
+            any(not b.peek for b in bodies) or bool(kinds & {"RFC822", "RFC822Text"})
+        )
+        if marksSeen and "Flags" not in kinds:
+            query = [*query, imap4._FetchParser.Flags()]
+        store = self.factory.store
+        # Whole messages are read a few MiB at a time and written before
+        # the next read, at the pace the client reads them: a FETCH of a
+        # large mailbox never holds it in memory.  Everything else (the
+        # header fetch of a sync) is one read for the whole set.
+        batches = [uids]
+        if needRaw and len(uids) > 1:
+            batches = fetchBatches(uids, await store.fetchMessages(uids), _FETCH_BATCH_OCTETS)
+        if len(batches) == 1:
+            fetched = await store.fetchMessages(
+                uids,
+                envelope="Envelope" in kinds,
+                structure="BodyStructure" in kinds,
+                raw=needRaw or needHeaders,
+                headersOnly=not needRaw,
+                part=needPart,
+            )
+            if self.view is view:
+                await self._fetched(view, uids, fetched, query, marksSeen)
+                self.sendPositiveResponse(tag, b"FETCH completed")
+            return
+        pressure = _Pressure()
+        self.transport.registerProducer(pressure, True)
+        try:
+            for batch in batches:
+                fetched = await store.fetchMessages(
+                    batch,
+                    envelope="Envelope" in kinds,
+                    structure="BodyStructure" in kinds,
+                    raw=needRaw or needHeaders,
+                    headersOnly=not needRaw,
+                    part=needPart,
+                )
+                if self.view is not view:
+                    return
+                await self._fetched(view, batch, fetched, query, marksSeen)
+                await pressure.writable()
+        finally:
+            self.transport.unregisterProducer()
+        self.sendPositiveResponse(tag, b"FETCH completed")
+
+    async def _fetched(self, view: _View, uids: list[int], fetched: dict[int, FetchedMessage],
+                       query: list[Any], marksSeen: bool) -> None:
+        for u, message in fetched.items():
+            # Flags as stored now: the API or another session may have
+            # changed them since SELECT.
+            if u in view.flags and message.flags is not None:
+                view.flags[u] = message.flags
+        if marksSeen:
+            changed = [
+                attrs.evolve(view.flags[u], read=True)
+                for u in uids if u in fetched and u in view.flags and not view.flags[u].read
+            ]
+            if changed:
+                await self.factory.store.setFlags(changed)
+                for state in changed:
+                    view.flags[state.uid] = state
+        out = []
+        for u in uids:
+            found = fetched.get(u)
+            flags = view.flags.get(u)
+            if found is None or flags is None:
+                continue
+            items = [fetchItem(q, found, flags) for q in query]
+            out.append(b"* %d FETCH (%s)\r\n" % (view.seq(u), b" ".join(items)))
+            if len(out) >= 256:
+                self.transport.write(b"".join(out))
+                out = []
+        if out:
+            self.transport.write(b"".join(out))
+
+    # STORE
+
+    def do_STORE(self, tag: bytes, messages: imap4.MessageSet, mode: bytes, flags: list[Any],
+                 uid: int = 0) -> None:
+        view = self.view
+        assert view is not None
+        if not view.writable:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] This mailbox is read-only")
+            return
+        uids = self._select_set(messages, bool(uid))
+        name = mode.upper()
+        silent = name.endswith(b".SILENT")
+        name = name.removesuffix(b".SILENT")
+        modes = {b"FLAGS": 0, b"+FLAGS": 1, b"-FLAGS": -1}
+        if name not in modes:
+            raise imap4.IllegalClientResponse(f"Unknown STORE item {mode!r}")
+        texts = [f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in flags]
+        self._run(tag, self._store(tag, uids, texts, modes[name], silent, bool(uid)))
+
+    select_STORE = _command(do_STORE, arg_seqset, imap4.IMAP4Server.arg_atom,
+                    imap4.IMAP4Server.arg_flaglist)
+
+    async def _store(self, tag: bytes, uids: list[int], flags: list[str], mode: int,
+                     silent: bool, uid: bool) -> None:
+        view = self.view
+        assert view is not None
+        # Changed from the flags as stored now, not as this session last
+        # saw them, so a label set over the API meanwhile is kept.
+        current = await self.factory.store.fetchMessages(uids)
+        new = [
+            applyFlags(current[u].flags or view.flags[u], flags, mode)
+            for u in uids if u in view.flags and u in current
+        ]
+        await self.factory.store.setFlags(new)
+        for state in new:
+            if view.flags.get(state.uid) is not None:
+                view.flags[state.uid] = state
+                if not silent:
+                    uidPart = b" UID %d" % state.uid if uid else b""
+                    self.sendUntaggedResponse(
+                        b"%d FETCH (FLAGS %s%s)" % (view.seq(state.uid), flagList(state), uidPart)
+                    )
+        self.sendPositiveResponse(tag, b"STORE completed")
+
+    # EXPUNGE
+
+    def do_EXPUNGE(self, tag: bytes) -> None:
+        view = self.view
+        assert view is not None
+        if not view.writable:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] This mailbox is read-only")
+            return
+        self._run(tag, self._expungeCommand(tag, view, None))
+
+    select_EXPUNGE = _command(do_EXPUNGE,)
+
+    async def _expungeCommand(self, tag: bytes, view: _View, only: set[int] | None) -> None:
+        await self._expunge(view, only, silent=False)
+        self.sendPositiveResponse(tag, b"EXPUNGE completed")
+
+    async def _expunge(self, view: _View, only: set[int] | None, silent: bool) -> None:
+        doomed = [
+            u for u in view.uids
+            if view.flags[u].deleted and (only is None or u in only)
+        ]
+        if not doomed:
+            return
+        gone = await self.factory.store.deleteCopies(doomed)
+        for u in sorted(gone, reverse=True):
+            if u in view.flags:
+                seq = view.remove(u)
+                if not silent:
+                    self.sendUntaggedResponse(b"%d EXPUNGE" % seq)
+
+    # SEARCH
+
+    def do_SEARCH(self, tag: bytes, charset: Any, query: list[Any], uid: int = 0) -> None:
+        if charset is not None and charset.upper() not in (b"UTF-8", b"US-ASCII"):
+            self.sendNegativeResponse(tag, b"[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset")
+            return
+        view = self.view
+        assert view is not None
+        try:
+            search = parseSearch(query, view.uids)
+        except SearchError as e:
+            self.sendBadResponse(tag, str(e).encode("utf-8", "replace"))
+            return
+        self._run(tag, self._search(tag, search, bool(uid)))
+
+    select_SEARCH = _command(do_SEARCH, imap4.IMAP4Server.opt_charset,
+                     arg_searchkeys)
+
+    async def _search(self, tag: bytes, search: Any, uid: bool) -> None:
+        view = self.view
+        assert view is not None
+        found = await self.factory.store.searchMessages(
+            list(view.uids), search.match, bodies=search.bodies
+        )
+        numbers = [u if uid else view.seq(u) for u in found if u in view.flags]
+        self.sendUntaggedResponse(b" ".join([b"SEARCH", *(b"%d" % n for n in numbers)]))
+        self.sendPositiveResponse(tag, b"SEARCH completed")
+
+    # UID
+
+    def do_UID(self, tag: bytes, command: bytes, line: bytes) -> None:
+        command = command.upper()
+        if command == b"EXPUNGE":
+            view = self.view
+            assert view is not None
+            messages, _ = self.arg_seqset(line)
+            only = set(self._select_set(messages, True))
+            if not view.writable:
+                self.sendNegativeResponse(tag, b"[READ-ONLY] This mailbox is read-only")
+                return
+            self._run(tag, self._expungeCommand(tag, view, only))
+            return
+        if command not in (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE"):
+            raise imap4.IllegalClientResponse(f"Unknown UID command {command!r}")
+        self.dispatchCommand(tag, command, line, uid=1)
+
+    select_UID = _command(do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
+
+
+@implementer(IPushProducer)
+class _Pressure:
+    """
+    The transport's say on when a long FETCH may write more: registered
+    while it runs, paused when the client reads slower than we write.
+    """
+
+    def __init__(self) -> None:
+        self._paused = False
+        self._waiting: list[defer.Deferred[None]] = []
+
+    def pauseProducing(self) -> None:
+        self._paused = True
+
+    def resumeProducing(self) -> None:
+        self._paused = False
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(None)
+
+    def stopProducing(self) -> None:
+        # The connection is gone: let the FETCH finish writing into nothing.
+        self.resumeProducing()
+
+    def writable(self) -> defer.Deferred[None]:
+        if not self._paused:
+            return defer.succeed(None)
+        d: defer.Deferred[None] = defer.Deferred()
+        self._waiting.append(d)
+        return d
+
+
+class _No(Exception):
+    """
+    A command refused with a tagged C{NO} and this text.
+    """
+
+
+def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:
+    return seen is not None and (seen.everything or savedBy is None or savedBy == seen.starredBy)
+
+
+def _sleep(seconds: float) -> defer.Deferred[None]:
+    from twisted.internet import reactor
+    from twisted.internet.task import deferLater
+
+    return deferLater(reactor, seconds, lambda: None)
+
+
+def _mailboxName(name: str) -> bytes:
+    encoded: bytes = name.encode("imap4-utf-7")
+    return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+class IMAPFactory(ServerFactory):
+    """
+    Build IMAP sessions for one listener; every listener shares the store,
+    the portal, the login throttle and the metrics.
+    """
+
+    noisy = False
+
+    def __init__(
+        self,
+        store: IStore,
+        portal: Portal,
+        settings: IMAPSettings,
+        tlsOptions: Any = None,
+        throttle: LoginThrottle | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.portal = portal
+        self.settings = settings
+        self.tlsOptions = tlsOptions
+        if throttle is None:
+            from twisted.internet import reactor
+
+            throttle = LoginThrottle(reactor)
+        self.throttle = throttle
+        self.metrics = metrics if metrics is not None else Metrics()
+        self.hub = _Hub(store)
+        self.connections = 0
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.connections >= self.settings.maxConnections:
+            return _Refuse()
+        self.connections += 1
+        self.metrics.sessionOpened("imap")
+        return CaptureIMAP(self)
+
+    def connectionClosed(self) -> None:
+        self.connections -= 1
+        self.metrics.sessionClosed("imap")
+
+
+class _Refuse(Protocol):
+    """
+    Say BYE and hang up: the listener has too many connections.
+    """
+
+    transport: Any
+
+    def connectionMade(self) -> None:
+        self.transport.write(b"* BYE Too many connections, try again later\r\n")
+        self.transport.loseConnection()

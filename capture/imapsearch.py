@@ -1,0 +1,253 @@
+# -*- test-case-name: tests.test_imap -*-
+"""
+IMAP SEARCH keys turned into one predicate the store runs on a read thread.
+
+Twisted's own SEARCH is broken on Python 3 for every header key and omits
+the C{* SEARCH} line when nothing matches (gap I4); this replaces it.  The
+predicate sees each copy's flags, its header block (decoded as the HTTP API
+decodes headers) and, only when a key needs them, its bodies.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+from twisted.mail.imap4 import IllegalIdentifierError, parseIdList
+
+from capture.mime import decodeHeaderValue, headerBlock
+from capture.store.model import FetchedMessage, FlagState
+
+
+class SearchError(ValueError):
+    """
+    The search keys are malformed (answered C{BAD}).
+    """
+
+
+@attrs.define
+class _Message:
+    """
+    One copy as a predicate sees it; headers are decoded once, on demand.
+    """
+
+    state: FlagState
+    fetched: FetchedMessage
+    text: str | None
+    html: str | None
+    _headers: list[tuple[str, str]] | None = None
+
+    def headers(self) -> list[tuple[str, str]]:
+        if self._headers is None:
+            raw = self.fetched.raw or b""
+            fields, _ = headerBlock(raw[: self.fetched.headerSize])
+            self._headers = [(n.lower(), decodeHeaderValue(v)) for n, v in fields]
+        return self._headers
+
+    def header(self, name: str) -> list[str]:
+        return [v for n, v in self.headers() if n == name]
+
+    def body(self) -> str:
+        parts = [self.text or "", self.html or ""]
+        if not any(parts):
+            raw = self.fetched.raw or b""
+            parts.append(raw[self.fetched.headerSize :].decode("utf-8", "replace"))
+        return "\n".join(parts)
+
+
+Predicate = Callable[[_Message], bool]
+
+
+@attrs.frozen
+class Search:
+    """
+    A parsed SEARCH: C{match} takes what L{IStore.searchMessages} hands it.
+
+    @ivar bodies: Whether some key needs the message bodies.
+    """
+
+    predicate: Predicate
+    bodies: bool
+
+    def match(self, state: FlagState, fetched: FetchedMessage, text: str | None,
+              html: str | None) -> bool:
+        return self.predicate(_Message(state, fetched, text, html))
+
+
+def _date(token: Any) -> int:
+    """
+    Milliseconds at the start (UTC) of an IMAP date (C{1-Feb-2024}).
+    """
+    try:
+        parsed = time.strptime(_text(token), "%d-%b-%Y")
+    except ValueError:
+        raise SearchError(f"Bad date {_text(token)!r} (use 1-Feb-2024)") from None
+    return calendar.timegm(parsed) * 1000
+
+
+def _text(token: Any) -> str:
+    if isinstance(token, bytes):
+        return token.decode("utf-8", "replace")
+    if isinstance(token, str):
+        return token
+    raise SearchError("A string was expected")
+
+
+def _contains(needle: str) -> Callable[[str], bool]:
+    folded = needle.casefold()
+    return lambda haystack: folded in haystack.casefold()
+
+
+def _sentDate(message: _Message) -> int | None:
+    import email.utils
+
+    for value in message.header("date"):
+        try:
+            parsed = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        day = parsed.date()
+        return calendar.timegm(day.timetuple()) * 1000
+    return None
+
+
+_DAY = 86400 * 1000
+
+
+class _Parser:
+    def __init__(self, tokens: list[Any], uids: list[int]) -> None:
+        self.tokens = list(tokens)
+        self.uids = uids
+        self.bodies = False
+
+    def take(self) -> Any:
+        if not self.tokens:
+            raise SearchError("Missing search argument")
+        return self.tokens.pop(0)
+
+    def all(self) -> Predicate:
+        keys = []
+        while self.tokens:
+            keys.append(self.key())
+        if not keys:
+            raise SearchError("Empty search")
+        return lambda m: all(k(m) for k in keys)
+
+    def _set(self, token: bytes, uid: bool) -> Predicate:
+        try:
+            messages = parseIdList(token)
+        except (IllegalIdentifierError, ValueError) as e:
+            raise SearchError(f"Bad message set {token!r}: {e}") from None
+        uids = self.uids
+        if uid:
+            messages.last = uids[-1] if uids else 1
+            ranges = list(messages.ranges)
+            return lambda m: any(low <= m.state.uid <= high for low, high in ranges)
+        messages.last = max(len(uids), 1)
+        chosen = {uids[s - 1] for low, high in messages.ranges
+                  for s in range(low, min(high, len(uids)) + 1)}
+        return lambda m: m.state.uid in chosen
+
+    def key(self) -> Predicate:
+        token = self.take()
+        if isinstance(token, list):
+            inner = _Parser(token, self.uids)
+            predicate = inner.all()
+            self.bodies |= inner.bodies
+            return predicate
+        name = _text(token).upper()
+        flags: dict[str, Predicate] = {
+            "ALL": lambda m: True,
+            "SEEN": lambda m: m.state.read,
+            "UNSEEN": lambda m: not m.state.read,
+            "NEW": lambda m: not m.state.read,
+            "OLD": lambda m: True,
+            "RECENT": lambda m: False,
+            "DELETED": lambda m: m.state.deleted,
+            "UNDELETED": lambda m: not m.state.deleted,
+            "FLAGGED": lambda m: m.state.flagged,
+            "UNFLAGGED": lambda m: not m.state.flagged,
+            "ANSWERED": lambda m: m.state.answered,
+            "UNANSWERED": lambda m: not m.state.answered,
+            "DRAFT": lambda m: False,
+            "UNDRAFT": lambda m: True,
+        }
+        if name in flags:
+            return flags[name]
+        if name in ("KEYWORD", "UNKEYWORD"):
+            keyword = _text(self.take())
+            if name == "KEYWORD":
+                return lambda m: keyword in m.state.labels
+            return lambda m: keyword not in m.state.labels
+        if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+            field, test = name.lower(), _contains(_text(self.take()))
+            return lambda m: any(test(v) for v in m.header(field))
+        if name == "HEADER":
+            field, test = _text(self.take()).lower(), _contains(_text(self.take()))
+            return lambda m: any(test(v) for v in m.header(field))
+        if name == "BODY":
+            self.bodies = True
+            test = _contains(_text(self.take()))
+            return lambda m: test(m.body())
+        if name == "TEXT":
+            self.bodies = True
+            test = _contains(_text(self.take()))
+            return lambda m: test(m.body()) or any(test(v) for _, v in m.headers())
+        if name in ("SINCE", "BEFORE", "ON"):
+            day = _date(self.take())
+            if name == "SINCE":
+                return lambda m: m.fetched.received >= day
+            if name == "BEFORE":
+                return lambda m: m.fetched.received < day
+            return lambda m: day <= m.fetched.received < day + _DAY
+        if name in ("SENTSINCE", "SENTBEFORE", "SENTON"):
+            day = _date(self.take())
+
+            def sent(m: _Message, name: str = name) -> bool:
+                at = _sentDate(m)
+                if at is None:
+                    return False
+                if name == "SENTSINCE":
+                    return at >= day
+                if name == "SENTBEFORE":
+                    return at < day
+                return at == day
+
+            return sent
+        if name in ("LARGER", "SMALLER"):
+            size = _text(self.take())
+            if not size.isdigit():
+                raise SearchError(f"Bad size {size!r}")
+            limit = int(size)
+            if name == "LARGER":
+                return lambda m: m.fetched.size > limit
+            return lambda m: m.fetched.size < limit
+        if name == "NOT":
+            negated = self.key()
+            return lambda m: not negated(m)
+        if name == "OR":
+            left, right = self.key(), self.key()
+            return lambda m: left(m) or right(m)
+        if name == "UID":
+            token = self.take()
+            return self._set(token if isinstance(token, bytes) else b"", uid=True)
+        if isinstance(token, bytes) and token[:1].isdigit() or token == b"*":
+            return self._set(token, uid=False)
+        raise SearchError(f"Unknown search key {name!r}")
+
+
+def parseSearch(tokens: list[Any], uids: list[int]) -> Search:
+    """
+    Turn SEARCH's keys (as Twisted's C{parseNestedParens} splits them) into
+    a L{Search}.
+
+    @param uids: The selected mailbox's uids, ascending: sequence numbers
+        in the keys are positions in it.
+    @raise SearchError: The keys are malformed.
+    """
+    parser = _Parser(tokens, uids)
+    predicate = parser.all()
+    return Search(predicate, parser.bodies)
