@@ -770,6 +770,7 @@ class MailboxTests(_StoreCase):
         await self.add("c@example.com", account=None)
         listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
         self.assertEqual([s.uid for s in listed], [copies[0].uid])
+        self.assertEqual([e.uid for e in await self.store.listSent("alice")], [copies[0].uid])
 
     async def test_mailboxFlagsSentByOnlyWhatTheSenderMayRead(self) -> None:
         """
@@ -785,6 +786,8 @@ class MailboxTests(_StoreCase):
         mixed = await self.add("bob@example.com", "pub@example.com", account="alice")
         listed = await self.store.mailboxFlags(MailboxQuery(None, sentBy="alice"))
         self.assertEqual([s.uid for s in listed], [mixed[1].uid])
+        # POP3's view of the same mailbox is the same copies.
+        self.assertEqual([e.uid for e in await self.store.listSent("alice")], [mixed[1].uid])
 
     async def test_fetchMessagesReadsStoredIMAPText(self) -> None:
         """

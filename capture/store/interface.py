@@ -258,8 +258,10 @@ class IStore(Interface):
 
     def listSent(account):
         """
-        Every copy of the messages C{account} sent through Capture (its
-        mail client's C{INBOX}), oldest first, as L{MailboxEntry}.
+        The messages C{account} sent through Capture (its mail client's
+        C{INBOX}), oldest first, as L{MailboxEntry}: one copy per message,
+        one the account may read, flag and delete (the same mailbox IMAP
+        shows as the account's C{INBOX}, L{MailboxQuery} C{sentBy}).
         @return: Deferred firing with a list of L{MailboxEntry}.
         """
 

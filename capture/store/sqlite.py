@@ -1090,7 +1090,9 @@ class SQLiteStore:
         return self._read(lambda conn: _entries(conn, f"c.inbox = ?{where}", (inbox, *args)))
 
     def listSent(self, account: str) -> Deferred[list[MailboxEntry]]:
-        return self._read(lambda conn: _entries(conn, "m.account = ?", (account,)))
+        return self._read(
+            lambda conn: _entries(conn, f"c.uid IN ({_SENT_UIDS})", (account,) * 4)
+        )
 
     def getEntryRaw(self, entry: MailboxEntry) -> Deferred[bytes]:
         def op(conn: sqlite3.Connection) -> bytes:
@@ -1176,18 +1178,8 @@ class SQLiteStore:
                     (query.inbox.lower(), *args),
                 )
             else:
-                # Only copies the account may read, flag and delete: in
-                # public inboxes (unless someone else starred them) or in
-                # its own (capture.access.permits).
                 rows = conn.execute(
-                    f"SELECT {columns} FROM copies c WHERE c.uid IN (SELECT min(c.uid) "
-                    "FROM messages m JOIN copies c ON c.message = m.id WHERE m.account = ? "
-                    "AND (c.saved_by IS NULL OR c.saved_by = ?) AND CASE WHEN EXISTS "
-                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox) THEN EXISTS "
-                    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account = ?) "
-                    "ELSE NOT EXISTS (SELECT 1 FROM domains d WHERE d.domain = c.domain "
-                    "AND d.is_private = 1 AND d.account != ?) END "
-                    "GROUP BY m.id) ORDER BY c.uid",
+                    f"SELECT {columns} FROM copies c WHERE c.uid IN ({_SENT_UIDS}) ORDER BY c.uid",
                     (query.sentBy,) * 4,
                 )
             return [_flagState(r) for r in rows]
@@ -1647,6 +1639,20 @@ def _newest(
     sql += " ORDER BY c.uid DESC LIMIT ?"
     params.append(limit)
     return sql, params
+
+
+# The account's sent mail (its IMAP and POP3 INBOX): one copy per message it
+# sent, the lowest uid among the copies it may read, flag and delete: in
+# public inboxes (unless someone else starred them) or in its own
+# (capture.access.permits).  Four parameters, each the account.
+_SENT_UIDS = (
+    "SELECT min(c.uid) FROM messages m JOIN copies c ON c.message = m.id WHERE m.account = ? "
+    "AND (c.saved_by IS NULL OR c.saved_by = ?) AND CASE WHEN EXISTS "
+    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox) THEN EXISTS "
+    "(SELECT 1 FROM addresses o WHERE o.address = c.inbox AND o.account = ?) "
+    "ELSE NOT EXISTS (SELECT 1 FROM domains d WHERE d.domain = c.domain "
+    "AND d.is_private = 1 AND d.account != ?) END GROUP BY m.id"
+)
 
 
 def _entries(
