@@ -12,7 +12,6 @@ import base64
 import imaplib
 import re
 import secrets
-import shutil
 import socket
 import subprocess
 import time
@@ -957,7 +956,6 @@ def test_thunderbirdAccountOpenAndSync(server: CaptureServer) -> None:
     raw.close()
 
 
-@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
 def test_curlReadsOverIMAPS(server: CaptureServer) -> None:
     """
     curl lists the folder and fetches a message over imaps:// and over
