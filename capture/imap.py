@@ -169,6 +169,33 @@ def _command(*parts: Any) -> Any:
     return parts
 
 
+# Pipelined FETCHes read ahead together, at most this many.
+_READ_AHEAD = 256
+# A pipelined single-message FETCH: tag, command (FETCH or UID), the rest.
+_SINGLE_FETCH_RE = re.compile(rb"(\S+) ((?i:UID|FETCH)) ((?i:FETCH )?(\d+) .*)\Z", re.S)
+
+
+def _fetchShape(cmd: bytes, rest: bytes | None) -> tuple[bool, bytes] | None:
+    """
+    What makes two FETCH commands the same but for their message number:
+    whether it is a UID FETCH, and the items asked for; L{None} for any
+    other command (or a FETCH of a set).
+    """
+    if rest is None:
+        return None
+    uid = cmd.upper() == b"UID"
+    if uid:
+        command, _, rest = rest.partition(b" ")
+        if command.upper() != b"FETCH":
+            return None
+    elif cmd.upper() != b"FETCH":
+        return None
+    number, _, items = rest.partition(b" ")
+    if not number.isdigit():
+        return None
+    return uid, items.strip().upper()
+
+
 class CaptureIMAP(imap4.IMAP4Server):
     """
     One IMAP session.
@@ -202,6 +229,12 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._gone: list[int] = []
         self._refreshing = False
         self._refreshAgain = False
+        # Read-ahead of pipelined single-message FETCHes (see _readAhead):
+        # the current command's (is UID, query text), and what was read for
+        # the FETCHes still waiting in `blocked`, by uid.
+        self._current: tuple[bool, bytes] | None = None
+        self._ahead: dict[int, FetchedMessage] = {}
+        self._waiting: list[bytes] = []
 
     # Connection
 
@@ -309,6 +342,10 @@ class CaptureIMAP(imap4.IMAP4Server):
     # Dispatch
 
     def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: Any = None) -> None:
+        self._current = _fetchShape(cmd, rest)
+        if self._current is None:
+            # Anything but a FETCH may change what a read-ahead read.
+            self._ahead.clear()
         if self.lookupCommand(cmd) is None:
             if self.state == "unauth" and cmd.upper() in _AFTER_LOGIN:
                 self.sendBadResponse(tag, b"Log in first (LOGIN or AUTHENTICATE)")
@@ -350,6 +387,20 @@ class CaptureIMAP(imap4.IMAP4Server):
         d = defer.ensureDeferred(work)
         d.addErrback(self._failed, tag)
         d.addBoth(lambda _: self._unblock())
+
+    def _unblock(self) -> None:
+        # Twisted's, but the commands still waiting stay visible (in
+        # _waiting) while each one runs, for the FETCH read-ahead.
+        commands = self.blocked or []
+        # None is Twisted's own "not blocked", whatever its stub says.
+        self.blocked = None  # type: ignore[assignment]
+        while commands and self.blocked is None:
+            line = commands.pop(0)
+            self._waiting = commands
+            self.lineReceived(line)
+        self._waiting = []
+        if self.blocked is not None:
+            self.blocked.extend(commands)
 
     def _failed(self, failure: Failure, tag: bytes) -> None:
         if failure.check(imap4.IllegalClientResponse):
@@ -877,14 +928,17 @@ class CaptureIMAP(imap4.IMAP4Server):
         if needRaw and len(uids) > 1:
             batches = fetchBatches(uids, await store.fetchMessages(uids), _FETCH_BATCH_OCTETS)
         if len(batches) == 1:
-            fetched = await store.fetchMessages(
-                uids,
-                envelope="Envelope" in kinds,
-                structure="BodyStructure" in kinds,
-                raw=needRaw or needHeaders,
-                headersOnly=not needRaw,
-                part=needPart,
-            )
+            options = {
+                "envelope": "Envelope" in kinds,
+                "structure": "BodyStructure" in kinds,
+                "raw": needRaw or needHeaders,
+                "headersOnly": not needRaw,
+                "part": needPart,
+            }
+            if len(uids) == 1 and not marksSeen and "Flags" not in kinds:
+                fetched = await self._readAhead(view, uids[0], uid, options)
+            else:
+                fetched = await store.fetchMessages(uids, **options)
             if self.view is view:
                 await self._fetched(view, uids, fetched, query, marksSeen)
                 self.sendPositiveResponse(tag, b"FETCH completed")
@@ -908,6 +962,37 @@ class CaptureIMAP(imap4.IMAP4Server):
         finally:
             self.transport.unregisterProducer()
         self.sendPositiveResponse(tag, b"FETCH completed")
+
+    async def _readAhead(
+        self, view: _View, wanted: int, uid: bool, options: dict[str, bool]
+    ) -> dict[int, FetchedMessage]:
+        """
+        Fetch one message, and with it the messages of the identical
+        single-message FETCHes pipelined right behind this one (a client
+        syncing a folder sends hundreds at once): one store read instead of
+        one each, since each read is a trip to a store thread and back.
+
+        Only FETCHes that change nothing and show no flags read ahead, and
+        only up to the first other command in C{blocked}; anything but a
+        FETCH drops what was read ahead (L{dispatchCommand}).
+        """
+        if wanted in self._ahead:
+            return {wanted: self._ahead.pop(wanted)}
+        self._ahead.clear()
+        uids = [wanted]
+        for line in (self._waiting or self.blocked or [])[:_READ_AHEAD]:
+            match = _SINGLE_FETCH_RE.match(line)
+            if match is None or _fetchShape(match[2], match[3]) != self._current:
+                break
+            number = int(match[4])
+            if uid:
+                if number in view.flags:
+                    uids.append(number)
+            elif 1 <= number <= len(view.uids):
+                uids.append(view.uids[number - 1])
+        fetched = await self.factory.store.fetchMessages(sorted(set(uids)), **options)
+        self._ahead = {u: m for u, m in fetched.items() if u != wanted}
+        return {wanted: fetched[wanted]} if wanted in fetched else {}
 
     async def _fetched(self, view: _View, uids: list[int], fetched: dict[int, FetchedMessage],
                        query: list[Any], marksSeen: bool) -> None:

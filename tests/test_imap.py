@@ -732,6 +732,64 @@ def test_pipelinedLoginSelectFetch(server: CaptureServer) -> None:
     raw.close()
 
 
+def _loggedIn(server: CaptureServer, address: str) -> Raw:
+    raw = Raw(server, login=False)
+    assert raw.command(b"a LOGIN " + address.encode() + b" " + (server.key or "").encode()
+                       ).startswith(b"a OK")
+    assert raw.command(b"b SELECT INBOX").startswith(b"b OK")
+    return raw
+
+
+def test_pipelinedFetchesReadAheadExactly(server: CaptureServer) -> None:
+    """
+    Single-message FETCHes pipelined together (read ahead in one store
+    read) answer byte for byte what the same FETCHes answer one at a time,
+    repeats, UID FETCHes and other items included.
+    """
+    address = inbox()
+    for i in range(6):
+        send(server, address, b"Subject: ahead %d\r\n\r\n" % i + b"line\r\n" * i)
+    commands = [b"t%d FETCH %d (BODY.PEEK[])" % (i, n) for i, n in enumerate([3, 1, 6, 3, 2])]
+    commands += [b"u1 FETCH 4 (BODY.PEEK[HEADER])", b"u2 FETCH 5 (BODY.PEEK[HEADER])",
+                 b"u3 FETCH 2 (BODY.PEEK[] RFC822.SIZE)", b"u4 FETCH 9 (BODY.PEEK[])"]
+    single = _loggedIn(server, address)
+    expected = [single.exchange(c) for c in commands]
+    single.close()
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(
+        _loggedIn(server, address).exchange(b"c FETCH 1:* (UID)")))]
+    piped = _loggedIn(server, address)
+    piped.send(b"".join(c + b"\r\n" for c in commands))
+    answers = [piped.until(c.split(b" ", 1)[0]) for c in commands]
+    assert answers == expected
+    assert answers[-1][-1].startswith(b"u4 BAD")
+    piped.send(b"".join(b"v%d UID FETCH %d (BODY.PEEK[])\r\n" % (i, u) for i, u in enumerate(uids)))
+    for i in range(len(uids)):
+        lines = piped.until(b"v%d" % i)
+        assert b"ahead %d" % i in b"\n".join(lines) and lines[-1].startswith(b"v%d OK" % i)
+    piped.close()
+
+
+def test_readAheadStopsAtAChange(server: CaptureServer) -> None:
+    """
+    A STORE and EXPUNGE pipelined between FETCHes: the FETCHes after them
+    see the mailbox as the EXPUNGE left it, not what was read ahead.
+    """
+    address = inbox()
+    for i in range(1, 5):
+        send(server, address, b"Subject: number %d\r\n\r\nx\r\n" % i)
+    raw = _loggedIn(server, address)
+    raw.send(b"c FETCH 1 (BODY.PEEK[])\r\nd FETCH 2 (BODY.PEEK[])\r\n"
+             b"e STORE 2 +FLAGS.SILENT (\\Deleted)\r\nf EXPUNGE\r\n"
+             b"g FETCH 2 (BODY.PEEK[])\r\nh FETCH 3 (BODY.PEEK[])\r\n")
+    assert b"number 1" in b"\n".join(raw.until(b"c"))
+    assert b"number 2" in b"\n".join(raw.until(b"d"))
+    assert raw.until(b"e")[-1].startswith(b"e OK")
+    assert raw.until(b"f")[-1].startswith(b"f OK")
+    assert b"number 3" in b"\n".join(raw.until(b"g"))
+    assert b"number 4" in b"\n".join(raw.until(b"h"))
+    raw.close()
+
+
 # Bad input
 
 
