@@ -51,6 +51,9 @@ INBOXES = "Inboxes"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
 _FETCH_BATCH_OCTETS = 4 * 1024 * 1024
+# Messages per store read when FETCH asks no whole bodies (the header sync):
+# a mailbox of any size is then answered in bounded memory.
+_FETCH_BATCH_MESSAGES = 2000
 _TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
 _NOT_SELECTED = {
     b"FETCH", b"STORE", b"SEARCH", b"EXPUNGE", b"CLOSE", b"UNSELECT", b"COPY", b"MOVE",
@@ -920,13 +923,18 @@ class CaptureIMAP(imap4.IMAP4Server):
         if marksSeen and "Flags" not in kinds:
             query = [*query, imap4._FetchParser.Flags()]
         store = self.factory.store
-        # Whole messages are read a few MiB at a time and written before
-        # the next read, at the pace the client reads them: a FETCH of a
-        # large mailbox never holds it in memory.  Everything else (the
-        # header fetch of a sync) is one read for the whole set.
+        # Whole messages are read a few MiB at a time, everything else (the
+        # header fetch of a sync) a few thousand messages at a time, each
+        # batch written before the next read, at the pace the client reads
+        # them: a FETCH of a large mailbox never holds it in memory.
         batches = [uids]
         if needRaw and len(uids) > 1:
             batches = fetchBatches(uids, await store.fetchMessages(uids), _FETCH_BATCH_OCTETS)
+        elif len(uids) > _FETCH_BATCH_MESSAGES:
+            batches = [
+                uids[i : i + _FETCH_BATCH_MESSAGES]
+                for i in range(0, len(uids), _FETCH_BATCH_MESSAGES)
+            ]
         if len(batches) == 1:
             options = {
                 "envelope": "Envelope" in kinds,

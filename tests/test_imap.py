@@ -495,6 +495,27 @@ def test_wholeMailboxFetchInBatches(server: CaptureServer) -> None:
     client.logout()
 
 
+def test_headerSyncOfALargeMailboxInBatches(server: CaptureServer) -> None:
+    """
+    A header FETCH of more messages than one store read takes (2,000)
+    answers every message once, in order, across the batches.
+    """
+    address = inbox()
+    client = server.smtp()
+    for n in range(2101):
+        client.sendmail("s@example.com", [address], b"Subject: sync %d\r\n\r\nx\r\n" % n)
+    client.quit()
+    reader = imaps(server, address)
+    reader.select("INBOX")
+    status, data = reader.fetch("1:*", "(UID RFC822.SIZE ENVELOPE)")
+    assert status == "OK"
+    lines = [piece if isinstance(piece, bytes) else piece[0] for piece in data]
+    assert [int(line.split()[0]) for line in lines] == list(range(1, 2102))
+    assert [re.search(rb'"sync (\d+)"', line)[1] for line in lines] == [  # type: ignore[index]
+        b"%d" % n for n in range(2101)]
+    reader.logout()
+
+
 def test_nonAsciiHeadersAndOddContentTypes(server: CaptureServer) -> None:
     """
     Raw UTF-8 and RFC 2047 headers and a Content-Type with a trailing ';'
