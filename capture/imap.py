@@ -48,6 +48,9 @@ _log = Logger()
 
 DELIMITER = "/"
 INBOXES = "Inboxes"
+# Mail clients delete by moving to Trash (Thunderbird by default): Capture's
+# Trash is always empty, and what is moved there is deleted.
+TRASH = "Trash"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
 _PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
 _FETCH_BATCH_OCTETS = 4 * 1024 * 1024
@@ -547,6 +550,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         canonical name, query, and whether it may be written.
         """
         reader = self.reader
+        if name.upper() == TRASH.upper():
+            # A mailbox no copy is in (no inbox has an empty name).
+            return TRASH, MailboxQuery("", Visibility(everything=False)), True
         if name.upper() == "INBOX":
             if reader.inbox is not None:
                 return "INBOX", await self._inboxQuery(reader.inbox), True
@@ -571,10 +577,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         """
         Every mailbox of this reader, with its LIST attributes.
         """
+        trash = (TRASH, "\\Trash \\HasNoChildren")
         if self.reader.inbox is not None:
-            return [("INBOX", "\\HasNoChildren")]
+            return [("INBOX", "\\HasNoChildren"), trash]
         names = await self._names()
-        folders = [("INBOX", "\\HasNoChildren")]
+        folders = [("INBOX", "\\HasNoChildren"), trash]
         if names:
             folders.append((INBOXES, "\\Noselect \\HasChildren"))
         else:
@@ -817,12 +824,45 @@ class CaptureIMAP(imap4.IMAP4Server):
 
     auth_APPEND = select_APPEND = _command(_append, imap4.IMAP4Server.arg_line)
 
-    def _copy(self, tag: bytes, line: bytes, uid: int = 0) -> None:
-        self.sendNegativeResponse(
-            tag, b"[CANNOT] Each copy belongs to its inbox; it cannot be copied or moved"
-        )
+    def do_COPY(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes,
+                uid: int = 0) -> None:
+        self._toTrash(tag, messages, mailbox, bool(uid), move=False)
 
-    select_COPY = select_MOVE = _command(_copy, imap4.IMAP4Server.arg_line)
+    def do_MOVE(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes,
+                uid: int = 0) -> None:
+        self._toTrash(tag, messages, mailbox, bool(uid), move=True)
+
+    def _toTrash(self, tag: bytes, messages: imap4.MessageSet, mailbox: bytes, uid: bool,
+                 move: bool) -> None:
+        """
+        Each copy belongs to its inbox, so it can go nowhere else; but a
+        client deletes by moving to Trash, and that deletes the copy (MOVE)
+        or does nothing (COPY, which a client follows with \\Deleted and
+        EXPUNGE).
+        """
+        if self._decodeName(mailbox).upper() != TRASH.upper():
+            self.sendNegativeResponse(
+                tag, b"[CANNOT] Each copy belongs to its inbox; it can only be moved to Trash, "
+                b"which deletes it"
+            )
+            return
+        view = self.view
+        assert view is not None
+        uids = self._select_set(messages, uid)
+        if not view.writable:
+            self.sendNegativeResponse(tag, b"[READ-ONLY] This mailbox is read-only")
+            return
+        if not move:
+            self.sendPositiveResponse(tag, b"COPY completed (Trash keeps nothing)")
+            return
+        self._run(tag, self._moveToTrash(tag, view, uids))
+
+    async def _moveToTrash(self, tag: bytes, view: _View, uids: list[int]) -> None:
+        gone = await self.factory.store.deleteCopies(uids)
+        for u in sorted(gone, reverse=True):
+            if u in view.flags:
+                self.sendUntaggedResponse(b"%d EXPUNGE" % view.remove(u))
+        self.sendPositiveResponse(tag, b"MOVE completed")
 
     def do_SUBSCRIBE(self, tag: bytes, name: bytes) -> None:
         # Every folder is always subscribed (LSUB lists what LIST lists).
@@ -901,6 +941,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._run(tag, self._fetch(tag, uids, query, bool(uid)))
 
     select_FETCH = _command(do_FETCH, arg_seqset, arg_fetchatt)
+    # Here, after arg_seqset: COPY and MOVE are above, with the refused changes.
+    select_COPY = _command(do_COPY, arg_seqset, arg_astring)
+    select_MOVE = _command(do_MOVE, arg_seqset, arg_astring)
 
     async def _fetch(self, tag: bytes, uids: list[int], query: list[Any], uid: bool) -> None:
         view = self.view

@@ -230,18 +230,20 @@ def test_imapsAccountAndAddressLogins(server: CaptureServer) -> None:
     listed = client.list()[1]
     assert listed == [
         b'(\\HasNoChildren) "/" "INBOX"',
+        b'(\\Trash \\HasNoChildren) "/" "Trash"',
         b'(\\Noselect \\HasChildren) "/" "Inboxes"',
         b'(\\HasNoChildren) "/" "Inboxes/' + address.encode() + b'"',
     ]
     assert client.lsub()[1] == listed
-    assert client.list('""', "Inboxes/%")[1] == listed[2:]
+    assert client.list('""', "Inboxes/%")[1] == listed[3:]
     assert client.select(f'"Inboxes/{address}"') == ("OK", [b"1"])
     client.logout()
 
     client = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"],
                                ssl_context=server.tlsContext(), timeout=30)
     assert client.authenticate("PLAIN", lambda _: f"\0{address}\0{key}".encode())[0] == "OK"
-    assert client.list()[1] == [b'(\\HasNoChildren) "/" "INBOX"']
+    assert client.list()[1] == [b'(\\HasNoChildren) "/" "INBOX"',
+                                b'(\\Trash \\HasNoChildren) "/" "Trash"']
     assert client.select("INBOX") == ("OK", [b"1"])
     client.logout()
 
@@ -915,10 +917,34 @@ def test_refusedChangesAnswerNo(server: CaptureServer) -> None:
     raw = Raw(server, login=False)
     raw.command(b"a LOGIN " + address.encode() + b" " + (server.key or "").encode())
     raw.command(b"b SELECT INBOX")
-    cannot = b"NO [CANNOT] Each copy belongs to its inbox; it cannot be copied or moved"
+    cannot = (b"NO [CANNOT] Each copy belongs to its inbox; it can only be moved to Trash, "
+              b"which deletes it")
     assert raw.command(b"c COPY 1 INBOX") == b"c " + cannot
     assert raw.command(b"d MOVE 1 INBOX") == b"d " + cannot
     raw.close()
+    _stillServes(server)
+
+
+def test_deleteByMovingToTrash(server: CaptureServer) -> None:
+    """
+    Thunderbird deletes by moving to Trash: MOVE (and UID MOVE) to Trash
+    deletes the copies (EXPUNGE answered, gone from the API too); COPY to
+    Trash changes nothing; Trash itself is always empty.
+    """
+    address = inbox()
+    ids = [send(server, address, b"Subject: trash %d\r\n\r\nx\r\n" % n) + "-0" for n in range(4)]
+    client = imaps(server, address)
+    client.select("INBOX")
+    assert client.copy("1", "Trash")[0] == "OK"
+    typ, data = client._simple_command("MOVE", "2", "Trash")  # type: ignore[attr-defined]
+    assert typ == "OK"
+    assert client.response("EXPUNGE")[1] == [b"2"]
+    uid = client.fetch("2", "(UID)")[1][0].split()[-1].rstrip(b")")
+    assert client.uid("MOVE", uid.decode(), '"Trash"')[0] == "OK"
+    assert client.select("Trash") == ("OK", [b"0"])
+    client.logout()
+    listed = callJSON(server, "GET", f"/api/addresses/{address}/messages")[1]
+    assert [m["_id"] for m in listed] == [ids[3], ids[0]]
     _stillServes(server)
 
 
