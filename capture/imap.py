@@ -30,7 +30,6 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
 from twisted.internet.interfaces import IPushProducer
-from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
@@ -41,6 +40,7 @@ from capture.auth import IMailboxReader, LoginThrottle
 from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
 from capture.imapsearch import SearchError, parseSearch
 from capture.metrics import Metrics
+from capture.sessions import SessionFactory
 from capture.store.interface import IStore
 from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery
 
@@ -1252,13 +1252,17 @@ def _mailboxName(name: str) -> bytes:
     return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
 
 
-class IMAPFactory(ServerFactory):
+class IMAPFactory(SessionFactory):
     """
     Build IMAP sessions for one listener; every listener shares the store,
     the portal, the login throttle and the metrics.
+
+    @ivar hub: New and deleted copies, to the sessions that selected their
+        inbox.
     """
 
-    noisy = False
+    protocolName = "imap"
+    refusal = b"* BYE Too many connections, try again later"
 
     def __init__(
         self,
@@ -1269,38 +1273,8 @@ class IMAPFactory(ServerFactory):
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.store = store
-        self.portal = portal
-        self.settings = settings
-        self.tlsOptions = tlsOptions
-        if throttle is None:
-            from twisted.internet import reactor
-
-            throttle = LoginThrottle(reactor)
-        self.throttle = throttle
-        self.metrics = metrics if metrics is not None else Metrics()
+        super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
         self.hub = _Hub(store)
-        self.connections = 0
 
-    def buildProtocol(self, addr: Any) -> Any:
-        if self.connections >= self.settings.maxConnections:
-            return _Refuse()
-        self.connections += 1
-        self.metrics.sessionOpened("imap")
+    def buildSession(self) -> CaptureIMAP:
         return CaptureIMAP(self)
-
-    def connectionClosed(self) -> None:
-        self.connections -= 1
-        self.metrics.sessionClosed("imap")
-
-
-class _Refuse(Protocol):
-    """
-    Say BYE and hang up: the listener has too many connections.
-    """
-
-    transport: Any
-
-    def connectionMade(self) -> None:
-        self.transport.write(b"* BYE Too many connections, try again later\r\n")
-        self.transport.loseConnection()

@@ -39,7 +39,6 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.interfaces import IPushProducer, ISSLTransport, ITLSTransport
-from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.mail import pop3
@@ -47,8 +46,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.access import Action, permits, visibility
-from capture.auth import IMailboxReader, LoginThrottle, MailboxReader
-from capture.metrics import Metrics
+from capture.auth import IMailboxReader, MailboxReader
+from capture.sessions import SessionFactory
 from capture.store.interface import IStore
 from capture.store.model import MailboxEntry, NotFound
 
@@ -572,7 +571,7 @@ class CapturePOP3(pop3.POP3):
         self.transport.loseConnection()
 
 
-class POP3Factory(ServerFactory):
+class POP3Factory(SessionFactory):
     """
     Builds L{CapturePOP3} sessions for one listener (POP3 with STLS, or
     POP3S: a session tells from its transport).
@@ -580,50 +579,10 @@ class POP3Factory(ServerFactory):
     @ivar metrics: Counted as C{protocol="pop3"} for both.
     """
 
-    noisy = False
+    protocolName = "pop3"
+    refusal = b"-ERR [SYS/TEMP] Too many connections, try again later"
 
-    def __init__(
-        self,
-        store: IStore,
-        portal: Portal,
-        settings: POP3Settings,
-        tlsOptions: Any = None,
-        throttle: LoginThrottle | None = None,
-        metrics: Metrics | None = None,
-        clock: Any = None,
-    ) -> None:
-        if clock is None:
-            from twisted.internet import reactor as clock
-        self.store = store
-        self.portal = portal
-        self.settings = settings
-        self.tlsOptions = tlsOptions
-        self.clock = clock
-        self.throttle = throttle if throttle is not None else LoginThrottle(clock)
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.connections = 0
-
-    def buildProtocol(self, addr: Any) -> CapturePOP3 | _Refuse:  # type: ignore[override]
-        if self.connections >= self.settings.maxConnections:
-            return _Refuse()
-        self.connections += 1
-        self.metrics.sessionOpened("pop3")
+    def buildSession(self) -> CapturePOP3:
         p = CapturePOP3(self.store, self.portal, self.settings, self.tlsOptions)
         p.factory = self
         return p
-
-    def connectionClosed(self) -> None:
-        self.connections -= 1
-        self.metrics.sessionClosed("pop3")
-
-
-class _Refuse(Protocol):
-    """
-    Answer C{-ERR} and hang up: the listener has too many connections.
-    """
-
-    transport: Any
-
-    def connectionMade(self) -> None:
-        self.transport.write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n")
-        self.transport.loseConnection()

@@ -41,7 +41,6 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
-from twisted.internet.protocol import Protocol, ServerFactory
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.mail._cred import LOGINCredentials, PLAINCredentials
@@ -54,6 +53,7 @@ from capture.auth import ISubmitter, LoginThrottle
 from capture.ids import newQueueId
 from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
+from capture.sessions import SessionFactory
 from capture.store.interface import IStore
 from capture.store.model import Envelope, Recipient, StoreFull
 
@@ -871,7 +871,7 @@ class CaptureSMTP(ESMTP):
             self.sendCode(451, b"4.3.0 Temporary storage failure, try again later")
 
 
-class SMTPFactory(ServerFactory):
+class SMTPFactory(SessionFactory):
     """
     Builds L{CaptureSMTP} sessions for one listener; a session finds out
     from its transport whether it is TLS from the first byte (SMTPS).
@@ -879,10 +879,12 @@ class SMTPFactory(ServerFactory):
     @ivar metrics: The process's L{Metrics}, shared by every listener
         (sessions, replies, failed logins and captured messages are counted
         there, as C{protocol="smtp"} for SMTP and SMTPS alike).
+    @ivar budget: The process's L{IngestBudget}.
     """
 
     protocol = CaptureSMTP  # type: ignore[assignment]
-    noisy = False
+    protocolName = "smtp"
+    refusal = b"421 4.7.0 Too many connections, try again later"
 
     def __init__(
         self,
@@ -894,41 +896,11 @@ class SMTPFactory(ServerFactory):
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
     ) -> None:
-        self.store = store
-        self.portal = portal
-        self.settings = settings
-        self.tlsOptions = tlsOptions
+        super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
         self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
-        if throttle is None:
-            from twisted.internet import reactor
 
-            throttle = LoginThrottle(reactor)
-        self.throttle = throttle
-        self.metrics = metrics if metrics is not None else Metrics()
-        self.connections = 0
-
-    def buildProtocol(self, addr: Any) -> CaptureSMTP | _Refuse:  # type: ignore[override]
-        if self.connections >= self.settings.maxConnections:
-            return _Refuse()
-        self.connections += 1
-        self.metrics.sessionOpened("smtp")
+    def buildSession(self) -> CaptureSMTP:
         p = CaptureSMTP(self.store, self.settings, self.tlsOptions)
         p.factory = self
         p.portal = self.portal
         return p
-
-    def connectionClosed(self) -> None:
-        self.connections -= 1
-        self.metrics.sessionClosed("smtp")
-
-
-class _Refuse(Protocol):
-    """
-    Answer C{421} and hang up: the listener has too many connections.
-    """
-
-    transport: Any
-
-    def connectionMade(self) -> None:
-        self.transport.write(b"421 4.7.0 Too many connections, try again later\r\n")
-        self.transport.loseConnection()

@@ -497,11 +497,15 @@ def test_wholeMailboxFetchInBatches(server: CaptureServer) -> None:
     client.logout()
 
 
-def test_headerSyncOfALargeMailboxInBatches(server: CaptureServer) -> None:
+@pytest.mark.serverOptions("--public-inbox-limit", "0")
+def test_headerSyncOfALargeMailboxInBatches(freshServer: CaptureServer) -> None:
     """
     A header FETCH of more messages than one store read takes (2,000)
-    answers every message once, in order, across the batches.
+    answers every message once, in order, across the batches.  (Its own
+    server: on the shared one, retention would trim this public inbox to
+    500 meanwhile.)
     """
+    server = freshServer
     address = inbox()
     client = server.smtp()
     for n in range(2101):
