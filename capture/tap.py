@@ -601,6 +601,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             mailSettings=mailSettings,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
+        metrics.gauge("capture_live_listeners", "Clients waiting for new mail over HTTP (waits, "
+                      "event streams, websockets), once per inbox, domain or account each "
+                      "listens to.", api.liveListeners)
         site = MeteredSite(
             api.app.resource(), metrics, accessLog=bool(options["access-log"]),
             requestFactory=BoundedRequest,

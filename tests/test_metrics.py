@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -175,6 +176,27 @@ def test_accessLog(freshServer: CaptureServer) -> None:
     """
     assert call(freshServer, "GET", "/livez?access-log-marker")[0] == 200
     assert '"GET /livez?access-log-marker HTTP/1.1" 200' in freshServer.log()
+
+
+def test_liveListenersGauge(freshServer: CaptureServer) -> None:
+    """
+    A client following an inbox's event stream shows in
+    C{capture_live_listeners} while it listens, and leaves it when it goes.
+    """
+    assert value(scrape(freshServer), "capture_live_listeners") == 0
+    stream = socket.create_connection(("127.0.0.1", freshServer.ports["http"]), timeout=10)
+    stream.sendall(b"GET /api/addresses/" + inbox().encode() + b"/events HTTP/1.1\r\n"
+                   b"Host: x\r\n\r\n")
+    received = b""
+    while b": listening" not in received:
+        received += stream.recv(4096)
+    assert value(scrape(freshServer), "capture_live_listeners") == 1
+    stream.close()
+    for _ in range(200):
+        if value(scrape(freshServer), "capture_live_listeners") == 0:
+            break
+        time.sleep(0.01)
+    assert value(scrape(freshServer), "capture_live_listeners") == 0
 
 
 def test_readyOnRunningServer(server: CaptureServer) -> None:

@@ -1190,6 +1190,12 @@ class MailsacAPI:
 
     # Live events
 
+    def liveListeners(self) -> int:
+        """
+        How many listeners wait for new mail (for C{/metrics}).
+        """
+        return self._live.listeners()
+
     @app.route("/api/addresses/<email>/messages/wait", methods=["GET"])
     async def waitForMessage(self, request: IRequest, email: str) -> bytes:
         """
