@@ -421,10 +421,11 @@ def test_websocketSkipsUnreadableCopies(server: CaptureServer) -> None:
 
 
 @contextmanager
-def _events(server: CaptureServer, path: str) -> Iterator[http.client.HTTPResponse]:
+def _events(server: CaptureServer, path: str,
+            headers: dict[str, str] | None = None) -> Iterator[http.client.HTTPResponse]:
     connection = http.client.HTTPConnection("127.0.0.1", server.ports["http"], timeout=30)
     try:
-        connection.request("GET", path)
+        connection.request("GET", path, headers=headers or {})
         yield connection.getresponse()
     finally:
         connection.close()
@@ -475,6 +476,48 @@ def test_serverSentEvents(freshServer: CaptureServer) -> None:
             lines = _nextEvent(unified)
         assert lines[:2] == ["event: message", f"id: {ownedId}-0"]
         assert _nextEvent(one) == [": heartbeat"]
+    _stillServes(server)
+
+
+def _nextMessage(response: http.client.HTTPResponse) -> list[str]:
+    """
+    The next C{event: message}, past at most two comments (heartbeats
+    come every 15 s: a message that never comes fails the test).
+    """
+    for _ in range(3):
+        lines = _nextEvent(response)
+        if not lines[0].startswith(":"):
+            return lines
+    raise AssertionError("no message came")
+
+
+def test_serverSentEventsReplayAfterReconnect(server: CaptureServer) -> None:
+    """
+    A client that comes back with C{Last-Event-ID} first gets what came
+    while it was away, oldest first and once each, then new mail; an id of
+    another inbox or an unknown one replays nothing.
+    """
+    address = inbox()
+    path = f"/api/addresses/{address}/events"
+    with _events(server, path) as stream:
+        assert _nextEvent(stream) == [": listening"]
+        first = send(server, address, b"Subject: seen\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(stream)[1] == f"id: {first}"
+    missed = [send(server, address, b"Subject: missed %d\r\n\r\nx\r\n" % n) + "-0"
+              for n in range(3)]
+    with _events(server, path, {"Last-Event-ID": first}) as stream:
+        assert _nextEvent(stream) == [": listening"]
+        assert [_nextMessage(stream)[1] for _ in missed] == [f"id: {m}" for m in missed]
+        new = send(server, address, b"Subject: new\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(stream)[1] == f"id: {new}"
+    other = send(server, inbox(), b"Subject: elsewhere\r\n\r\nx\r\n") + "-0"
+    latest = new
+    for lastId in (other, "nonsense", "latest"):
+        with _events(server, path, {"Last-Event-ID": latest if lastId == "latest" else lastId}
+                     ) as stream:
+            assert _nextEvent(stream) == [": listening"]
+            latest = send(server, address, b"Subject: later\r\n\r\nx\r\n") + "-0"
+            assert _nextMessage(stream)[1] == f"id: {latest}"
     _stillServes(server)
 
 

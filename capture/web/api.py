@@ -238,6 +238,9 @@ class MailsacAPI:
     # An empty segment ("//", or an encoded slash on its own) must not be
     # merged away with a redirect to a different route: it is a 404.
     app.url_map.merge_slashes = False
+    # Messages an inbox's event stream sends again to a client that comes
+    # back with Last-Event-ID, at most.
+    sseReplay = 100
     # Seconds between the comment lines that keep an idle event stream
     # (and the proxies on its way) open.
     sseHeartbeat = 15.0
@@ -1257,10 +1260,17 @@ class MailsacAPI:
     async def inboxEvents(self, request: IRequest, email: str) -> bytes:
         """
         Server-Sent Events of one inbox's new mail (the access rule of M1).
+        A reconnecting C{EventSource} sends the last id it saw
+        (C{Last-Event-ID}): what came meanwhile is sent first, oldest first
+        (at most L{sseReplay} messages).
         """
         inbox = self._inbox(email)
-        _, viewer = await self._listingViewer(request, inbox)
-        return await self._events(request, viewer, [inbox])
+        visible, viewer = await self._listingViewer(request, inbox)
+        lastId = request.getHeader(b"last-event-id")
+        replay = None
+        if lastId:
+            replay = (inbox, visible, lastId.decode("latin-1").strip())
+        return await self._events(request, viewer, [inbox], replay=replay)
 
     @app.route("/api/inbox/events", methods=["GET"])
     async def unifiedInboxEvents(self, request: IRequest) -> bytes:
@@ -1271,7 +1281,8 @@ class MailsacAPI:
         return await self._events(request, viewer, [], unified=True)
 
     async def _events(
-        self, request: IRequest, viewer: str | None, inboxes: list[str], unified: bool = False
+        self, request: IRequest, viewer: str | None, inboxes: list[str], unified: bool = False,
+        replay: tuple[str, Visibility, str] | None = None,
     ) -> bytes:
         """
         Stream the viewer's new mail in C{inboxes} (or its unified inbox) as
@@ -1291,7 +1302,17 @@ class MailsacAPI:
             if backlog.admit(len(data)):
                 request.write(data)
 
-        listener = Listener(viewer, lambda copy, _: write(sseEvent(copy)), unified=unified)
+        # While the missed mail is replayed, new mail waits here, so the
+        # stream stays in order and sends nothing twice.
+        held: list[Copy] | None = [] if replay is not None else None
+
+        def deliver(copy: Copy, _: Any) -> None:
+            if held is not None:
+                held.append(copy)
+            else:
+                write(sseEvent(copy))
+
+        listener = Listener(viewer, deliver, unified=unified)
         stop = self._live.listen(listener, inboxes)
         heartbeat = LoopingCall(write, b": heartbeat\n\n")
         heartbeat.clock = reactor
@@ -1299,6 +1320,15 @@ class MailsacAPI:
             # The first line sends the headers: the client knows it is
             # listening before any mail comes.
             write(b": listening\n\n")
+            if replay is not None:
+                sent = 0
+                for copy in await self._missed(*replay):
+                    write(sseEvent(copy))
+                    sent = copy.uid
+                for copy in held or ():
+                    if copy.uid > sent:
+                        write(sseEvent(copy))
+                held = None
             heartbeat.start(self.sseHeartbeat, now=False)
             await defer.Deferred()
         finally:
@@ -1309,6 +1339,20 @@ class MailsacAPI:
                 request.unregisterProducer()  # type: ignore[attr-defined]
         return b""
 
+
+    async def _missed(self, inbox: str, visible: Visibility, lastId: str) -> list[Copy]:
+        """
+        The copies of C{inbox} the viewer may list that came after copy
+        C{lastId}, oldest first; none when that id is not of this inbox.
+        """
+        try:
+            last = await self._store.getCopy(lastId)
+        except NotFound:
+            return []
+        if last.inbox != inbox:
+            return []
+        newest = await self._store.listInbox(inbox, visible, limit=self.sseReplay)
+        return [c for c in reversed(newest) if c.uid > last.uid]
 
     # Mail client autoconfig
 

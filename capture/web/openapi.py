@@ -872,8 +872,13 @@ def _livePaths() -> Json:
         "/api/addresses/{email}/events": {
             "get": _operation(
                 "inboxEvents", "An inbox's new messages as Server-Sent Events",
-                keyInQuery + _PUBLIC_READ, "Live", events, [_P("email")], _KEY_OR_NONE,
-                extension=True),
+                keyInQuery + "A client that reconnects with `Last-Event-ID` (as "
+                "`EventSource` does) first gets the messages that came after that id, "
+                "oldest first, at most 100. " + _PUBLIC_READ, "Live", events,
+                [_P("email"), {"name": "Last-Event-ID", "in": "header", "required": False,
+                               "description": "The last copy `_id` the client saw.",
+                               "schema": {"type": "string"}}],
+                _KEY_OR_NONE, extension=True),
         },
         "/api/inbox/events": {
             "get": _operation(
