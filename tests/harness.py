@@ -194,15 +194,14 @@ class CaptureServer:
         )
 
 
-class RawClient:
+class LineSocket:
     """
-    A plain socket speaking SMTP byte by byte, for what smtplib will not send.
+    A socket read line by line (CRLF), the base of the raw protocol clients
+    tests use for replies checked byte for byte.
     """
 
-    def __init__(self, port: int, timeout: float = 10.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = b""
-        self.greeting = self.reply()
+    sock: socket.socket
+    buffer = b""
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -215,6 +214,17 @@ class RawClient:
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\r\n", 1)
         return line
+
+
+class RawClient(LineSocket):
+    """
+    A plain socket speaking SMTP byte by byte, for what smtplib will not send.
+    """
+
+    def __init__(self, port: int, timeout: float = 10.0) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buffer = b""
+        self.greeting = self.reply()
 
     def reply(self) -> bytes:
         """

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from imapclient import IMAPClient
 
-from tests.harness import CaptureServer
+from tests.harness import CaptureServer, LineSocket
 from tests.test_api import call, callJSON, inbox, send
 
 MULTIPART = (
@@ -112,7 +112,7 @@ def fetchOne(client: imaplib.IMAP4, what: str, message: str = "1") -> dict[bytes
     return {"text": joined, **found}  # type: ignore[dict-item]
 
 
-class Raw:
+class Raw(LineSocket):
     """
     A line-level IMAP client over TLS, for inputs real clients never send.
     """
@@ -126,17 +126,6 @@ class Raw:
             assert self.command(b"a LOGIN " + server.account.encode() + b" " +
                                 (server.key or "").encode()).startswith(b"a OK")
 
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError("closed")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
 
     def until(self, tag: bytes) -> list[bytes]:
         lines = []

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import CaptureServer
+from tests.harness import CaptureServer, LineSocket
 from tests.test_api import call, callJSON, send
 
 
@@ -40,7 +40,7 @@ def _pop(server: CaptureServer, user: str, key: str | None = None) -> poplib.POP
     return client
 
 
-class Raw:
+class Raw(LineSocket):
     """
     A plain socket speaking POP3, for replies checked byte for byte.
     """
@@ -49,15 +49,6 @@ class Raw:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         self.buffer = b""
         self.greeting = self.line()
-
-    def line(self) -> bytes:
-        while b"\r\n" not in self.buffer:
-            chunk = self.sock.recv(65536)
-            if not chunk:
-                raise ConnectionError(f"closed; buffered {self.buffer!r}")
-            self.buffer += chunk
-        line, self.buffer = self.buffer.split(b"\r\n", 1)
-        return line
 
     def multi(self) -> bytes:
         """
