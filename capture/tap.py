@@ -39,7 +39,10 @@ from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.autoconfig import MailSettings
+from capture.web.pages import WebPages
+from capture.web.root import Root
 from capture.web.site import MeteredSite
+from capture.web.websession import WebSessions, loadSecret
 from capture.webhooks import WebhookDispatcher
 
 _log = Logger()
@@ -592,6 +595,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     }
     mailSettings = MailSettings(options["hostname"], mailPorts)
     if not _isOff(options["http"]):
+        sessions = WebSessions(loadSecret(options["data"]))
         api = MailsacAPI(
             store,
             publicReadable=not options["require-key"],
@@ -599,13 +603,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             readiness=readiness,
             webhooks=webhooks,
             mailSettings=mailSettings,
+            sessions=sessions,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
         metrics.gauge("capture_live_listeners", "Clients waiting for new mail over HTTP (waits, "
                       "event streams, websockets), once per inbox, domain or account each "
                       "listens to.", api.liveListeners)
+        webPages = WebPages(
+            store,
+            sessions,
+            throttle,
+            mailSettings=mailSettings,
+            publicReadable=not options["require-key"],
+        )
         site = MeteredSite(
-            api.app.resource(), metrics, accessLog=bool(options["access-log"]),
+            Root(webPages.app.resource(), api.app.resource()), metrics, accessLog=bool(options["access-log"]),
             requestFactory=BoundedRequest,
         )
         listeners.append(

@@ -49,6 +49,7 @@ from capture.web.live import (
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
 from capture.web.responses import ApiError, jsonBody, jsonText, textBody
+from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
@@ -255,8 +256,14 @@ class MailsacAPI:
         readiness: Readiness | None = None,
         webhooks: WebhookDispatcher | None = None,
         mailSettings: MailSettings | None = None,
+        sessions: WebSessions | None = None,
     ) -> None:
+        """
+        @param sessions: The web pages' sessions, whose cookie the API
+            takes in place of a key for reading.
+        """
         self._store = store
+        self._sessions = sessions
         self._mailSettings = mailSettings
         self.publicReadable = publicReadable
         self.metrics = metrics
@@ -300,8 +307,19 @@ class MailsacAPI:
         """
         key = _requestKey(request)
         if key is None:
-            return None
+            return await self._sessionViewer(request)
         return self._keyed(await self._store.accountForKey(key))
+
+    async def _sessionViewer(self, request: IRequest) -> str | None:
+        """
+        The account signed in to the web pages, for a request without a
+        key: the pages' scripts read (never change) through the API with
+        the session cookie.  Changes need a key, so a page of another site
+        cannot make one with the cookie.
+        """
+        if self._sessions is None or request.method not in (b"GET", b"HEAD"):
+            return None
+        return await self._sessions.signedIn(request, self._store)
 
     def _keyed(self, account: str | None) -> str:
         """
@@ -388,7 +406,8 @@ class MailsacAPI:
         """
         key = _requestKey(request)
         if key is None:
-            viewer, owner = None, await self._store.inboxOwner(inbox)
+            viewer = await self._sessionViewer(request)
+            owner = await self._store.inboxOwner(inbox)
         else:
             # One read for both: listings are the hottest route.
             account, owner = await self._store.accountAndOwner(key, inbox)

@@ -1,0 +1,15 @@
+# -*- test-case-name: tests.test_pages -*-
+"""
+The web pages: one object carrying every page mixin's routes (all
+declared on L{capture.web.pagebase.pages}).
+"""
+
+from __future__ import annotations
+
+from capture.web.homepage import HomePages
+
+
+class WebPages(HomePages):
+    """
+    Every page of the site, on one store, session signer and throttle.
+    """
