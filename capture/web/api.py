@@ -10,7 +10,6 @@ L{capture.access} decide, as every other protocol does.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import html
 import json
@@ -33,7 +32,7 @@ from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox, isAddress, isDomain
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
-from capture.mime import Part, decodeBody, findPart
+from capture.mime import Part, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
 from capture.web.autoconfig import MailSettings
@@ -48,18 +47,17 @@ from capture.web.live import (
 )
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
+from capture.web.parts import attachmentData, inlineImages, plainText, safeFilename
 from capture.web.responses import ApiError, jsonBody, jsonText, textBody
 from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
-_TAG_RE = re.compile(r"<[^>]*>")
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
 _BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
-_SAFE_FILENAME_RE = re.compile(r'[^A-Za-z0-9._ -]')
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
@@ -213,16 +211,6 @@ class BoundedRequest(Request):
             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
         )
         transport.loseConnection()
-
-
-def _plainText(htmlText: str) -> str:
-    """
-    A simple plain-text rendering of an HTML-only message, as Mailsac's
-    C{/text} makes one.
-    """
-    text = re.sub(r"(?is)<(script|style)\b.*?</\1\s*>", "", htmlText)
-    text = re.sub(r"(?i)<br\s*/?>|</p\s*>|</div\s*>|</li\s*>|</tr\s*>", "\n", text)
-    return html.unescape(_TAG_RE.sub("", text)).strip() + "\n"
 
 
 class MailsacAPI:
@@ -527,7 +515,7 @@ class MailsacAPI:
         if bodies.text is not None:
             text = bodies.text
         elif bodies.html is not None:
-            text = _plainText(bodies.html)
+            text = plainText(bodies.html)
         else:
             text = ""
         download = f"{copy.id}.txt" if _query(request, b"download") else None
@@ -939,23 +927,7 @@ class MailsacAPI:
         """
         copy, _ = await self._copy(request, email, messageId)
         original, bodies = await self._html(copy)
-        inline = [a for a in copy.message.attachments if a.contentId]
-        if inline and "cid:" in original:
-            structure = Part.fromJSON(bodies.structure)
-            raw = await self._store.getRaw(copy)
-            for attachment in inline:
-                part = findPart(structure, attachment.part)
-                if part is None:
-                    continue
-                data = decodeBody(raw[part.bodyStart : part.end], part.encoding)
-                uri = f"data:{attachment.contentType};base64,{base64.b64encode(data).decode()}"
-                cid = (attachment.contentId or "").strip("<>")
-                original = re.sub(
-                    r"cid:" + re.escape(cid) + r"(?=[\"')\s>])",
-                    lambda match, uri=uri: uri,  # type: ignore[misc]
-                    original,
-                    flags=re.IGNORECASE,
-                )
+        original = await inlineImages(self._store, copy, original, bodies)
         download = f"{copy.id}.html" if _query(request, b"download") else None
         return textBody(request, original, b"text/html; charset=utf-8", download)
 
@@ -1000,13 +972,10 @@ class MailsacAPI:
                 break
         else:
             raise ApiError(404, "Attachment not found.")
-        structure = Part.fromJSON((await self._store.getBodies(copy)).structure)
-        part = findPart(structure, attachment.part)
-        if part is None:
+        data = await attachmentData(self._store, copy, attachment)
+        if data is None:
             raise ApiError(404, "Attachment not found.")
-        raw = await self._store.getRaw(copy)
-        data = decodeBody(raw[part.bodyStart : part.end], part.encoding)
-        name = _SAFE_FILENAME_RE.sub("_", attachment.filename or attachment.md5)
+        name = safeFilename(attachment)
         return textBody(request, data, attachment.contentType.encode("ascii", "replace"), name)
 
     @app.route("/api/inbox", methods=["GET"])
