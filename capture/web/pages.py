@@ -7,9 +7,10 @@ declared on L{capture.web.pagebase.pages}).
 from __future__ import annotations
 
 from capture.web.homepage import HomePages
+from capture.web.messagepages import MessagePages
 
 
-class WebPages(HomePages):
+class WebPages(HomePages, MessagePages):
     """
     Every page of the site, on one store, session signer and throttle.
     """
