@@ -148,9 +148,10 @@ def test_messagePage(server: CaptureServer) -> None:
             'referrerpolicy="no-referrer" id="message-frame"></iframe>') in main
     # Its link opens from the frame only with remote content allowed.
     assert "Remote content is blocked." in main
-    assert ('<a href="https://app.example.com/reset?token=abc123&amp;x=1" target="_blank" '
-            'rel="noopener noreferrer">https://app.example.com/reset?token=abc123&amp;x=1</a>'
-            ) in main
+    # The link of both bodies, once.
+    assert ('<h2 id="links-heading">Links (1)</h2><ol><li><a href="https://app.example.com/'
+            'reset?token=abc123&amp;x=1" target="_blank" rel="noopener noreferrer">'
+            'https://app.example.com/reset?token=abc123&amp;x=1</a></li></ol>') in main
     for index, name in ((1, "report \u00e9.csv"), (2, "dot.png"), (3, "page.html")):
         assert f'/attachments/{index}" download="" class="name">{name}</a>' in main
     assert f'<img src="/inbox/{inbox}/{messageId}/attachments/2?inline=1"' in main
@@ -263,6 +264,8 @@ def test_hostileHTMLRemoteAllowed(server: CaptureServer) -> None:
     main = mainContent(page1).decode()
     assert "Remote content is blocked." in main
     assert '<a href="?view=html&amp;remote=1" id="load-remote"' in main
+    # Image, style and form URLs are not links to follow.
+    assert "Links (" not in main
     _, _, page2 = WebClient(server).get(page(inbox, messageId) + "?view=html&remote=1")
     main = mainContent(page2).decode()
     assert "Remote content is shown." in main

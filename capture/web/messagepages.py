@@ -27,7 +27,7 @@ from capture.web.homepage import inboxPath
 from capture.web.pagebase import PageBase, PageError, csrfField, notFound, pages, securityHeaders
 from capture.web.parts import attachmentData, inlineImages, plainText, safeFilename
 from capture.web.responses import ApiError, jsonBody
-from capture.web.safehtml import bodyPolicy, clean
+from capture.web.safehtml import SafeHTML, bodyPolicy, clean
 
 # Attachment types shown inline (thumbnails, or opened in the browser):
 # raster images only, which run nothing; everything else is a download.
@@ -158,14 +158,15 @@ class MessagePages(PageBase):
         if view not in _VIEWS or (view == "html" and bodies.html is None):
             view = "html" if bodies.html is not None else "text"
         remote = _query(request, b"remote") == "1"
+        safe = clean(bodies.html) if bodies.html is not None else None
         csrf = self._sessions.csrfToken(request)
         base = messagePath(copy.inbox, copy.id)
         content = tags.article(
             tags.p(tags.a("← ", copy.inbox, href=inboxPath(copy.inbox), class_="back",
                           **{"aria-keyshortcuts": "u"}), class_="crumbs"),
             self._head(copy, viewer, csrf, base),
-            self._tabs(copy, bodies, raw, view, remote, base),
-            self._links(copy),
+            self._tabs(copy, bodies, safe, raw, view, remote, base),
+            self._links(copy, bodies, safe),
             self._attachments(copy, base),
             class_="message",
             **{"aria-labelledby": "message-subject", "data-inbox": inboxPath(copy.inbox),
@@ -219,11 +220,11 @@ class MessagePages(PageBase):
             class_="message-head",
         )
 
-    def _tabs(self, copy: Copy, bodies: Bodies, raw: bytes, view: str, remote: bool,
-              base: str) -> list[Tag]:
+    def _tabs(self, copy: Copy, bodies: Bodies, safe: SafeHTML | None, raw: bytes, view: str,
+              remote: bool, base: str) -> list[Tag]:
         panels: list[tuple[str, str, Any]] = []
         if bodies.html is not None:
-            blocked = not remote and clean(bodies.html).remoteBlocked
+            blocked = not remote and safe is not None and safe.remoteBlocked
             panels.append(("html", "HTML", self._htmlPanel(base, remote, blocked)))
         if bodies.text is not None:
             text = bodies.text
@@ -289,8 +290,20 @@ class MessagePages(PageBase):
         )
         return [notice, tags.div(frame, class_="frame")]
 
-    def _links(self, copy: Copy) -> Tag | str:
-        links = [u for u in copy.message.links if u.lower().startswith(("http://", "https://"))]
+    def _links(self, copy: Copy, bodies: Bodies, safe: SafeHTML | None) -> Tag | str:
+        """
+        The links a reader follows (the password-reset case): those of the
+        text body, then the targets of the HTML body's links, each once,
+        http(s) only.  Not every URL in the HTML (images, styles) as the
+        API's C{links} has.
+        """
+        found: dict[str, None] = {}
+        for link in copy.message.links:
+            if safe is None or (bodies.text is not None and link in bodies.text):
+                found.setdefault(link, None)
+        for link in safe.links if safe is not None else ():
+            found.setdefault(link, None)
+        links = [u for u in found if u.lower().startswith(("http://", "https://"))]
         if not links:
             return ""
         return tags.section(

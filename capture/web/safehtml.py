@@ -78,10 +78,13 @@ class SafeHTML:
     @ivar remoteBlocked: Whether remote content was held back, or links
         that only open once it is allowed (the page then offers to load
         it).
+    @ivar links: The http(s) targets of the document's links, in order,
+        each once.
     """
 
     html: str
     remoteBlocked: bool
+    links: tuple[str, ...] = ()
 
 
 def bodyPolicy(remote: bool) -> bytes:
@@ -123,6 +126,7 @@ def clean(source: str, remote: bool = False) -> SafeHTML:
         then allows them).
     """
     blocked = False
+    links: dict[str, None] = {}
 
     def attribute(tag: str, name: str, value: str) -> str | None:
         nonlocal blocked
@@ -137,6 +141,7 @@ def clean(source: str, remote: bool = False) -> SafeHTML:
                 # A link opens only once popups are allowed, with remote
                 # content.
                 blocked = True
+                links.setdefault(value.strip(), None)
                 return value
             return value if value.lower().startswith("mailto:") else None
         if tag == "img" and name == "src":
@@ -179,4 +184,4 @@ def clean(source: str, remote: bool = False) -> SafeHTML:
         "overflow-wrap:anywhere}img{max-width:100%;height:auto}</style>"
         f"</head><body>{cleaned}</body></html>"
     )
-    return SafeHTML(document, blocked)
+    return SafeHTML(document, blocked, tuple(links))
