@@ -9,7 +9,9 @@ import base64
 import json
 import re
 import secrets
+import struct
 import urllib.parse
+import zlib
 from email.message import EmailMessage
 
 import pytest
@@ -18,10 +20,26 @@ from tests.harness import CaptureServer
 from tests.test_api import call, send
 from tests.webclient import WebClient, mainContent
 
-# A 1x1 PNG.
-PNG = base64.b64decode(
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNg+M8AAAMBAQAY3Y2wAAAAAElFTkSuQmCC"
-)
+
+def _png(width: int, height: int) -> bytes:
+    """
+    A small PNG (a blue gradient), so thumbnails show something.
+    """
+    rows = b"".join(
+        b"\x00" + bytes(c for x in range(width) for c in (30 + 180 * x // width, 95, 191))
+        for _ in range(height)
+    )
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data)))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))
+
+
+PNG = _png(64, 40)
 BODY_POLICY = (
     "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
     "font-src data:; form-action 'none'; frame-ancestors 'self'"

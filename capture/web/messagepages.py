@@ -320,16 +320,27 @@ class MessagePages(PageBase):
         items = []
         for index, attachment in enumerate(attachments):
             url = f"{base}/attachments/{index}"
-            name = attachment.filename or f"attachment-{index + 1}"
-            item = tags.li(class_="attachment")
+            cid = (attachment.contentId or "").strip("<>")
+            name = attachment.filename or (f"inline {cid}" if cid else f"attachment {index + 1}")
             if attachment.contentType in _INLINE_TYPES:
-                item(tags.img(src=url + "?inline=1", alt="", loading="lazy", class_="thumb"))
-            item(tags.div(
-                tags.a(name, href=url, download="", class_="name"),
-                tags.span(f" {attachment.contentType}, {_size(attachment.size)}",
-                          class_="muted"),
+                thumb = tags.img(src=url + "?inline=1", alt="", loading="lazy", class_="thumb")
+            else:
+                # A label for the file's kind: its extension, else its subtype.
+                filename = attachment.filename or ""
+                kind = (filename.rpartition(".")[2] if "." in filename
+                        else attachment.contentType.partition("/")[2])
+                thumb = tags.span(kind[:4].upper() or "FILE", class_="thumb kind",
+                                  **{"aria-hidden": "true"})
+            items.append(tags.li(
+                thumb,
+                tags.div(
+                    tags.a(name, href=url, download="", class_="name"),
+                    tags.br(),
+                    tags.span(f"{attachment.contentType}, {_size(attachment.size)}",
+                              class_="muted"),
+                ),
+                class_="attachment",
             ))
-            items.append(item)
         return tags.section(
             tags.h2(f"Attachments ({len(attachments)})", id="attachments-heading"),
             tags.ul(items, class_="attachments"),
