@@ -16,6 +16,7 @@ from email.message import EmailMessage
 
 import pytest
 
+from capture.web.safehtml import clean
 from tests.harness import CaptureServer
 from tests.test_api import call, send
 from tests.webclient import WebClient, mainContent
@@ -503,3 +504,82 @@ def test_quotedPaths(server: CaptureServer) -> None:
     tagged = urllib.parse.quote(f"{local.upper()}+tag@{domain}", safe="@")
     status, _, body = WebClient(server).get(f"/inbox/{tagged}/{messageId}")
     assert status == 200 and b"tagged" in body
+
+
+@pytest.mark.parametrize(
+    "source, expected",
+    [
+        ('<a href="&#106;avascript:alert(1)">a</a>', '<a target="_blank" rel="noopener noreferrer">a</a>'),
+        ('<a href="java&#9;script:alert(1)">a</a>', '<a target="_blank" rel="noopener noreferrer">a</a>'),
+        ('<a href="JaVaScRiPt:alert(1)">a</a>', '<a target="_blank" rel="noopener noreferrer">a</a>'),
+        ('<img src=" HTTP://t/x.png">', "<img>"),
+        ('<p style="color:red;background:URL(http://t/a)">x</p>', '<p style="color:red">x</p>'),
+        ('<p style="background:u\\72l(http://t/a)">x</p>', "<p>x</p>"),
+        ('<p style="background:-webkit-image-set(\'http://t/a\' 1x)">x</p>', "<p>x</p>"),
+        ("<style>p{background:url(http://t/a</style>", "<style>p{background:none</style>"),
+        ("<style>p{background:\\75rl(http://t/a)}</style>", "<style></style>"),
+        ('<style>@IMPORT "http://t/i.css";p{color:red}</style>', "<style>p{color:red}</style>"),
+        ("<style>@font-face{font-family:x;src:url(http://t/f.woff)}</style>",
+         "<style>@font-face{font-family:x;src:none}</style>"),
+        ('<noscript><p title="</noscript><img src=x onerror=alert(1)>"></noscript>',
+         "<img>\"&gt;"),
+        ('<img src="data:image/svg+xml;base64,PHN2Zz4=">', "<img>"),
+        ('<img src="data:image/png;base64,AAA" onload=x>', '<img src="data:image/png;base64,AAA">'),
+    ],
+)
+def test_sanitizerEdges(source: str, expected: str) -> None:
+    """
+    Disguised script links, escaped or unclosed CSS fetches, upper-case
+    schemes, parser tricks and SVG data images come out harmless.
+    """
+    document = clean(source).html
+    assert document.split("<body>", 1)[1].rsplit("</body>", 1)[0] == expected
+
+
+def test_starredInSomeoneElsesInbox(server: CaptureServer) -> None:
+    """
+    An account that starred a copy in an address another account then
+    reserved may still read and unstar it, but not delete it: no Delete
+    button, and the POST is refused with 403 (the owner may).
+    """
+    inbox = address()
+    messageId = deliver(server, inbox, b"Subject: mine too\r\n\r\nx\r\n")
+    assert server.key is not None
+    status, _, _ = call(server, "PUT", f"/api/addresses/{inbox}/messages/{messageId}/star",
+                        server.key)
+    assert status == 200
+    owner = f"own{secrets.token_hex(4)}"
+    ownerKey = server.cli("account", "create", owner).stdout.strip().splitlines()[-1]
+    status, _, _ = call(server, "POST", f"/api/addresses/{inbox}", ownerKey)
+    assert status == 200
+    starrer = WebClient(server)
+    starrer.signIn(server.key)
+    status, _, body = starrer.get(page(inbox, messageId))
+    main = mainContent(body).decode()
+    assert status == 200 and 'id="delete-form"' not in main and 'id="star-form"' in main
+    status, _, body = starrer.post(page(inbox, messageId, "/delete"))
+    assert status == 403 and b"Not yours to change" in body
+    ownerBrowser = WebClient(server)
+    ownerBrowser.signIn(ownerKey)
+    status, _, body = ownerBrowser.get(page(inbox, messageId))
+    assert status == 200 and b'id="delete-form"' in body
+    status, headers, _ = ownerBrowser.post(page(inbox, messageId, "/delete"))
+    assert (status, headers["location"]) == (303, f"/inbox/{inbox}")
+
+
+@pytest.mark.serverOptions("--require-key")
+def test_requireKey(freshServer: CaptureServer) -> None:
+    """
+    With C{--require-key}, a public message is the 404 page for a visitor
+    who is not signed in, and readable once signed in.
+    """
+    inbox = address()
+    messageId = deliver(freshServer, inbox, b"Subject: keyed\r\n\r\nx\r\n")
+    visitor = WebClient(freshServer)
+    for rest in ("", "/body", "/raw"):
+        status, _, body = visitor.get(page(inbox, messageId, rest))
+        assertNotFound(status, body)
+    assert freshServer.key is not None
+    visitor.signIn(freshServer.key)
+    status, _, body = visitor.get(page(inbox, messageId))
+    assert status == 200 and b"keyed" in body

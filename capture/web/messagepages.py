@@ -13,6 +13,7 @@ account's message looks like one that does not exist.
 from __future__ import annotations
 
 import html
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -120,18 +121,19 @@ class MessagePages(PageBase):
                             "Only the owner of this inbox may do that.")
         return copy, viewer
 
-    async def _change(self, request: IRequest, change: Any, then: str) -> bytes:
+    async def _change(
+        self, request: IRequest, change: Callable[[], Awaitable[str]]
+    ) -> bytes:
         """
         Run a state change from a form or from a page's script: after the
-        CSRF check, C{change()} (a coroutine function returning the path to
-        go to, or L{None} for C{then}); a script (C{Accept:
-        application/json}) gets C{{"ok": true}} or the error as JSON, a
-        form a 303 or the error page.
+        CSRF check, C{change()} (returning the path to go to next).  A
+        script (C{Accept: application/json}) gets C{{"ok": true}} or the
+        error as JSON; a form, a 303 or the error page.
         """
         wantsJSON = _wantsJSON(request)
         try:
             self.checkCsrf(request)
-            location = await change() or then
+            location = await change()
         except PageError as error:
             if not wantsJSON:
                 raise
@@ -164,7 +166,7 @@ class MessagePages(PageBase):
         content = tags.article(
             tags.p(tags.a("← ", copy.inbox, href=inboxPath(copy.inbox), class_="back",
                           **{"aria-keyshortcuts": "u"}), class_="crumbs"),
-            self._head(copy, viewer, csrf, base),
+            self._head(copy, viewer, owner, csrf, base),
             self._tabs(copy, bodies, safe, raw, view, remote, base),
             self._links(copy, bodies, safe),
             self._attachments(copy, base),
@@ -178,7 +180,8 @@ class MessagePages(PageBase):
             scripts=("message.js",), styles=("message.css",),
         )
 
-    def _head(self, copy: Copy, viewer: str | None, csrf: str, base: str) -> Tag:
+    def _head(self, copy: Copy, viewer: str | None, owner: InboxOwner, csrf: str,
+              base: str) -> Tag:
         message = copy.message
         rows: list[tuple[str, Any]] = [("From", _addresses(message.fromAddresses) or "—")]
         rows.append(("To", _addresses(message.to) or copy.originalInbox))
@@ -192,16 +195,15 @@ class MessagePages(PageBase):
         rows.append(("Size", _size(message.size)))
         if copy.savedBy is not None:
             rows.append(("Starred", "by you" if copy.savedBy == viewer else "yes"))
-        actions = tags.div(
-            tags.form(
+        actions = tags.div(class_="row actions")
+        if permits(viewer, Action.DELETE, owner, copy.savedBy, self.publicReadable):
+            actions(tags.form(
                 csrfField(csrf),
                 tags.button("Delete", type="submit", class_="danger",
                             **{"aria-keyshortcuts": "Delete"}),
                 method="post", action=base + "/delete", class_="inline", id="delete-form",
-            ),
-            class_="row actions",
-        )
-        if viewer is not None:
+            ))
+        if permits(viewer, Action.STAR, owner, copy.savedBy, self.publicReadable):
             starred = copy.savedBy == viewer
             actions(tags.form(
                 csrfField(csrf),
@@ -423,7 +425,7 @@ class MessagePages(PageBase):
             await self._store.deleteCopy(copy)
             return inboxPath(copy.inbox)
 
-        return await self._change(request, change, inboxPath(address))
+        return await self._change(request, change)
 
     @pages.route("/inbox/<address>/<messageId>/star", methods=["POST"])
     async def star(self, request: IRequest, address: str, messageId: str) -> bytes:
@@ -443,4 +445,4 @@ class MessagePages(PageBase):
                 await self._store.setStarred(copy, None)
             return messagePath(copy.inbox, copy.id)
 
-        return await self._change(request, change, inboxPath(address))
+        return await self._change(request, change)
