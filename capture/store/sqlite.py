@@ -1364,6 +1364,57 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def searchInbox(
+        self,
+        inbox: str,
+        visibility: Visibility,
+        words: list[str],
+        limit: int = 50,
+        beforeUid: int | None = None,
+        scan: int = 10_000,
+    ) -> Deferred[tuple[list[Copy], int | None]]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Copy], int | None]:
+            where, visibleArgs = _visibleWhere(visibility)
+            window = f"SELECT * FROM copies c WHERE c.inbox = ?{where}"
+            windowArgs: list[Any] = [inbox, *visibleArgs]
+            if beforeUid is not None:
+                window += " AND c.uid < ?"
+                windowArgs.append(beforeUid)
+            window += " ORDER BY c.uid DESC LIMIT ?"
+            windowArgs.append(scan)
+            params = list(windowArgs)
+            # Each word in any searched column; LIKE short-circuits, so
+            # the body is read only for copies whose headers do not match.
+            matches = []
+            for word in words:
+                matches.append(
+                    "(m.subject LIKE ? ESCAPE '\\' OR m.from_json LIKE ? ESCAPE '\\' "
+                    "OR m.to_json LIKE ? ESCAPE '\\' OR m.cc_json LIKE ? ESCAPE '\\' "
+                    "OR (SELECT b.text FROM message_bodies b WHERE b.message = m.id) "
+                    "LIKE ? ESCAPE '\\')"
+                )
+                params += [_like(word)] * 5
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} FROM ({window}) c JOIN messages m ON m.id = c.message "
+                f"WHERE {' AND '.join(matches) or '1'} ORDER BY c.uid DESC LIMIT ?",
+                [*params, limit + 1],
+            ).fetchall()
+            copies = [_copyFromRow(r) for r in rows[:limit]]
+            if len(rows) > limit:
+                return copies, copies[-1].uid
+            # The page is not full: either the window reached the inbox's
+            # oldest copy, or the search goes on below the window.
+            scanned = conn.execute(
+                f"SELECT count(*), min(uid) FROM ({window})", windowArgs
+            ).fetchone()
+            if scanned[0] < scan:
+                return copies, None
+            return copies, int(scanned[1])
+
+        return self._read(op)
+
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
