@@ -7,9 +7,10 @@ declared on L{capture.web.pagebase.pages}).
 from __future__ import annotations
 
 from capture.web.homepage import HomePages
+from capture.web.inboxpages import InboxPages
 
 
-class WebPages(HomePages):
+class WebPages(HomePages, InboxPages):
     """
     Every page of the site, on one store, session signer and throttle.
     """
