@@ -13,6 +13,7 @@ nothing of the inbox, not even whether it has mail.
 from __future__ import annotations
 
 import datetime
+import re
 import time
 from typing import Any
 from urllib.parse import urlencode
@@ -34,6 +35,8 @@ PAGE_SIZE = 50
 # bound on the work one request can ask for.
 _MAX_QUERY = 200
 _MAX_WORDS = 8
+# A paging cursor: a copy's uid (ASCII digits, within SQLite's integers).
+_CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 def _arg(request: IRequest, name: bytes) -> str:
@@ -134,10 +137,10 @@ class InboxPages(PageBase):
             )
         inbox, viewer, owner, visible = await self._inboxAccess(request, address)
         beforeText = _arg(request, b"before")
-        if beforeText and not beforeText.isdigit():
+        if beforeText and not _CURSOR.fullmatch(beforeText):
             raise PageError(400, "That page link is broken",
                             "Go back to the newest mail and page from there.")
-        before = int(beforeText[:18]) if beforeText else None
+        before = int(beforeText) if beforeText else None
         query = _arg(request, b"q").strip()[:_MAX_QUERY]
         words = searchWords(query)
         nextBefore: int | None
