@@ -1377,16 +1377,23 @@ class SQLiteStore:
 
         def op(conn: sqlite3.Connection) -> tuple[list[Copy], int | None]:
             where, visibleArgs = _visibleWhere(visibility)
-            window = f"SELECT * FROM copies c WHERE c.inbox = ?{where}"
-            windowArgs: list[Any] = [inbox, *visibleArgs]
+            listed = f"c.inbox = ?{where}"
+            args: list[Any] = [inbox, *visibleArgs]
             if beforeUid is not None:
-                window += " AND c.uid < ?"
-                windowArgs.append(beforeUid)
-            window += " ORDER BY c.uid DESC LIMIT ?"
-            windowArgs.append(scan)
-            params = list(windowArgs)
-            # Each word in any searched column; LIKE short-circuits, so
-            # the body is read only for copies whose headers do not match.
+                listed += " AND c.uid < ?"
+                args.append(beforeUid)
+            # The window's oldest uid, from the index alone; the search then
+            # walks the same index newest first and stops at a full page,
+            # so a common word costs a page, a rare one the window.
+            bound = conn.execute(
+                f"SELECT c.uid FROM copies c WHERE {listed} ORDER BY c.uid DESC "
+                "LIMIT 1 OFFSET ?", [*args, scan - 1],
+            ).fetchone()
+            if bound is not None:
+                listed += " AND c.uid >= ?"
+                args.append(bound[0])
+            # Each word in any searched column; OR stops at the first match,
+            # so the body is read only for copies whose headers do not match.
             matches = []
             for word in words:
                 matches.append(
@@ -1395,23 +1402,18 @@ class SQLiteStore:
                     "OR (SELECT b.text FROM message_bodies b WHERE b.message = m.id) "
                     "LIKE ? ESCAPE '\\')"
                 )
-                params += [_like(word)] * 5
+                args += [_like(word)] * 5
             rows = conn.execute(
-                f"SELECT {_COPY_COLUMNS} FROM ({window}) c JOIN messages m ON m.id = c.message "
-                f"WHERE {' AND '.join(matches) or '1'} ORDER BY c.uid DESC LIMIT ?",
-                [*params, limit + 1],
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE {listed} AND "
+                f"{' AND '.join(matches) or '1'} ORDER BY c.uid DESC LIMIT ?",
+                [*args, limit + 1],
             ).fetchall()
             copies = [_copyFromRow(r) for r in rows[:limit]]
             if len(rows) > limit:
                 return copies, copies[-1].uid
-            # The page is not full: either the window reached the inbox's
-            # oldest copy, or the search goes on below the window.
-            scanned = conn.execute(
-                f"SELECT count(*), min(uid) FROM ({window})", windowArgs
-            ).fetchone()
-            if scanned[0] < scan:
-                return copies, None
-            return copies, int(scanned[1])
+            # Not a full page: the window reached the inbox's oldest copy,
+            # or the search goes on below it.
+            return copies, None if bound is None else int(bound[0])
 
         return self._read(op)
 
