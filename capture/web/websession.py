@@ -25,6 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from typing import cast
 
 import attrs
 from twisted.web.iweb import IRequest
@@ -92,8 +93,9 @@ class WebSessions:
     Issues and checks the session and CSRF cookies with one secret.
 
     @ivar lifetime: Seconds a sign-in lasts.
-    @ivar secure: Whether cookies carry C{Secure} (when the site is served
-        over TLS); plain loopback HTTP needs it off.
+    @ivar secure: Whether cookies always carry C{Secure}; they do anyway
+        on a request that came over TLS, and plain HTTP (loopback) needs
+        it off.
     """
 
     lifetime = 7 * 24 * 3600
@@ -181,8 +183,7 @@ class WebSessions:
             browser = _b64(secrets.token_bytes(18))
             self._setCookie(request, BROWSER_COOKIE, browser, None)
             # Later calls in this request see the id just given.
-            assert isinstance(request, Request)
-            request.received_cookies[BROWSER_COOKIE] = browser
+            cast(Request, request).received_cookies[BROWSER_COOKIE] = browser
         return _b64(self._mac(b"csrf", browser)).decode("ascii")
 
     def csrfValid(self, request: IRequest) -> bool:
@@ -203,8 +204,8 @@ class WebSessions:
 
     def _setCookie(self, request: IRequest, name: bytes, value: bytes, maxAge: int | None) -> None:
         # IRequest's addCookie does not declare httpOnly and sameSite.
-        assert isinstance(request, Request)
-        request.addCookie(
-            name, value, path=b"/", httpOnly=True, sameSite="strict", secure=self.secure,
+        cast(Request, request).addCookie(
+            name, value, path=b"/", httpOnly=True, sameSite="strict",
+            secure=self.secure or request.isSecure(),
             max_age=None if maxAge is None else str(maxAge).encode("ascii"),
         )
