@@ -21,6 +21,7 @@ Fixtures (registered in C{tests/conftest.py}):
 
 Helpers:
 
+  - L{origin}: the server's C{http://127.0.0.1:<port>};
   - L{scriptMarks}/L{assertNoScriptRan}: whether a script set a global
     (C{window.__pwned} by default) in any frame of any page of the context;
   - L{screenshot}: PNGs of a page at desktop and phone width, light and dark,
@@ -30,7 +31,7 @@ A hostile-message test reads like this::
 
     def test_hostileMessageRunsNothing(server, page, pageLog, remoteTrap):
         send(server, address, hostileMessage(remoteTrap.url("pixel.png")))
-        page.goto(f"http://127.0.0.1:{server.ports['http']}/inbox/{address}")
+        page.goto(origin(server) + f"/inbox/{address}")
         page.get_by_role("link", name="Hostile").click()
         assertNoScriptRan(page)
         assert remoteTrap.requests() == []
@@ -71,6 +72,8 @@ if TYPE_CHECKING:
         Request,
         WebError,
     )
+
+    from tests.harness import CaptureServer
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -258,6 +261,14 @@ def launchChromium(trap: RemoteTrap, executable: str = CHROMIUM) -> Iterator[Bro
         playwright.stop()
 
 
+def origin(server: CaptureServer) -> str:
+    """
+    The server's web origin, C{http://127.0.0.1:<port>}: what C{page.goto}
+    is given before a path.
+    """
+    return f"http://127.0.0.1:{server.ports['http']}"
+
+
 def scriptMarks(page: Page, name: str = "__pwned") -> dict[str, str]:
     """
     The frames, in every page of C{page}'s context, whose C{window} has the
@@ -302,6 +313,9 @@ def screenshot(page: Page, name: str, fullPage: bool = False) -> list[str]:
     Save C{page} as C{<name>-<desktop|phone>-<light|dark>.png} in
     L{screenshotFolder}: 1280x800 and 390x844 viewports, each in both color
     schemes. The page's viewport and color scheme are put back afterwards.
+    Only the viewport changes: the context stays a desktop one (scale 1, no
+    touch); a test of touch behaviour makes its own context with
+    C{chromium.new_context(is_mobile=True, has_touch=True, ...)}.
 
     @return: The paths written.
     """

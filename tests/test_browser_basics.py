@@ -21,6 +21,7 @@ from tests.browser import (
     TrapRequest,
     assertNoScriptRan,
     launchChromium,
+    origin,
     screenshot,
     screenshotFolder,
     scriptMarks,
@@ -29,10 +30,6 @@ from tests.harness import CaptureServer
 
 if TYPE_CHECKING:
     from playwright.sync_api import Page, Route
-
-
-def _base(server: CaptureServer) -> str:
-    return f"http://127.0.0.1:{server.ports['http']}"
 
 
 def _serve(page: Page, url: str, body: str, headers: dict[str, str] | None = None) -> None:
@@ -51,7 +48,7 @@ def test_openapiDocumentInBrowser(server: CaptureServer, page: Page, pageLog: Pa
     The browser loads C{/api/openapi.json} from the real server and shows
     the document: OpenAPI 3.1 with Mailsac's message listing among its paths.
     """
-    response = page.goto(_base(server) + "/api/openapi.json")
+    response = page.goto(origin(server) + "/api/openapi.json")
     assert response is not None and response.status == 200
     assert response.headers["content-type"] == "application/json; charset=utf-8"
     shown = json.loads(page.locator("body > pre").inner_text())
@@ -67,7 +64,7 @@ def test_autoconfigInBrowser(server: CaptureServer, page: Page, pageLog: PageLog
     shows its tree: a C{clientConfig} naming the SMTP listeners' real ports,
     implicit TLS first.
     """
-    response = page.goto(_base(server) + "/mail/config-v1.1.xml?emailaddress=a%40example.com")
+    response = page.goto(origin(server) + "/mail/config-v1.1.xml?emailaddress=a%40example.com")
     assert response is not None and response.status == 200
     assert page.locator("parsererror").count() == 0
     assert "<clientConfig" in page.locator(".pretty-print").inner_text()
@@ -88,12 +85,12 @@ def test_remoteTrapCatchesAnImage(server: CaptureServer, page: Page, pageLog: Pa
     records the request and C{pageLog} saw the page make it, so an empty trap
     in a page test means nothing was asked for.
     """
-    url = _base(server) + "/trap-proof.html"
+    url = origin(server) + "/trap-proof.html"
     _serve(page, url, f'<p>proof</p><img alt="" src="{remoteTrap.url("proof.png?n=1")}">')
     page.goto(url)
     assert [(r.method, r.path) for r in remoteTrap.requests()] == [("GET", "/proof.png?n=1")]
     # The default referrer policy sends only the origin to another origin.
-    assert remoteTrap.requests()[0].headers["referer"] == _base(server) + "/"
+    assert remoteTrap.requests()[0].headers["referer"] == origin(server) + "/"
     assert [r.url for r in pageLog.requestsTo(remoteTrap.host)] == [
         remoteTrap.url("proof.png?n=1")
     ]
@@ -130,8 +127,8 @@ def _hostileFrame(page: Page, server: CaptureServer, trap: RemoteTrap, sandbox: 
     A page on the server's origin framing a hostile document; sandboxed, the
     frame is C{sandbox=""} and its document has C{default-src 'none'}.
     """
-    top = _base(server) + "/frame-proof.html"
-    hostile = _base(server) + "/hostile.html"
+    top = origin(server) + "/frame-proof.html"
+    hostile = origin(server) + "/hostile.html"
     attribute = ' sandbox=""' if sandbox else ""
     _serve(page, top, f'<p>top</p><iframe title="message"{attribute} src="/hostile.html"></iframe>')
     _serve(page, hostile, _HOSTILE.format(pixel=trap.url("framed.png")),
@@ -202,7 +199,7 @@ def test_screenshotAtTwoWidthsAndBothSchemes(server: CaptureServer, page: Page,
     """
     folder = os.path.join(tempfile.mkdtemp(), "shots")
     monkeypatch.setenv("CAPTURE_SCREENSHOTS", folder)
-    url = _base(server) + "/screenshot-proof.html"
+    url = origin(server) + "/screenshot-proof.html"
     _serve(page, url, "<style>body{background:#fff;color:#000}"
                       "@media (prefers-color-scheme: dark){body{background:#000;color:#fff}}"
                       "</style><h1>Capture</h1>")
