@@ -50,6 +50,7 @@ hold for a real remote server.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import tempfile
@@ -238,13 +239,12 @@ def launchChromium(trap: RemoteTrap, executable: str = CHROMIUM) -> Iterator[Bro
             "package; scripts/test installs it (or: apt-get install chromium).",
             pytrace=False,
         )
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
+    if importlib.util.find_spec("playwright") is None:
         pytest.fail(
             "Playwright for Python is missing: pip install -e '.[test]' (scripts/test does).",
             pytrace=False,
         )
+    from playwright.sync_api import sync_playwright
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("TMPDIR", tempfile.gettempdir())
         playwright = sync_playwright().start()
