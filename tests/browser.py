@@ -25,7 +25,7 @@ Helpers:
   - L{scriptMarks}/L{assertNoScriptRan}: whether a script set a global
     (C{window.__pwned} by default) in any frame of any page of the context;
   - L{screenshot}: PNGs of a page at desktop and phone width, light and dark,
-    into C{$CAPTURE_SCREENSHOTS} (default C{docs/screenshots}).
+    into C{$CAPTURE_SCREENSHOTS} (default C{test-artifacts/screenshots}).
 
 A hostile-message test reads like this::
 
@@ -301,10 +301,13 @@ def assertNoScriptRan(page: Page, name: str = "__pwned") -> None:
 def screenshotFolder() -> str:
     """
     Where L{screenshot} writes: C{$CAPTURE_SCREENSHOTS}, or
-    C{docs/screenshots} in the repository (the README shows them from there).
+    C{test-artifacts/screenshots} in the repository (ignored by git: every
+    run writes new ones; the README shows a run's copies kept in
+    C{docs/screenshots}).
     """
     return os.path.abspath(
-        os.environ.get("CAPTURE_SCREENSHOTS") or os.path.join(_ROOT, "docs", "screenshots")
+        os.environ.get("CAPTURE_SCREENSHOTS")
+        or os.path.join(_ROOT, "test-artifacts", "screenshots")
     )
 
 

@@ -219,12 +219,12 @@ def test_screenshotAtTwoWidthsAndBothSchemes(server: CaptureServer, page: Page,
 def test_screenshotNames(page: Page, monkeypatch: pytest.MonkeyPatch) -> None:
     """
     Without C{$CAPTURE_SCREENSHOTS} the folder is the repository's
-    C{docs/screenshots}; a name that is not a plain file name is refused
+    C{test-artifacts/screenshots}; a name that is not a plain file name is refused
     before anything is written.
     """
     monkeypatch.delenv("CAPTURE_SCREENSHOTS", raising=False)
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    assert screenshotFolder() == os.path.join(root, "docs", "screenshots")
+    assert screenshotFolder() == os.path.join(root, "test-artifacts", "screenshots")
     with pytest.raises(ValueError, match="screenshot name"):
         screenshot(page, "../escape")
 
