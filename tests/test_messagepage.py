@@ -307,7 +307,9 @@ def test_attachments(server: CaptureServer) -> None:
         "attachment; filename=\"report _.csv\"; filename*=UTF-8''report%20%C3%A9.csv"
     )
     assert headers["x-content-type-options"] == "nosniff"
-    assert headers["content-security-policy"] == "default-src 'none'; img-src 'self'; sandbox"
+    assert headers["content-security-policy"] == (
+        "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
+    )
     status, headers, body = call(server, "GET", page(inbox, messageId, "/attachments/2?inline=1"))
     assert (status, body, headers["content-type"]) == (200, PNG, "image/png")
     assert headers["content-disposition"] == "inline; filename=\"dot.png\"; filename*=UTF-8''dot.png"

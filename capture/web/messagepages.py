@@ -27,14 +27,12 @@ from capture.summary import isoTime
 from capture.web.homepage import inboxPath
 from capture.web.pagebase import PageBase, PageError, csrfField, notFound, pages, securityHeaders
 from capture.web.parts import attachmentData, inlineImages, plainText, safeFilename
-from capture.web.responses import ApiError, jsonBody
+from capture.web.responses import UNTRUSTED_POLICY, ApiError, jsonBody
 from capture.web.safehtml import SafeHTML, bodyPolicy, clean
 
 # Attachment types shown inline (thumbnails, or opened in the browser):
 # raster images only, which run nothing; everything else is a download.
 _INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
-# What an attachment or the raw source may do if opened on its own: nothing.
-_DOWNLOAD_POLICY = b"default-src 'none'; img-src 'self'; sandbox"
 # The raw source shown in the page, at most (the rest is in the download).
 _RAW_SHOWN = 256 * 1024
 _VIEWS = ("html", "text", "headers", "raw")
@@ -376,7 +374,7 @@ class MessagePages(PageBase):
         """
         copy, _, _ = await self._readable(request, address, messageId)
         raw = await self._store.getRaw(copy)
-        securityHeaders(request, _DOWNLOAD_POLICY)
+        securityHeaders(request, UNTRUSTED_POLICY)
         request.setHeader(b"content-type", b"message/rfc822")
         request.setHeader(b"content-disposition",
                           f'attachment; filename="{copy.id}.eml"'.encode("ascii"))
@@ -399,7 +397,7 @@ class MessagePages(PageBase):
         data = await attachmentData(self._store, copy, attachment)
         if data is None:
             raise notFound()
-        securityHeaders(request, _DOWNLOAD_POLICY)
+        securityHeaders(request, UNTRUSTED_POLICY)
         name = safeFilename(attachment)
         original = quote(attachment.filename or name, safe="")
         if _query(request, b"inline") == "1" and attachment.contentType in _INLINE_TYPES:
