@@ -206,7 +206,8 @@ class MessagePages(PageBase):
             actions(tags.form(
                 csrfField(csrf),
                 tags.input(type="hidden", name="starred", value="0" if starred else "1"),
-                tags.button("★ Starred" if starred else "☆ Star", type="submit",
+                tags.button(tags.span("★" if starred else "☆", **{"aria-hidden": "true"}),
+                            " Starred" if starred else " Star", type="submit",
                             class_="secondary", title="Unstar" if starred else "Star",
                             **{"aria-pressed": "true" if starred else "false",
                                "aria-keyshortcuts": "s"}),
