@@ -6,10 +6,11 @@ declared on L{capture.web.pagebase.pages}).
 
 from __future__ import annotations
 
+from capture.web.accountpages import AccountPages
 from capture.web.homepage import HomePages
 
 
-class WebPages(HomePages):
+class WebPages(HomePages, AccountPages):
     """
     Every page of the site, on one store, session signer and throttle.
     """
