@@ -25,6 +25,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
+from typing import cast
 
 import attrs
 from twisted.web.iweb import IRequest
@@ -181,8 +182,7 @@ class WebSessions:
             browser = _b64(secrets.token_bytes(18))
             self._setCookie(request, BROWSER_COOKIE, browser, None)
             # Later calls in this request see the id just given.
-            assert isinstance(request, Request)
-            request.received_cookies[BROWSER_COOKIE] = browser
+            cast(Request, request).received_cookies[BROWSER_COOKIE] = browser
         return _b64(self._mac(b"csrf", browser)).decode("ascii")
 
     def csrfValid(self, request: IRequest) -> bool:
@@ -203,8 +203,7 @@ class WebSessions:
 
     def _setCookie(self, request: IRequest, name: bytes, value: bytes, maxAge: int | None) -> None:
         # IRequest's addCookie does not declare httpOnly and sameSite.
-        assert isinstance(request, Request)
-        request.addCookie(
+        cast(Request, request).addCookie(
             name, value, path=b"/", httpOnly=True, sameSite="strict", secure=self.secure,
             max_age=None if maxAge is None else str(maxAge).encode("ascii"),
         )

@@ -1,0 +1,200 @@
+"""
+The web pages' frame on a real server: the home page, "Check the mail!",
+signing in and out, CSRF, the pages beside the API, static files.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import pytest
+
+from tests.harness import CaptureServer
+from tests.webclient import WebClient, mainContent
+
+
+def test_homePage(server: CaptureServer) -> None:
+    """
+    The home page says what Capture is, has the address box and the
+    button, the SMTP settings with the bound port, and a sign-in form; it
+    carries the page security headers.
+    """
+    client = WebClient(server)
+    status, headers, body = client.get("/")
+    assert status == 200
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert body.startswith(b"<!DOCTYPE html>")
+    assert b"it accepts every message sent to it, delivers none" in body
+    assert b'<label for="address">Email address</label>' in body
+    assert b">Check the mail!</button>" in body
+    assert b"<code>%d</code>" % server.ports["smtp"] in body
+    assert b'action="/signin" method="post"' in body
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["referrer-policy"] == "no-referrer"
+    assert headers["x-content-type-options"] == "nosniff"
+    assert client.cookie("capture_browser")
+    assert client.csrf
+
+
+def test_checkTheMailOpensTheInbox(server: CaptureServer) -> None:
+    """
+    The form's GET goes to the inbox's page, the address lower-cased.
+    """
+    client = WebClient(server)
+    status, headers, _ = client.get("/inbox?address=" + urllib.parse.quote(" Bob+x@Example.COM "))
+    assert status == 303
+    assert headers["location"] == "/inbox/bob+x@example.com"
+
+
+@pytest.mark.parametrize("address", ["", "not an address", "@example.com", "<script>@x.com", "x" * 400])
+def test_checkTheMailRefusesNonAddresses(server: CaptureServer, address: str) -> None:
+    """
+    Anything that is not an address re-shows the home page with the
+    reason next to the box, escaped, and the next request is served.
+    """
+    client = WebClient(server)
+    status, _, body = client.get("/inbox?address=" + urllib.parse.quote(address))
+    assert status == 400
+    assert b'role="alert"' in body and b'aria-invalid="true"' in body
+    assert b"<script>@" not in body
+    assert client.get("/")[0] == 200
+
+
+def test_signInAndOut(server: CaptureServer) -> None:
+    client = WebClient(server)
+    client.signIn(server.key)
+    session = client.cookie("capture_session")
+    assert session
+    status, _, body = client.get("/")
+    assert status == 200
+    assert b"Signed in as <strong>%s</strong>" % server.account.encode() in body
+    assert b"<code>%s</code>" % server.account.encode() in body
+    status, headers, _ = client.post("/signout")
+    assert (status, headers["location"]) == (303, "/")
+    assert client.cookie("capture_session") is None
+    assert b"Signed in as" not in client.get("/")[2]
+
+
+def test_signInWithABadKey(server: CaptureServer) -> None:
+    """
+    A wrong key: 401 with a clear message by the field, no session.
+    """
+    client = WebClient(server)
+    status, _, body = client.post("/signin", {"key": "k_nottherightkeyatall00000"})
+    assert status == 401
+    assert b"That API key is wrong or was revoked." in body
+    assert b'aria-invalid="true"' in body
+    assert client.cookie("capture_session") is None
+    status, _, body = client.post("/signin", {"key": ""})
+    assert status == 401
+    client.signIn(server.key)
+
+
+@pytest.mark.serverOptions("--max-failed-logins", "12")
+def test_repeatedBadSignInsAreSlowedThenRefused(freshServer: CaptureServer) -> None:
+    """
+    The mail listeners' login throttle holds for the sign-in form too:
+    failures past the tenth are answered a second late (not timed here),
+    and after C{--max-failed-logins} sign-in is refused (429) even with
+    the right key, while other pages are still served.
+    """
+    client = WebClient(freshServer)
+    statuses = [client.post("/signin", {"key": f"k_wrong{i}"})[0] for i in range(12)]
+    assert statuses == [401] * 12
+    status, _, body = client.post("/signin", {"key": freshServer.key})
+    assert status == 429
+    assert b"Too many failed sign-ins" in body
+    assert client.cookie("capture_session") is None
+    assert client.get("/")[0] == 200
+
+
+def test_formsWithoutTheirTokenAreRefused(server: CaptureServer) -> None:
+    """
+    Sign-in and sign-out without the browser's CSRF token, with another
+    browser's, or with a token but no browser cookie: 403, nothing done.
+    """
+    client = WebClient(server)
+    client.get("/")
+    status, _, body = client.post("/signin", {"key": server.key}, csrf=False)
+    assert status == 403 and b"This form has expired" in body
+    assert client.cookie("capture_session") is None
+    other = WebClient(server)
+    other.get("/")
+    status, _, _ = client.post("/signin", {"key": server.key, "csrf": other.csrf})
+    assert status == 403
+    stranger = WebClient(server)
+    status, _, _ = stranger.request("POST", "/signin", {"key": server.key, "csrf": client.csrf})
+    assert status == 403
+    client.signIn(server.key)
+    status, _, _ = client.post("/signout", csrf=False)
+    assert status == 403
+    assert b"Signed in as" in client.get("/")[2]
+
+
+def test_forgedOrRevokedSessionIsSignedOut(server: CaptureServer) -> None:
+    """
+    A session cookie with a byte changed is ignored; one whose key was
+    revoked since ends (and is cleared).
+    """
+    key = server.cli("key", "create", server.account).stdout.split()[-1]
+    client = WebClient(server)
+    client.signIn(key)
+    session = client.cookie("capture_session")
+    assert session is not None
+    account, rest = session.split("|", 1)
+    client.setCookie("capture_session", account[:-1] + ("A" if account[-1] != "A" else "B") + "|" + rest)
+    assert b"Signed in as" not in client.get("/")[2]
+    client.setCookie("capture_session", session)
+    assert b"Signed in as" in client.get("/")[2]
+    server.cli("key", "revoke", server.account, key[:8])
+    assert b"Signed in as" not in client.get("/")[2]
+    assert client.cookie("capture_session") is None
+
+
+def test_apiTakesTheSessionCookieForReadingOnly(server: CaptureServer) -> None:
+    """
+    A signed-in browser reads through the API with its cookie; a change
+    made with the cookie alone is made as nobody.
+    """
+    client = WebClient(server)
+    status, _, body = client.get("/api/me")
+    assert status == 401
+    client.signIn(server.key)
+    status, _, body = client.get("/api/me")
+    assert status == 200 and json.loads(body)["_id"] == server.account
+    status, _, body = client.request("POST", "/api/addresses/cookie-reserve@example.org")
+    assert status == 401
+    status, _, body = client.get("/api/addresses/cookie-reserve@example.org")
+    assert status == 404 or json.loads(body).get("account") != server.account
+
+
+def test_pagesAndApiSideBySide(server: CaptureServer) -> None:
+    """
+    Page paths answer HTML (also for a page that does not exist); every
+    other path is the API's and answers JSON.
+    """
+    client = WebClient(server)
+    status, headers, body = client.get("/inbox/a/b/c/d/e")
+    assert status == 404 and headers["content-type"] == "text/html; charset=utf-8"
+    assert b"Nothing here" in mainContent(body)
+    status, headers, body = client.get("/nope")
+    assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+    status, headers, _ = client.get("/livez")
+    assert status == 200
+    status, headers, body = client.request("DELETE", "/")
+    assert status == 405 and headers["content-type"] == "text/html; charset=utf-8"
+
+
+def test_staticFiles(server: CaptureServer) -> None:
+    client = WebClient(server)
+    status, headers, body = client.get("/static/capture.css")
+    assert status == 200 and headers["content-type"] == "text/css; charset=utf-8"
+    assert b"prefers-color-scheme: dark" in body
+    status, headers, _ = client.get("/static/capture.js")
+    assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
+    assert headers["x-content-type-options"] == "nosniff"
+    for path in ("/static/", "/static/../setup.cfg", "/static/%2e%2e/pagebase.py",
+                 "/static/nothing.css"):
+        assert client.get(path)[0] == 404, path
