@@ -93,8 +93,9 @@ class WebSessions:
     Issues and checks the session and CSRF cookies with one secret.
 
     @ivar lifetime: Seconds a sign-in lasts.
-    @ivar secure: Whether cookies carry C{Secure} (when the site is served
-        over TLS); plain loopback HTTP needs it off.
+    @ivar secure: Whether cookies always carry C{Secure}; they do anyway
+        on a request that came over TLS, and plain HTTP (loopback) needs
+        it off.
     """
 
     lifetime = 7 * 24 * 3600
@@ -204,6 +205,7 @@ class WebSessions:
     def _setCookie(self, request: IRequest, name: bytes, value: bytes, maxAge: int | None) -> None:
         # IRequest's addCookie does not declare httpOnly and sameSite.
         cast(Request, request).addCookie(
-            name, value, path=b"/", httpOnly=True, sameSite="strict", secure=self.secure,
+            name, value, path=b"/", httpOnly=True, sameSite="strict",
+            secure=self.secure or request.isSecure(),
             max_age=None if maxAge is None else str(maxAge).encode("ascii"),
         )
