@@ -507,7 +507,7 @@ class AccountPages(PageBase):
         # IRequest's addCookie does not declare httpOnly and sameSite.
         cast(Request, request).addCookie(
             _NOTICE_COOKIE, (name or "").encode("ascii"), path=b"/account", httpOnly=True,
-            sameSite="strict", secure=self._sessions.secure,
+            sameSite="strict", secure=self._sessions.secure or request.isSecure(),
             max_age=b"60" if name else b"0",
         )
 
