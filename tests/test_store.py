@@ -849,6 +849,43 @@ class MailboxTests(_StoreCase):
         )
         self.assertEqual(found, [one.uid])
 
+    async def test_searchInbox(self) -> None:
+        """
+        An inbox search finds copies with every word in the subject,
+        sender, recipients or text body, newest first, only in that inbox
+        and as the visibility allows; LIKE wildcards are plain characters;
+        paging by the returned cursor misses nothing; and a search examines
+        at most C{scan} copies, giving the cursor to go on from.
+        """
+        box = "search@example.com"
+        one = (await self.add(box, raw=message("Invoice 42", b"pay now\r\n")))[0]
+        two = (await self.add(box, raw=message("Hello", b"invoice attached\r\n")))[0]
+        three = (await self.add(box, raw=message("50% off_sale", b"deal\r\n")))[0]
+        await self.add("other@example.com", raw=message("Invoice 43"))
+        starred = (await self.add(box, raw=message("Invoice secret")))[0]
+        await self.store.setStarred(starred, "someone")
+
+        async def ids(*words: str, **kwargs: Any) -> tuple[list[str], int | None]:
+            copies, cursor = await self.store.searchInbox(box, ANONYMOUS, list(words), **kwargs)
+            return [c.id for c in copies], cursor
+
+        self.assertEqual(await ids("invoice"), ([two.id, one.id], None))
+        self.assertEqual(await ids("INVOICE", "pay"), ([one.id], None))
+        self.assertEqual(await ids("sender@example"), ([three.id, two.id, one.id], None))
+        self.assertEqual(await ids("rcpt@example.org", "deal"), ([three.id], None))
+        self.assertEqual(await ids("%"), ([three.id], None))
+        self.assertEqual(await ids("f_s"), ([three.id], None))
+        self.assertEqual(await ids("nothing"), ([], None))
+        everything, _ = await self.store.searchInbox(box, EVERYTHING, ["secret"])
+        self.assertEqual([c.id for c in everything], [starred.id])
+        # A page of one, then the next from its cursor.
+        self.assertEqual(await ids("invoice", limit=1), ([two.id], two.uid))
+        self.assertEqual(await ids("invoice", limit=1, beforeUid=two.uid), ([one.id], None))
+        # A window of two copies (starred one hidden: three, two) stops
+        # there and says where to go on.
+        self.assertEqual(await ids("invoice", scan=2), ([two.id], two.uid))
+        self.assertEqual(await ids("invoice", scan=2, beforeUid=two.uid), ([one.id], None))
+
     async def test_nextUidNeverGoesBack(self) -> None:
         """
         nextUid is above every uid given, and stays so after the newest

@@ -373,6 +373,25 @@ class IStore(Interface):
         @return: Deferred firing with a list of L{Copy}, newest first.
         """
 
+    def searchInbox(inbox, visibility, words, limit=50, beforeUid=None, scan=10_000):
+        """
+        Copies of one inbox containing every one of C{words} (substrings,
+        case-insensitive for ASCII) in the subject, sender, recipients or
+        text body, newest first.
+
+        The work is bounded: at most C{scan} copies (the newest below
+        C{beforeUid}) are examined per call, however large the inbox, so a
+        rare word in a huge inbox costs one bounded read and the caller
+        continues from the returned cursor.
+
+        @param visibility: A L{capture.access.Visibility} from the access
+            rule.
+        @param words: Non-empty strings, each required.
+        @return: Deferred firing with C{(copies, nextBefore)}: at most
+            C{limit} matching L{Copy}, and the C{beforeUid} to search older
+            copies with, or L{None} when nothing older is left.
+        """
+
     def purgeInbox(inbox):
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps

@@ -1368,6 +1368,59 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def searchInbox(
+        self,
+        inbox: str,
+        visibility: Visibility,
+        words: list[str],
+        limit: int = 50,
+        beforeUid: int | None = None,
+        scan: int = 10_000,
+    ) -> Deferred[tuple[list[Copy], int | None]]:
+        inbox = inbox.lower()
+
+        def op(conn: sqlite3.Connection) -> tuple[list[Copy], int | None]:
+            where, visibleArgs = _visibleWhere(visibility)
+            listed = f"c.inbox = ?{where}"
+            args: list[Any] = [inbox, *visibleArgs]
+            if beforeUid is not None:
+                listed += " AND c.uid < ?"
+                args.append(beforeUid)
+            # The window's oldest uid, from the index alone; the search then
+            # walks the same index newest first and stops at a full page,
+            # so a common word costs a page, a rare one the window.
+            bound = conn.execute(
+                f"SELECT c.uid FROM copies c WHERE {listed} ORDER BY c.uid DESC "
+                "LIMIT 1 OFFSET ?", [*args, scan - 1],
+            ).fetchone()
+            if bound is not None:
+                listed += " AND c.uid >= ?"
+                args.append(bound[0])
+            # Each word in any searched column; OR stops at the first match,
+            # so the body is read only for copies whose headers do not match.
+            matches = []
+            for word in words:
+                matches.append(
+                    "(m.subject LIKE ? ESCAPE '\\' OR m.from_json LIKE ? ESCAPE '\\' "
+                    "OR m.to_json LIKE ? ESCAPE '\\' OR m.cc_json LIKE ? ESCAPE '\\' "
+                    "OR (SELECT b.text FROM message_bodies b WHERE b.message = m.id) "
+                    "LIKE ? ESCAPE '\\')"
+                )
+                args += [_like(word)] * 5
+            rows = conn.execute(
+                f"SELECT {_COPY_COLUMNS} {_COPY_FROM} WHERE {listed} AND "
+                f"{' AND '.join(matches) or '1'} ORDER BY c.uid DESC LIMIT ?",
+                [*args, limit + 1],
+            ).fetchall()
+            copies = [_copyFromRow(r) for r in rows[:limit]]
+            if len(rows) > limit:
+                return copies, copies[-1].uid
+            # Not a full page: the window reached the inbox's oldest copy,
+            # or the search goes on below it.
+            return copies, None if bound is None else int(bound[0])
+
+        return self._read(op)
+
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 

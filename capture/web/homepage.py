@@ -12,7 +12,8 @@ from urllib.parse import quote
 
 from twisted.internet.task import deferLater
 from twisted.web.iweb import IRequest
-from twisted.web.resource import IResource, NoResource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource
 from twisted.web.static import File
 from twisted.web.template import Tag, tags
 
@@ -35,7 +36,7 @@ class _Static(File):
     }
 
     def directoryListing(self) -> IResource:
-        return NoResource()
+        return notFound()
 
     def render_GET(self, request: IRequest) -> Any:
         request.setHeader(b"cache-control", b"public, max-age=300")

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from capture.web.accountpages import AccountPages
 from capture.web.homepage import HomePages
+from capture.web.inboxpages import InboxPages
 
 
-class WebPages(HomePages, AccountPages):
+class WebPages(HomePages, InboxPages, AccountPages):
     """
     Every page of the site, on one store, session signer and throttle.
     """

@@ -58,12 +58,24 @@ def jsonText(request: IRequest, data: bytes, code: int = 200) -> bytes:
     return data
 
 
+# What a browser may do with a message's own bytes served by the API
+# (bodies as sent, attachments, sources): show them, never run them.  The
+# sandbox gives the document an origin of its own, so a script in a message
+# could not reach the API with a signed-in reader's cookie even if one ran;
+# nothing remote loads (a web page shows remote content only when asked).
+UNTRUSTED_POLICY = (
+    b"sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:"
+)
+
+
 def textBody(request: IRequest, text: str | bytes, contentType: bytes, download: str | None) -> bytes:
     """
-    Answer a non-JSON body; C{download} (Mailsac's C{?download=1}) makes it
-    an attachment named C{download}.
+    Answer a non-JSON body, a message's own bytes; C{download} (Mailsac's
+    C{?download=1}) makes it an attachment named C{download}.
     """
     request.setHeader(b"content-type", contentType)
+    request.setHeader(b"content-security-policy", UNTRUSTED_POLICY)
+    request.setHeader(b"x-content-type-options", b"nosniff")
     if download is not None:
         request.setHeader(
             b"content-disposition", b'attachment; filename="' + download.encode("ascii") + b'"'

@@ -15,7 +15,7 @@ const Capture = {
     body.set("csrf", Capture.csrf());
     return fetch(url, {
       method: "POST", body, credentials: "same-origin",
-      headers: { "X-Capture-CSRF": Capture.csrf() },
+      headers: { "X-Capture-CSRF": Capture.csrf(), Accept: "application/json" },
     });
   },
 
