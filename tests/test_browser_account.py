@@ -1,53 +1,38 @@
 """
-The signed-in pages in a real headless browser (Playwright driving Debian's
-Chromium): signing in through the home page's form, live mail in the
-unified inbox, C{capturePrivate} making the next captured message private,
-an API key created (shown once) and revoked; and the screenshots of
-C{/account} and C{/account/settings}.
-
-Written on C{playwright.sync_api} directly: the shared browser fixtures
-(C{tests/browser.py}) were not on main yet when these were written.
+The signed-in pages in a real headless browser (the suite's Chromium,
+L{tests.browser}; a fresh context per test): signing in through the home
+page's form, live mail in the unified inbox, C{capturePrivate} making the
+next captured message private, an API key created (shown once) and
+revoked; and the screenshots of C{/account} and C{/account/settings}.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, sync_playwright
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, BrowserContext, Dialog, Page
+
+from tests.browser import PageLog, origin, screenshot
 from tests.harness import CaptureServer
 
-_CHROMIUM = "/usr/bin/chromium"
-_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-_SHOTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                      "docs", "screenshots")
-_SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
 
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=_CHROMIUM, args=_ARGS)
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
+@pytest.fixture(autouse=True)
+def _noPageErrors(pageLog: PageLog) -> Iterator[None]:
     """
-    A fresh browser profile (no cookies) for one test.
+    No script error on any page of a test.
     """
-    fresh = browser.new_context(viewport={"width": 1280, "height": 900})
-    yield fresh
-    fresh.close()
+    yield
+    assert pageLog.pageErrors == [], pageLog.pageErrors
 
 
 def _base(server: CaptureServer) -> str:
-    return f"http://127.0.0.1:{server.ports['http']}"
+    return origin(server)
 
 
 def _newAccount(server: CaptureServer) -> tuple[str, str]:
@@ -76,35 +61,15 @@ def _send(server: CaptureServer, to: str, subject: str,
     client.quit()
 
 
-def _screenshot(browser: Browser, server: CaptureServer, key: str, path: str,
-                name: str) -> None:
-    """
-    Save C{path} as C{docs/screenshots/<name>-<desktop|phone>-<light|dark>.png}.
-    """
-    os.makedirs(_SHOTS, exist_ok=True)
-    for size, (width, height) in _SIZES.items():
-        for scheme in ("light", "dark"):
-            shot = browser.new_context(viewport={"width": width, "height": height},
-                                       color_scheme=scheme)
-            try:
-                page = shot.new_page()
-                _signIn(page, server, key)
-                page.goto(_base(server) + path)
-                page.screenshot(path=os.path.join(_SHOTS, f"{name}-{size}-{scheme}.png"),
-                                full_page=True)
-            finally:
-                shot.close()
-
-
-def test_signInAndLiveMail(server: CaptureServer, context: BrowserContext,
-                           browser: Browser) -> None:
+def test_signInAndLiveMail(server: CaptureServer, page: Page) -> None:
     """
     Signing in through the home page lands on the unified inbox; a message
     sent by SMTP to an owned address appears there without reloading, with
-    a count in the tab title, and its row opens its message page.
+    a count in the tab title, and its row links to its message page.
     """
+    from playwright.sync_api import expect
+
     name, key = _newAccount(server)
-    page = context.new_page()
     _signIn(page, server, key)
     expect(page.get_by_role("heading", name="Your mail")).to_be_visible()
     expect(page.locator("nav.who")).to_contain_text(name)
@@ -124,65 +89,67 @@ def test_signInAndLiveMail(server: CaptureServer, context: BrowserContext,
     href = row.locator("a").get_attribute("href")
     assert href is not None and href.startswith(f"/inbox/{address}/")
     _send(server, address, "second for the screenshot")
-    _screenshot(browser, server, key, "/account", "account")
+    expect(page.locator("#messages li.message")).to_have_count(2, timeout=15000)
+    screenshot(page, "account", fullPage=True)
 
 
-def test_capturePrivateMakesNextMessagePrivate(server: CaptureServer,
-                                               browser: Browser) -> None:
+def test_capturePrivateMakesNextMessagePrivate(server: CaptureServer, page: Page,
+                                               chromium: Browser) -> None:
     """
     Ticking "Make captured email private" in the settings: the next message
     the account sends through Capture (SMTP AUTH with its key) is missing
-    from the recipient's public inbox for a signed-out visitor, while one
-    sent by someone else is there; the account's unified inbox shows it.
+    from the recipient's public inbox page for a signed-out visitor, while
+    one sent by someone else is there; the account's unified inbox shows it.
     """
+    from playwright.sync_api import expect
+
     name, key = _newAccount(server)
-    signedIn = browser.new_context()
-    signedOut = browser.new_context()
+    _signIn(page, server, key)
+    page.goto(_base(server) + "/account/settings")
+    box = page.get_by_label("Make captured email private")
+    expect(box).not_to_be_checked()
+    box.check()
+    page.locator("#private").get_by_role("button", name="Save").click()
+    expect(page.get_by_text("Captured email is private now")).to_be_visible()
+    expect(page.get_by_label("Make captured email private")).to_be_checked()
+
+    recipient = f"public-{secrets.token_hex(5)}@example.com"
+    _send(server, recipient, "sent with capturePrivate", login=(name, key))
+    _send(server, recipient, "sent by someone else")
+
+    signedOut: BrowserContext = chromium.new_context()
     try:
-        page = signedIn.new_page()
-        _signIn(page, server, key)
-        page.goto(_base(server) + "/account/settings")
-        box = page.get_by_label("Make captured email private")
-        expect(box).not_to_be_checked()
-        box.check()
-        page.locator("#private").get_by_role("button", name="Save").click()
-        expect(page.get_by_text("Captured email is private now")).to_be_visible()
-        expect(page.get_by_label("Make captured email private")).to_be_checked()
-
-        recipient = f"public-{secrets.token_hex(5)}@example.com"
-        _send(server, recipient, "sent with capturePrivate", login=(name, key))
-        _send(server, recipient, "sent by someone else")
-
         visitor = signedOut.new_page()
+        visitor.goto(_base(server) + f"/inbox/{recipient}")
+        expect(visitor.locator("main")).to_contain_text("sent by someone else")
+        expect(visitor.locator("main")).not_to_contain_text("sent with capturePrivate")
         response = visitor.goto(_base(server) + f"/api/addresses/{recipient}/messages")
         assert response is not None and response.status == 200
         subjects = [m["subject"] for m in json.loads(visitor.inner_text("body"))]
         assert subjects == ["sent by someone else"]
-        response = visitor.goto(_base(server) + f"/inbox/{recipient}")
-        assert response is not None
-        if response.status == 200:
-            # The inbox page (another branch) lists what the API lists.
-            expect(visitor.locator("main")).to_contain_text("sent by someone else")
-            expect(visitor.locator("main")).not_to_contain_text("sent with capturePrivate")
-
-        page.goto(_base(server) + "/account")
-        expect(page.locator("#messages")).to_contain_text("sent with capturePrivate")
-        expect(page.locator("#messages")).not_to_contain_text("sent by someone else")
     finally:
-        signedIn.close()
         signedOut.close()
 
+    page.goto(_base(server) + "/account")
+    expect(page.locator("#messages")).to_contain_text("sent with capturePrivate")
+    expect(page.locator("#messages")).not_to_contain_text("sent by someone else")
 
-def test_createKeyShownOnceAndRevoke(server: CaptureServer, context: BrowserContext,
-                                     browser: Browser) -> None:
+
+def test_createKeyShownOnceAndRevoke(server: CaptureServer, page: Page) -> None:
     """
     Creating a key shows it once, with a copy button; after a reload only
     its prefix is listed.  Revoking it (after the confirmation) marks it
     revoked and the key stops working.
     """
+    from playwright.sync_api import expect
+
     name, key = _newAccount(server)
-    page = context.new_page()
     _signIn(page, server, key)
+    # Something in every section for the screenshot.
+    for path in (f"/api/addresses/shot-{secrets.token_hex(4)}@example.com",
+                 f"/api/domains/shot{secrets.token_hex(4)}.example.org"):
+        assert page.request.post(_base(server) + path,
+                                 headers={"Mailsac-Key": key}).status == 200
     page.goto(_base(server) + "/account/settings")
     page.get_by_label("Label of a new key").fill("from the browser")
     page.get_by_role("button", name="Create a key").click()
@@ -193,18 +160,13 @@ def test_createKeyShownOnceAndRevoke(server: CaptureServer, context: BrowserCont
     expect(page.get_by_text("shown this once")).to_be_visible()
     page.get_by_role("button", name="Copy").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
-    # Something in every section for the screenshot.
-    for path in (f"/api/addresses/shot-{secrets.token_hex(4)}@example.com",
-                 f"/api/domains/shot{secrets.token_hex(4)}.example.org"):
-        assert page.request.post(_base(server) + path,
-                                 headers={"Mailsac-Key": key}).status == 200
-    _screenshot(browser, server, key, "/account/settings", "settings")
 
     page.goto(_base(server) + "/account/settings")
     expect(page.locator("#new-key")).to_have_count(0)
     assert newKey not in page.content()
     row = page.locator("table.keys tr", has_text="from the browser")
     expect(row).to_contain_text(newKey[:8])
+    screenshot(page, "settings", fullPage=True)
     assert page.request.get(_base(server) + "/api/me",
                             headers={"Mailsac-Key": newKey}).status == 200
 

@@ -30,6 +30,7 @@ from capture.store.model import Account, ApiKeyInfo, Conflict, Copy, Domain, Not
 from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
+from capture.web.inboxpages import humanSize, sender, shortTime
 from capture.web.pagebase import PageBase, PageError, csrfField, pages
 from capture.web.responses import ApiError
 
@@ -73,14 +74,6 @@ def _when(millis: int) -> Tag:
     return tags.time(text, datetime=isoTime(millis))
 
 
-def _size(octets: int) -> str:
-    if octets < 1000:
-        return f"{octets} B"
-    if octets < 1_000_000:
-        return f"{octets / 1000:.{1 if octets < 10_000 else 0}f} KB"
-    return f"{octets / 1_000_000:.1f} MB"
-
-
 def messagePath(copy: Copy) -> str:
     """
     The path of a copy's message page.
@@ -95,8 +88,6 @@ def messageRow(copy: Copy) -> Tag:
     builds the same row for mail that arrives live.
     """
     message = copy.message
-    sender = message.fromAddresses[0] if message.fromAddresses else None
-    senderText = (sender.name or sender.address) if sender else message.mailFrom or "(no sender)"
     unread = not copy.read
     classes = "message" + (" unread" if unread else "") + (" starred" if copy.savedBy else "")
     return tags.li(
@@ -104,11 +95,12 @@ def messageRow(copy: Copy) -> Tag:
             tags.span("Unread" if unread else "", class_="mark-unread"),
             tags.span("★" if copy.savedBy else "", class_="mark-star",
                       **({"title": "Starred"} if copy.savedBy else {})),
-            tags.span(senderText, class_="from"),
+            tags.span(sender(copy), class_="from"),
             tags.span(message.subject or "(no subject)", class_="subject"),
             tags.span(copy.inbox, class_="inbox"),
-            tags.span(_when(message.received), class_="when"),
-            tags.span(_size(message.size), class_="size"),
+            tags.span(tags.time(shortTime(message.received, time.time()),
+                                datetime=isoTime(message.received)), class_="when"),
+            tags.span(humanSize(message.size), class_="size"),
             tags.span("📎" if message.attachments else "", class_="mark-attachment",
                       **({"title": "Has attachments"} if message.attachments else {})),
             href=messagePath(copy), class_="row-link",
@@ -489,7 +481,7 @@ class AccountPages(PageBase):
         rows = [
             ("Messages stored", f"{stats.storedMessages:,}"),
             ("Starred messages", f"{stats.starredMessages:,}"),
-            ("Storage", _size(stats.inboxBytes)),
+            ("Storage", humanSize(stats.inboxBytes)),
             ("API calls this month", f"{ops:,}"),
             ("Message limit", f"{account.messageLimit:,}" if account.messageLimit is not None
              else "the server's default"),
