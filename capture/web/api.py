@@ -29,12 +29,13 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
-from capture.addresses import baseInbox, isAddress, isDomain
+from capture.addresses import baseInbox, isAddress
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
+from capture.web import accountrules
 from capture.web.autoconfig import MailSettings
 from capture.web.live import (
     Backlog,
@@ -53,7 +54,6 @@ from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
-_WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
@@ -61,8 +61,6 @@ _BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 # What /api/body keeps: formatting, never links, images or image maps.
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
-_ANOTHER_ACCOUNTS = "That address belongs to another account."
-_ANOTHER_ACCOUNTS_DOMAIN = "That domain belongs to another account."
 _MAX_BULK = 100
 _log = Logger()
 
@@ -91,39 +89,6 @@ def _label(text: str) -> str:
             [f"a label has 1 to {_MAX_LABEL} characters, no slashes or control characters"],
         )
     return label
-
-
-def _addressSettings(body: Any) -> dict[str, Any]:
-    """
-    The owned-address settings (Mailsac's C{UpdatePrivateAddressForwarding}:
-    C{info}, C{forward}, C{webhook}, C{enablews}) a JSON body gives; Slack
-    fields are accepted and ignored (Capture posts to no Slack).
-
-    @raise ApiError: 400 naming every bad value.
-    """
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise ApiError(400, "The body must be a JSON object.", ["body must be an object"])
-    settings: dict[str, Any] = {}
-    errors = []
-    for name in ("info", "forward", "webhook"):
-        if name in body:
-            value = body[name]
-            if value is not None and not isinstance(value, str):
-                errors.append(f"{name} must be a string or null")
-            elif name == "webhook" and value and not _WEBHOOK_RE.fullmatch(value):
-                errors.append("webhook must be an http(s) URL")
-            else:
-                settings[name] = "" if name == "info" and value is None else value
-    if "enablews" in body:
-        if not isinstance(body["enablews"], bool):
-            errors.append("enablews must be true or false")
-        else:
-            settings["enablews"] = body["enablews"]
-    if errors:
-        raise ApiError(400, "Invalid address settings.", errors)
-    return settings
 
 
 def jsonRequestBody(request: IRequest) -> Any:
@@ -331,29 +296,10 @@ class MailsacAPI:
         return viewer
 
     def _inbox(self, email: str) -> str:
-        if not isAddress(email):
-            raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
-        return baseInbox(email)
+        return accountrules.inboxOf(email)
 
     def _domain(self, domain: str) -> str:
-        name = domain.lower()
-        if not isDomain(name):
-            raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
-        return name
-
-    async def _ownedDomain(self, viewer: str, domain: str, otherCode: int = 401) -> Domain:
-        """
-        The viewer's custom domain C{domain}.
-
-        @raise ApiError: C{otherCode} for another account's domain, 404 for
-            a domain nobody owns.
-        """
-        for owned in await self._store.listDomains(viewer):
-            if owned.domain == domain:
-                return owned
-        if await self._store.domainOwner(domain) is not None:
-            raise ApiError(otherCode, _ANOTHER_ACCOUNTS_DOMAIN)
-        raise ApiError(404, "Domain not found.", [f"{domain} is not a custom domain"])
+        return accountrules.domainName(domain)
 
     def _limit(self, request: IRequest, default: int, maximum: int) -> int:
         text = _query(request, b"limit")
@@ -404,14 +350,6 @@ class MailsacAPI:
         if visible is None:
             raise self._closed(viewer)
         return visible, viewer
-
-    async def _notAnotherAccounts(self, inbox: str, viewer: str) -> None:
-        """
-        Refuse (401, as Mailsac does) an address another account owns.
-        """
-        owner = await self._store.inboxOwner(inbox)
-        if owner.account is not None and owner.account != viewer:
-            raise ApiError(401, _ANOTHER_ACCOUNTS)
 
     @staticmethod
     def _closed(viewer: str | None) -> ApiError:
@@ -679,7 +617,7 @@ class MailsacAPI:
             return jsonBody(request, addressJSON(owned[inbox]))
         owner = await self._store.inboxOwner(inbox)
         if owner.account is not None:
-            raise ApiError(401, _ANOTHER_ACCOUNTS)
+            raise ApiError(401, accountrules.ANOTHER_ACCOUNTS)
         return jsonBody(request, {"_id": inbox, "info": "", "enablews": False, "forward": None,
                                   "webhook": None})
 
@@ -691,18 +629,8 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        settings = _addressSettings(jsonRequestBody(request))
-        owner = await self._store.inboxOwner(inbox)
-        if owner.account == viewer:
-            raise ApiError(400, "You own that address already.")
-        if owner.account is not None:
-            raise ApiError(401, _ANOTHER_ACCOUNTS)
-        try:
-            reserved = await self._store.reserveAddress(viewer, inbox)
-        except Conflict:
-            raise ApiError(401, _ANOTHER_ACCOUNTS) from None
-        if settings:
-            reserved = await self._store.updateAddress(viewer, inbox, settings)
+        settings = accountrules.addressSettings(jsonRequestBody(request))
+        reserved = await accountrules.reserve(self._store, viewer, inbox, settings)
         return jsonBody(request, addressJSON(reserved))
 
     @app.route("/api/addresses/<email>", methods=["PUT"])
@@ -713,12 +641,8 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        settings = _addressSettings(jsonRequestBody(request))
-        await self._notAnotherAccounts(inbox, viewer)
-        try:
-            updated = await self._store.updateAddress(viewer, inbox, settings)
-        except NotFound:
-            raise ApiError(400, "You do not own that address.") from None
+        settings = accountrules.addressSettings(jsonRequestBody(request))
+        updated = await accountrules.update(self._store, viewer, inbox, settings)
         return jsonBody(request, addressJSON(updated))
 
     @app.route("/api/private-address-forwarding/<email>", methods=["PUT"])
@@ -741,15 +665,7 @@ class MailsacAPI:
             raise ApiError(400, "Invalid deleteAddressMessages.",
                            ["deleteAddressMessages is true or false"])
         viewer = await self._requiredViewer(request)
-        await self._notAnotherAccounts(inbox, viewer)
-        if deleting in ("true", "1"):
-            if (await self._store.inboxOwner(inbox)).account != viewer:
-                raise ApiError(400, "You do not own that address.")
-            await self._store.purgeInbox(inbox)
-        try:
-            await self._store.releaseAddress(viewer, inbox)
-        except NotFound:
-            raise ApiError(400, "You do not own that address.") from None
+        await accountrules.release(self._store, viewer, inbox, deleting in ("true", "1"))
         return jsonBody(request, {"message": "Address released.", "_id": inbox})
 
     @app.route("/api/private-addresses-bulk", methods=["POST"])
@@ -776,7 +692,7 @@ class MailsacAPI:
             reserved = await self._store.reserveAddresses(viewer, [baseInbox(a) for a in wanted])
         except Conflict as conflict:
             raise ApiError(
-                401, _ANOTHER_ACCOUNTS, [f"{a} is owned by another account"
+                401, accountrules.ANOTHER_ACCOUNTS, [f"{a} is owned by another account"
                                          for a in str(conflict).split(", ")[:10]]
             ) from None
         return jsonBody(request, [addressJSON(a) for a in reserved])
@@ -799,7 +715,7 @@ class MailsacAPI:
         """
         name = self._domain(domain)
         viewer = await self._requiredViewer(request)
-        owned = await self._ownedDomain(viewer, name)
+        owned = await accountrules.ownedDomain(self._store, viewer, name)
         total = await self._store.countDomain(name, viewer, self._domainVisibility(owned))
         return jsonBody(
             request, {"domain": domainJSON(owned), "totalMessages": total, "catchAllAddress": None}
@@ -819,12 +735,7 @@ class MailsacAPI:
         isPrivate = body.get("isPrivate", True) if isinstance(body, dict) else True
         if not isinstance(isPrivate, bool):
             raise ApiError(400, "Invalid isPrivate.", ["isPrivate must be true or false"])
-        if name in {d.domain for d in await self._store.listDomains(viewer)}:
-            raise ApiError(400, "You own that domain already.")
-        try:
-            added = await self._store.addDomain(viewer, name, isPrivate)
-        except Conflict:
-            raise ApiError(401, _ANOTHER_ACCOUNTS_DOMAIN) from None
+        added = await accountrules.addDomain(self._store, viewer, name, isPrivate)
         return jsonBody(request, domainJSON(added))
 
     @app.route("/api/domains/<domain>", methods=["DELETE"])
@@ -835,11 +746,7 @@ class MailsacAPI:
         """
         name = self._domain(domain)
         viewer = await self._requiredViewer(request)
-        await self._ownedDomain(viewer, name, otherCode=401)
-        try:
-            await self._store.removeDomain(viewer, name)
-        except NotFound:
-            raise ApiError(404, "Domain not found.") from None
+        await accountrules.removeDomain(self._store, viewer, name)
         return jsonBody(request, {"message": "Domain released.", "_id": name})
 
     @app.route("/api/domains/<domain>/privacy/<isPrivate>", methods=["PUT"])
@@ -852,8 +759,7 @@ class MailsacAPI:
         if isPrivate not in ("true", "false"):
             raise ApiError(400, "Invalid privacy.", ["isPrivateBoolean is true or false"])
         viewer = await self._requiredViewer(request)
-        await self._ownedDomain(viewer, name)
-        updated = await self._store.setDomainPrivacy(viewer, name, isPrivate == "true")
+        updated = await accountrules.setDomainPrivacy(self._store, viewer, name, isPrivate == "true")
         return jsonBody(request, domainJSON(updated))
 
     @app.route("/api/domains/<domain>/messages", methods=["GET"])
@@ -866,7 +772,7 @@ class MailsacAPI:
         viewer = await self._requiredViewer(request)
         limit = self._limit(request, default=20, maximum=1000)
         until = self._date(request, b"until")
-        owned = await self._ownedDomain(viewer, name, otherCode=403)
+        owned = await accountrules.ownedDomain(self._store, viewer, name, otherCode=403)
         copies = await self._store.listDomain(
             name, viewer, self._domainVisibility(owned), limit=limit, until=until
         )
@@ -880,7 +786,7 @@ class MailsacAPI:
         """
         name = self._domain(domain)
         viewer = await self._requiredViewer(request)
-        await self._ownedDomain(viewer, name)
+        await accountrules.ownedDomain(self._store, viewer, name)
         await self._store.purgeDomain(name, viewer)
         request.setResponseCode(204)
         return b""
@@ -1176,7 +1082,7 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
-        await self._notAnotherAccounts(inbox, viewer)
+        await accountrules.notAnotherAccounts(self._store, inbox, viewer)
         return jsonBody(request, self._webhookAttempts(viewer, inbox))
 
     # Live events
