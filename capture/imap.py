@@ -39,6 +39,7 @@ from capture.access import Visibility, visibility
 from capture.auth import IMailboxReader, LoginThrottle
 from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
 from capture.imapsearch import SearchError, parseSearch
+from capture.imapsets import parseSequenceSet
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
@@ -928,8 +929,12 @@ class CaptureIMAP(imap4.IMAP4Server):
             raise imap4.IllegalClientResponse(f"Unknown FETCH item: {e}") from None
 
     def arg_seqset(self, line: bytes) -> Any:
+        # Twisted's, with the set parsed in one pass (capture.imapsets).
+        text, _, rest = line.partition(b" ")
         try:
-            return super().arg_seqset(line)
+            return parseSequenceSet(text), rest
+        except imap4.IllegalIdentifierError as e:
+            raise imap4.IllegalClientResponse("Bad message number " + str(e)) from None
         except (ValueError, TypeError) as e:
             raise imap4.IllegalClientResponse(f"Malformed message set: {e}") from None
 

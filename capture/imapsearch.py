@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.mail.imap4 import IllegalIdentifierError, parseIdList
+from twisted.mail.imap4 import IllegalIdentifierError
 
+from capture.imapsets import parseSequenceSet
 from capture.mime import decodeHeaderValue, headerBlock
 from capture.store.model import FetchedMessage, FlagState
 
@@ -138,7 +139,7 @@ class _Parser:
 
     def _set(self, token: bytes, uid: bool) -> Predicate:
         try:
-            messages = parseIdList(token)
+            messages = parseSequenceSet(token)
         except (IllegalIdentifierError, ValueError) as e:
             raise SearchError(f"Bad message set {token!r}: {e}") from None
         uids = self.uids
