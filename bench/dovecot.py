@@ -24,9 +24,10 @@ the file names. Dovecot builds its index and cache files in the first
 sessions; the first run's figures show that, best and median the warm case.
 
 Dovecot comes from Debian (``apt-get install -y dovecot-imapd
-dovecot-pop3d``); this script installs nothing. Run as root, Dovecot's
-session processes run as ``nobody`` (Dovecot refuses mail access as uid 0)
-and its login processes as Debian's ``dovenull``.
+dovecot-pop3d``); this script installs nothing. It runs as root, as a
+packaged Dovecot does: the master as root, session processes as ``nobody``
+(Dovecot refuses mail access as uid 0), login processes as the package's
+``dovenull`` and internal ones as its ``dovecot``.
 
 Usage::
 
@@ -77,8 +78,8 @@ listen = 127.0.0.1
 ssl = no
 disable_plaintext_auth = no
 auth_mechanisms = plain login
-default_internal_user = {internalUser}
-default_login_user = {loginUser}
+default_internal_user = dovecot
+default_login_user = dovenull
 first_valid_uid = {uid}
 first_valid_gid = {gid}
 mail_location = maildir:{directory}/home/Maildir
@@ -96,7 +97,7 @@ service imap-login {{
   }}
   inet_listener imaps {{
     port = 0
-  }}{loginChroot}
+  }}
 }}
 service pop3-login {{
   inet_listener pop3 {{
@@ -104,7 +105,7 @@ service pop3-login {{
   }}
   inet_listener pop3s {{
     port = 0
-  }}{loginChroot}
+  }}
 }}
 """
 
@@ -192,13 +193,7 @@ class Dovecot:
         self.directory = tempfile.mkdtemp(prefix="capture-bench-dovecot-")
         # Dovecot's unprivileged processes must reach the maildir and passwd file.
         os.chmod(self.directory, 0o755)
-        if os.getuid() == 0:
-            mailUser = pwd.getpwnam("nobody")
-            internalUser, loginUser, loginChroot = "dovecot", "dovenull", ""
-        else:
-            mailUser = pwd.getpwuid(os.getuid())
-            internalUser = loginUser = mailUser.pw_name
-            loginChroot = "\n  chroot ="
+        mailUser = pwd.getpwnam("nobody")
         uid, gid = mailUser.pw_uid, mailUser.pw_gid
         home = os.path.join(self.directory, "home")
         self.octets = writeMaildir(os.path.join(home, "Maildir"), messages, uid, gid)
@@ -209,8 +204,7 @@ class Dovecot:
         self.config = os.path.join(self.directory, "dovecot.conf")
         with open(self.config, "w") as f:
             f.write(_CONFIG.format(
-                directory=self.directory, port=self.ports["imap"], internalUser=internalUser,
-                loginUser=loginUser, uid=uid, gid=gid, loginChroot=loginChroot, **self.ports,
+                directory=self.directory, port=self.ports["imap"], uid=uid, gid=gid, **self.ports,
             ))
         self.logPath = os.path.join(self.directory, "dovecot.log")
         with open(os.path.join(self.directory, "stderr.log"), "w") as log:
@@ -291,6 +285,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not os.path.exists(DOVECOT):
         sys.exit(f"{DOVECOT} is missing: apt-get install -y dovecot-imapd dovecot-pop3d")
+    if os.getuid() != 0:
+        sys.exit("run as root: Dovecot's master sets its services' owners and users")
 
     dovecot = Dovecot(args.messages)
     try:

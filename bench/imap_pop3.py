@@ -60,6 +60,12 @@ from api import inboxAddress, prepareData  # noqa: E402  (bench/ is not a packag
 
 _DATABASE = "capture.sqlite3"
 
+# What one recv asks for. Not 1 MiB: allocating (and shrinking) a buffer
+# that large for every small answer cost this client about 18 us a round
+# trip (1,000 NOOPs to Dovecot: 53 ms against 35 ms), a third of what the
+# one-at-a-time FETCH step measured.
+_READ = 1 << 16
+
 _LISTEN_RE = re.compile(r"(POP3 \(STLS\)|IMAP \(STARTTLS\)) listening on ([^\s:]+):(\d+)")
 
 
@@ -143,7 +149,7 @@ class Client:
         tail = b"\r\n"
         marker = b"\r\n" + tag + b" "
         while True:
-            chunk = self.sock.recv(1 << 20)
+            chunk = self.sock.recv(_READ)
             if not chunk:
                 raise ConnectionError("closed")
             chunks.append(chunk)
@@ -170,7 +176,7 @@ class Client:
         chunks: list[bytes] = []
         tail = b"\r\n"
         while True:
-            chunk = self.sock.recv(1 << 20)
+            chunk = self.sock.recv(_READ)
             if not chunk:
                 raise ConnectionError("closed")
             chunks.append(chunk)
