@@ -13,10 +13,11 @@ LOGIN+SELECT, the two whole-mailbox FETCHes, and ``--fetches``
 ``UID FETCH`` of a UID set.
 
 With ``--capture DATA`` (a data directory ``bench/imap_pop3.py`` filled,
-e.g. ``/var/tmp/capture-10k``) it then runs the same sessions against
-``twistd capture`` on a copy of DATA (DATA itself is only read), and
-prints the two side by side, so both sets of figures are taken in the
-same minutes under the same load.
+e.g. ``/var/tmp/capture-10k``) it also starts ``twistd capture`` on a copy
+of DATA (DATA itself is only read), runs the sessions alternately against
+the two servers (a Dovecot run, a Capture run, the next Dovecot run...),
+so both sets of figures are taken in the same minutes under the same load,
+and prints them side by side.
 
 The maildir holds the messages as Dovecot's own delivery would save them:
 LF line ends, with the ``S=`` (size) and ``W=`` (size with CRLF) fields in
@@ -289,32 +290,30 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("run as root: Dovecot's master sets its services' owners and users")
 
     dovecot = Dovecot(args.messages)
+    scratch = tempfile.mkdtemp(prefix="capture-bench-dovecot-data-")
+    capture: Server | None = None
     try:
-        print(f"{conditions(args.messages)}; {args.runs} runs of each session; "
-              f"Dovecot {version()}, maildir of {dovecot.octets} octets (LF)")
-        dovecotSteps = runSessions(dovecot.target(), args.fetches, args.seed, args.runs)
-        dovecotSteps.report()
+        targets = [dovecot.target()]
+        if args.capture:
+            copyData(args.capture, scratch)
+            key = prepareData(scratch, args.messages, 1, 0)
+            capture = Server(scratch)
+            targets.append(captureTarget(capture, inboxAddress(0), key))
+        print(f"{conditions(args.messages)}; {args.runs} runs of each session"
+              f"{', alternating between the servers' if capture else ''}; "
+              f"Dovecot {version()}, maildir of {dovecot.octets} octets (LF)"
+              f"{f'; Capture on a copy of {args.capture}' if capture else ''}")
+        steps = runSessions(targets, args.fetches, args.seed, args.runs)
+        print(f"load after: {os.getloadavg()[0]:.2f}")
+        for record in steps:
+            record.report()
+        if len(steps) == 2:
+            compare(*steps)
     finally:
         dovecot.stop()
-    if not args.capture:
-        return
-
-    scratch = tempfile.mkdtemp(prefix="capture-bench-dovecot-data-")
-    try:
-        copyData(args.capture, scratch)
-        key = prepareData(scratch, args.messages, 1, 0)
-        server = Server(scratch)
-        try:
-            print(f"\n{conditions(args.messages)}; {args.runs} runs of each session; "
-                  f"Capture on a copy of {args.capture}")
-            captureSteps = runSessions(captureTarget(server, inboxAddress(0), key),
-                                       args.fetches, args.seed, args.runs)
-            captureSteps.report()
-        finally:
-            server.stop()
-    finally:
+        if capture is not None:
+            capture.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    compare(dovecotSteps, captureSteps)
 
 
 if __name__ == "__main__":

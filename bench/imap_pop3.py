@@ -318,16 +318,19 @@ def imapSession(target: Target, steps: Steps, fetches: int, seed: int) -> None:
     client.command("LOGOUT")
 
 
-def runSessions(target: Target, fetches: int, seed: int, runs: int) -> Steps:
+def runSessions(targets: list[Target], fetches: int, seed: int, runs: int) -> list[Steps]:
     """
-    C{runs} POP3 sessions then C{runs} IMAP sessions, each a new
-    connection and login, one client at a time; the steps' times.
+    C{runs} POP3 sessions then C{runs} IMAP sessions with each target, each
+    a new connection and login, one client at a time; each target's
+    steps' times. With several targets the sessions alternate (one with
+    each, then the next run), so a change in the machine's load falls on
+    all of them alike.
     """
-    steps = Steps(target)
-    for _ in range(runs):
-        pop3Session(target, steps, fetches, seed)
-    for _ in range(runs):
-        imapSession(target, steps, fetches, seed)
+    steps = [Steps(target) for target in targets]
+    for session in (pop3Session, imapSession):
+        for _ in range(runs):
+            for record in steps:
+                session(record.target, record, fetches, seed)
     return steps
 
 
@@ -385,7 +388,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             target = captureTarget(server, inboxAddress(0), key)
             print(f"server started: {target.memory()}")
-            runSessions(target, args.fetches, args.seed, args.runs).report()
+            runSessions([target], args.fetches, args.seed, args.runs)[0].report()
         finally:
             server.stop()
     finally:
