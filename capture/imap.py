@@ -39,7 +39,7 @@ from capture.access import Visibility, visibility
 from capture.auth import IMailboxReader, LoginThrottle
 from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
 from capture.imapsearch import SearchError, parseSearch
-from capture.imapsets import parseSequenceSet
+from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
@@ -885,13 +885,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         assert view is not None
         uids = view.uids
         if uid:
-            messages.last = uids[-1] if uids else 1
-            found: list[int] = []
-            for low, high in messages.ranges:
-                start = bisect.bisect_left(uids, low)
-                stop = bisect.bisect_right(uids, high)
-                found.extend(uids[start:stop])
-            return sorted(set(found))
+            return uidsIn(messages, uids)
         if not uids:
             raise imap4.IllegalClientResponse("No messages in this mailbox")
         messages.last = len(uids)

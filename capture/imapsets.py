@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.test_imap_unit,tests.test_imap -*-
 """
-IMAP sequence sets (C{1:4,7,9:*}) parsed in one pass.
+IMAP sequence sets (C{1:4,7,9:*}) parsed in one pass, and a UID set
+resolved against a mailbox's uids by bisection.
 
 Twisted's C{parseIdList} adds each comma-separated part to a
 L{MessageSet}, which re-sorts and merges all its ranges on every add: a
@@ -11,6 +12,8 @@ collected first and merged once; the result and the errors are Twisted's.
 """
 
 from __future__ import annotations
+
+import bisect
 
 from twisted.mail.imap4 import IllegalIdentifierError, MessageSet
 
@@ -52,3 +55,16 @@ def parseSequenceSet(text: bytes) -> MessageSet:
         ranges.append((first, last))
     # One sort and merge for the whole set.
     return MessageSet(ranges)
+
+
+def uidsIn(messages: MessageSet, uids: list[int]) -> list[int]:
+    """
+    The uids a UID set names among a mailbox's C{uids} (ascending),
+    ascending; C{*} is the largest uid in use. Each range costs two
+    bisections, whatever the mailbox's size or the number of ranges.
+    """
+    messages.last = uids[-1] if uids else 1
+    found: list[int] = []
+    for low, high in messages.ranges:
+        found.extend(uids[bisect.bisect_left(uids, low):bisect.bisect_right(uids, high)])
+    return sorted(set(found))

@@ -12,7 +12,7 @@ from twisted.mail.imap4 import IllegalIdentifierError, parseIdList, parseNestedP
 
 from capture.imapitems import applyFlags, fetchBatches, flagList, headerFields, internalDate
 from capture.imapsearch import SearchError, parseSearch
-from capture.imapsets import parseSequenceSet
+from capture.imapsets import parseSequenceSet, uidsIn
 from capture.store.model import FetchedMessage, FlagState
 
 STATE = FlagState(7, read=False, deleted=False, answered=True, flagged=False,
@@ -141,3 +141,31 @@ def test_badSequenceSetsRefusedAsTwistedRefusesThem(text: bytes) -> None:
     with pytest.raises(IllegalIdentifierError) as ours:
         parseSequenceSet(text)
     assert str(ours.value) == str(theirs.value)
+
+
+def test_uidSetsResolvedAgainstTheMailbox() -> None:
+    """
+    A UID set names the mailbox's uids in its ranges, ascending and once
+    each; C{*} is the largest uid, so C{100:*} names it even below 100.
+    """
+    uids = [3, 5, 9, 12, 40]
+    assert uidsIn(parseSequenceSet(b"10:4,1,9,100:*"), uids) == [5, 9, 40]
+    assert uidsIn(parseSequenceSet(b"*"), uids) == [40]
+    assert uidsIn(parseSequenceSet(b"13:39"), uids) == []
+    assert uidsIn(parseSequenceSet(b"1:*"), []) == []
+
+
+def test_searchByLongUidSet() -> None:
+    """
+    UID SEARCH's C{UID} key with many ranges matches exactly the named
+    uids of the mailbox.
+    """
+    uids = list(range(10, 1010, 10))
+    named = uids[::7]
+    search = parseSearch([b"UID", b",".join(b"%d" % u for u in reversed(named))], uids)
+
+    def matches(uid: int) -> bool:
+        state = FlagState(uid, False, False, False, False, ())
+        return search.match(state, FetchedMessage(uid, 1, 0, 0, raw=b""), None, None)
+
+    assert [u for u in uids if matches(u)] == named
