@@ -42,6 +42,7 @@ server works the same way. ``wrk`` comes from Debian's package
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -53,6 +54,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
 _FILL_RECORD = "bench-fill.json"
@@ -115,6 +117,24 @@ def makeMessage(seq: int, to: str, when: float, rng: random.Random) -> bytes:
     ).encode()
 
 
+def generateMessages(messages: int, inboxes: int,
+                     start: float | None = None) -> Iterator[tuple[int, str, float, bytes]]:
+    """
+    The bench's fill, oldest first, as C{(seq, to, when, raw)}: message
+    C{seq} to inbox C{seq % inboxes}, received times spread over the day
+    before C{start} (default now). Every bench that needs "the same
+    messages" (a Capture store here, Dovecot's maildir in C{dovecot.py})
+    takes them from this one generator, so only the dates differ.
+    """
+    rng = random.Random(1)
+    first = (time.time() if start is None else start) - 86400
+    step = 86400 / messages
+    for seq in range(messages):
+        to = inboxAddress(seq % inboxes)
+        when = first + seq * step
+        yield seq, to, when, makeMessage(seq, to, when, rng)
+
+
 # Filling
 
 
@@ -138,28 +158,23 @@ def _fillStore(data: str, messages: int, inboxes: int, outstanding: int) -> str:
         try:
             _, key = await store.createAccount("bench")
             result["key"] = key
-            rng = random.Random(1)
-            # Received times spread over the last day, oldest first.
-            start = time.time() - 86400
-            step = 86400 / messages
             began = time.monotonic()
-            seq = 0
-            while seq < messages:
+            fill = generateMessages(messages, inboxes)
+            filled = 0
+            while filled < messages:
                 batch = []
-                for _ in range(min(outstanding, messages - seq)):
-                    to = inboxAddress(seq % inboxes)
-                    when = start + seq * step
+                for seq, to, when, raw in itertools.islice(fill, outstanding):
                     envelope = Envelope(
                         queueId=newQueueId(), mailFrom=f"noreply{seq % 97}@sender.example",
                         recipients=(Recipient(to, to),), account=None, helo="bench",
                         ip="192.0.2.1", via="127.0.0.1", tls=True, received=int(when * 1000),
                     )
-                    batch.append(store.addMessage(envelope, makeMessage(seq, to, when, rng)))
-                    seq += 1
+                    batch.append(store.addMessage(envelope, raw))
+                filled += len(batch)
                 await defer.gatherResults(batch, consumeErrors=True)
                 elapsed = time.monotonic() - began
                 print(
-                    f"\rfilled {seq}/{messages} ({seq / elapsed:.0f} msg/s)",
+                    f"\rfilled {filled}/{messages} ({filled / elapsed:.0f} msg/s)",
                     end="", file=sys.stderr, flush=True,
                 )
             print(file=sys.stderr)

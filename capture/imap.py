@@ -39,6 +39,7 @@ from capture.access import Visibility, visibility
 from capture.auth import IMailboxReader, LoginThrottle
 from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
 from capture.imapsearch import SearchError, parseSearch
+from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
@@ -884,13 +885,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         assert view is not None
         uids = view.uids
         if uid:
-            messages.last = uids[-1] if uids else 1
-            found: list[int] = []
-            for low, high in messages.ranges:
-                start = bisect.bisect_left(uids, low)
-                stop = bisect.bisect_right(uids, high)
-                found.extend(uids[start:stop])
-            return sorted(set(found))
+            return uidsIn(messages, uids)
         if not uids:
             raise imap4.IllegalClientResponse("No messages in this mailbox")
         messages.last = len(uids)
@@ -928,8 +923,12 @@ class CaptureIMAP(imap4.IMAP4Server):
             raise imap4.IllegalClientResponse(f"Unknown FETCH item: {e}") from None
 
     def arg_seqset(self, line: bytes) -> Any:
+        # Twisted's, with the set parsed in one pass (capture.imapsets).
+        text, _, rest = line.partition(b" ")
         try:
-            return super().arg_seqset(line)
+            return parseSequenceSet(text), rest
+        except imap4.IllegalIdentifierError as e:
+            raise imap4.IllegalClientResponse("Bad message number " + str(e)) from None
         except (ValueError, TypeError) as e:
             raise imap4.IllegalClientResponse(f"Malformed message set: {e}") from None
 

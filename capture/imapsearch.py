@@ -16,8 +16,9 @@ from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.mail.imap4 import IllegalIdentifierError, parseIdList
+from twisted.mail.imap4 import IllegalIdentifierError
 
+from capture.imapsets import parseSequenceSet, uidsIn
 from capture.mime import decodeHeaderValue, headerBlock
 from capture.store.model import FetchedMessage, FlagState
 
@@ -138,14 +139,14 @@ class _Parser:
 
     def _set(self, token: bytes, uid: bool) -> Predicate:
         try:
-            messages = parseIdList(token)
+            messages = parseSequenceSet(token)
         except (IllegalIdentifierError, ValueError) as e:
             raise SearchError(f"Bad message set {token!r}: {e}") from None
         uids = self.uids
         if uid:
-            messages.last = uids[-1] if uids else 1
-            ranges = list(messages.ranges)
-            return lambda m: any(low <= m.state.uid <= high for low, high in ranges)
+            # A set: one lookup a message, not a pass over every range.
+            named = set(uidsIn(messages, uids))
+            return lambda m: m.state.uid in named
         messages.last = max(len(uids), 1)
         chosen = {uids[s - 1] for low, high in messages.ranges
                   for s in range(low, min(high, len(uids)) + 1)}

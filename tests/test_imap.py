@@ -890,6 +890,44 @@ def test_badSequencesAndNames(server: CaptureServer) -> None:
     _stillServes(server)
 
 
+def test_longScatteredSets(server: CaptureServer) -> None:
+    """
+    One FETCH, UID FETCH or UID SEARCH naming many scattered messages (a
+    client fetching bodies in one command; repeats and reversed ranges
+    among them) answers each named message once, in mailbox order; a bad
+    part anywhere in a long set is a BAD quoting it, and the session goes
+    on.
+    """
+    address = inbox()
+    for i in range(8):
+        send(server, address, b"Subject: scattered %d\r\n\r\nx\r\n" % i)
+    raw = _loggedIn(server, address)
+    uids = [int(u) for u in re.findall(rb"UID (\d+)", b" ".join(raw.exchange(b"c FETCH 1:* (UID)")))]
+    assert len(uids) == 8
+    chosen = [7, 2, 4, 2, 7, 1]
+    parts = [b"%d" % n for n in chosen] * 200 + [b"6:5"]
+    lines = raw.exchange(b"d FETCH " + b",".join(parts) + b" (UID)")
+    assert lines[-1] == b"d OK FETCH completed"
+    assert lines[:-1] == [b"* %d FETCH (UID %d)" % (n, uids[n - 1]) for n in (1, 2, 4, 5, 6, 7)]
+    uidParts = [b"%d" % uids[n - 1] for n in chosen] * 200 + [b"%d:%d" % (uids[5], uids[4])]
+    lines = raw.exchange(b"e UID FETCH " + b",".join(uidParts) + b" (UID)")
+    assert lines[-1] == b"e OK FETCH completed"
+    assert lines[:-1] == [b"* %d FETCH (UID %d)" % (n, uids[n - 1]) for n in (1, 2, 4, 5, 6, 7)]
+    lines = raw.exchange(b"f UID SEARCH UID " + b",".join(uidParts))
+    assert lines == [b"* SEARCH " + b" ".join(b"%d" % uids[n - 1] for n in (1, 2, 4, 5, 6, 7)),
+                     b"f OK SEARCH completed"]
+    assert raw.command(b"g FETCH " + b",".join(parts + [b"0"]) + b" (UID)") == (
+        b"g BAD Illegal syntax: Bad message number 0")
+    assert raw.command(b"h UID FETCH " + b",".join(uidParts + [b"*:*"]) + b" (UID)") == (
+        b"h BAD Illegal syntax: Bad message number b'*:*'")
+    assert raw.command(b"i FETCH 1,,2 (UID)") == b"i BAD Illegal syntax: Bad message number b''"
+    assert raw.command(b"j FETCH 9,1 (UID)") == (
+        b"j BAD Illegal syntax: Message sequence number out of range (1:8)")
+    assert raw.command(b"k FETCH 3 (UID)") == b"k OK FETCH completed"
+    raw.close()
+    _stillServes(server)
+
+
 def test_refusedChangesAnswerNo(server: CaptureServer) -> None:
     """
     CREATE, DELETE, RENAME, APPEND, COPY and MOVE get a clear NO: folders

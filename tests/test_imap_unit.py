@@ -1,15 +1,18 @@
 """
 The pure pieces of the IMAP server: flag arithmetic, header field
-selection, dates, FETCH batching and SEARCH parsing.
+selection, dates, FETCH batching, SEARCH and sequence set parsing.
 """
 
 from __future__ import annotations
 
+import random
+
 import pytest
-from twisted.mail.imap4 import parseNestedParens
+from twisted.mail.imap4 import IllegalIdentifierError, parseIdList, parseNestedParens
 
 from capture.imapitems import applyFlags, fetchBatches, flagList, headerFields, internalDate
 from capture.imapsearch import SearchError, parseSearch
+from capture.imapsets import parseSequenceSet, uidsIn
 from capture.store.model import FetchedMessage, FlagState
 
 STATE = FlagState(7, read=False, deleted=False, answered=True, flagged=False,
@@ -95,3 +98,74 @@ def test_searchSequenceSetsAndNesting() -> None:
     assert [u for u in (10, 20, 30) if matches(u)] == [20, 30]
     assert not matches(20, deleted=True) and not matches(30, read=True)
     assert not search.bodies
+
+
+@pytest.mark.parametrize("text", [
+    b"1", b"*", b"1:4", b"4:1", b"*:3", b"3:*", b"1,3,2", b"5,4,3,2,1", b"1:*,2",
+    b"1:3,2:5,7,6,9:*", b"10:12,1,12:10,3:2",
+])
+def test_sequenceSetsAsTwistedParsesThem(text: bytes) -> None:
+    """
+    The one-pass parse gives Twisted's ranges: ordered, merged, C{*} as
+    None until C{last} is set, and the same after.
+    """
+    ours, theirs = parseSequenceSet(text), parseIdList(text)
+    assert ours.ranges == theirs.ranges
+    ours.last = theirs.last = 20
+    assert ours.ranges == theirs.ranges and list(ours) == list(theirs)
+
+
+def test_longScatteredSequenceSet() -> None:
+    """
+    A thousand scattered parts, repeats and ranges among them (a client
+    fetching many bodies in one command), merge as Twisted merges them.
+    """
+    rng = random.Random(3)
+    parts = [str(rng.randint(1, 5000)).encode() for _ in range(1000)]
+    parts += [b"4990:4995", b"4996", b"30:20", b"17:*"]
+    rng.shuffle(parts)
+    text = b",".join(parts)
+    assert parseSequenceSet(text).ranges == parseIdList(text).ranges
+
+
+@pytest.mark.parametrize("text", [
+    b"0", b"0:3", b"3:0", b"x", b"x:y", b"1,,2", b"*:*", b"-1", b"", b"1:", b"2,0",
+])
+def test_badSequenceSetsRefusedAsTwistedRefusesThem(text: bytes) -> None:
+    """
+    What Twisted refuses is refused with the same error text (the BAD
+    reply quotes it).
+    """
+    with pytest.raises(IllegalIdentifierError) as theirs:
+        parseIdList(text)
+    with pytest.raises(IllegalIdentifierError) as ours:
+        parseSequenceSet(text)
+    assert str(ours.value) == str(theirs.value)
+
+
+def test_uidSetsResolvedAgainstTheMailbox() -> None:
+    """
+    A UID set names the mailbox's uids in its ranges, ascending and once
+    each; C{*} is the largest uid, so C{100:*} names it even below 100.
+    """
+    uids = [3, 5, 9, 12, 40]
+    assert uidsIn(parseSequenceSet(b"10:4,1,9,100:*"), uids) == [5, 9, 40]
+    assert uidsIn(parseSequenceSet(b"*"), uids) == [40]
+    assert uidsIn(parseSequenceSet(b"13:39"), uids) == []
+    assert uidsIn(parseSequenceSet(b"1:*"), []) == []
+
+
+def test_searchByLongUidSet() -> None:
+    """
+    UID SEARCH's C{UID} key with many ranges matches exactly the named
+    uids of the mailbox.
+    """
+    uids = list(range(10, 1010, 10))
+    named = uids[::7]
+    search = parseSearch([b"UID", b",".join(b"%d" % u for u in reversed(named))], uids)
+
+    def matches(uid: int) -> bool:
+        state = FlagState(uid, False, False, False, False, ())
+        return search.match(state, FetchedMessage(uid, 1, 0, 0, raw=b""), None, None)
+
+    assert [u for u in uids if matches(u)] == named
