@@ -43,7 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from api import _DOMAIN, Server, prepareData  # noqa: E402
 
 _CSRF = re.compile(rb'<meta name="csrf-token" content="([^"]*)"')
-_OLDER = re.compile(rb'href="/account\\?before=(\\d+)" rel="next"')
+_OLDER = re.compile(rb'href="/account\?before=(\d+)" rel="next"')
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
