@@ -10,11 +10,12 @@ loopback, so each time is the server's time plus a loopback round trip):
 
 ``first``     ``/account`` (newest 50, unread count over the whole inbox)
 ``middle``    ``/account?skip=<half>``
+``cursor``    ``/account?before=<uid>`` (the same page by the Older link's cursor)
 ``last``      ``/account?skip=<messages - 50>``
 ``search``    ``/account?q=invoice`` (newest 100 matches)
 ``settings``  ``/account/settings`` (keys, addresses, domains, usage)
 
-Prints, after the conditions, the median and 90th percentile of each.
+Prints, after the conditions, the median, 90th and 99th percentile of each.
 
 Usage::
 
@@ -42,6 +43,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from api import _DOMAIN, Server, prepareData  # noqa: E402
 
 _CSRF = re.compile(rb'<meta name="csrf-token" content="([^"]*)"')
+_OLDER = re.compile(rb'href="/account\?before=(\d+)" rel="next"')
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -96,9 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         try:
             base = f"http://{server.address}"
             opener = _signedIn(base, key)
+            half = options.messages // 2
+            with opener.open(f"{base}/account?skip={max(0, half - 50)}") as response:
+                older = _OLDER.search(response.read())
             pages = {
                 "first": "/account",
-                "middle": f"/account?skip={options.messages // 2}",
+                "middle": f"/account?skip={half}",
+                "cursor": f"/account?before={older.group(1).decode() if older else 0}",
                 "last": f"/account?skip={max(0, options.messages - 50)}",
                 "search": "/account?q=invoice",
                 "settings": "/account/settings",
@@ -110,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
                 _time(opener, base + path, 2)
                 times = sorted(_time(opener, base + path, options.requests))
                 p90 = times[int(len(times) * 0.9) - 1]
+                p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
                 print(f"{name:9} {path:28} median {statistics.median(times):7.1f} ms"
-                      f"   p90 {p90:7.1f} ms")
+                      f"   p90 {p90:7.1f} ms   p99 {p99:7.1f} ms")
         finally:
             server.stop()
     finally:

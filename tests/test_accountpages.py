@@ -227,12 +227,52 @@ def test_unifiedInboxPaging(server: CaptureServer) -> None:
     status, _, body = browser.get("/account")
     text = _text(body)
     assert status == 200 and "paged 51" in text and "paged 02" in text and "paged 01" not in text
-    assert b'href="/account?skip=50"' in body
+    # Older mail is a cursor: the last uid shown.
+    older = re.search(rb'href="(/account\?before=\d+)" rel="next"', body)
+    assert older is not None
+    status, _, body = browser.get(older.group(1).decode())
+    text = _text(body)
+    assert status == 200
+    assert "paged 01" in text and "paged 00" in text and "paged 02" not in text
+    assert b'href="/account" rel="first"' in body and b'rel="next"' not in body
+    # skip= links keep working.
     status, _, body = browser.get("/account?skip=50")
     text = _text(body)
     assert "paged 01" in text and "paged 00" in text and "paged 02" not in text
     assert b'rel="prev"' in body and b'rel="next"' not in body
-    status, _, body = browser.get("/account?skip=-1")
+    for bad in ("skip=-1", "before=-1", "before=x", "before=1234567890123456789"):
+        status, _, body = browser.get(f"/account?{bad}")
+        assert status == 400 and "No such page" in _text(body), bad
+    _stillServes(server)
+
+
+def test_unifiedSearchOlder(server: CaptureServer) -> None:
+    """
+    A search goes on below a cursor (the link a search that stopped at its
+    window gives): only older matches, said so, with a link back to the
+    newest; a broken cursor is a 400 page.
+    """
+    _, _, browser = _account(server)
+    address = _address()
+    browser.post("/account/addresses", {"address": address})
+    client = server.smtp()
+    client.sendmail("s@example.net", [address], "Subject: invoice old\r\n\r\nx\r\n")
+    for n in range(50):
+        client.sendmail("s@example.net", [address], f"Subject: filler {n}\r\n\r\nx\r\n")
+    client.sendmail("s@example.net", [address], "Subject: invoice new\r\n\r\nx\r\n")
+    client.quit()
+    _, _, body = browser.get("/account")
+    older = re.search(rb'href="/account\?before=(\d+)" rel="next"', body)
+    assert older is not None
+    text = _text(browser.get("/account?q=invoice")[2])
+    assert "invoice new" in text and "invoice old" in text
+    status, _, body = browser.get(f"/account?q=invoice&before={older.group(1).decode()}")
+    text = _text(body)
+    assert status == 200
+    assert "invoice old" in text and "invoice new" not in text
+    assert "1 message match “invoice” in older mail." in text
+    assert b'href="/account?q=invoice" rel="first"' in body
+    status, _, body = browser.get("/account?q=invoice&before=1e5")
     assert status == 400 and "No such page" in _text(body)
     _stillServes(server)
 

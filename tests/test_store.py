@@ -1436,3 +1436,119 @@ class RetentionTests(_StoreCase):
         self.assertEqual(self.count("message_bodies"), 1)
         self.assertEqual(await self.store.getRaw(sharedOwned), message())
         self.assertConsistent()
+
+
+class UnifiedInboxTests(_StoreCase):
+    """
+    The account's unified inbox (M17) and its searches, under both of the
+    store's spellings of "the account's copies": walked by uid when the
+    account owns much of the newest mail, indexed when it owns little.
+    """
+
+    async def fill(self) -> dict[str, Copy]:
+        """
+        Alice owns an address and a private domain and starred one public
+        copy; the rest is other people's mail.
+        """
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("alice", "owned@example.com")
+        await self.store.addDomain("alice", "private.test")
+        await self.store.reserveAddress("bob", "bob@example.com")
+        copies: dict[str, Copy] = {}
+        for name, inbox in [
+            ("owned1", "owned@example.com"), ("bob1", "bob@example.com"),
+            ("domain1", "x@private.test"), ("public1", "anyone@example.org"),
+            ("starred", "public@example.org"), ("owned2", "owned@example.com"),
+            ("public2", "anyone@example.org"), ("domain2", "y@private.test"),
+        ]:
+            subject = f"invoice {name}" if name.endswith("1") or name == "starred" else name
+            copies[name] = (await self.add(inbox, raw=message(subject)))[0]
+        await self.store.setStarred(copies["starred"], "alice")
+        await self.store.setCopyState(copies["owned1"], read=True)
+        return copies
+
+    def forcePlan(self, walked: bool) -> None:
+        # The sample decides; a share of 0 never walks, a huge one always
+        # does (alice has mail among the newest).
+        self.patch(sqliteBackend, "_WALK_SHARE", 10**9 if walked else 0)
+
+    async def test_planChoice(self) -> None:
+        """
+        An account with mail among the store's newest copies is walked; one
+        with none is read through the indexes.
+        """
+        await self.fill()
+        conn = self.db()
+        self.assertEqual(sqliteBackend._accountCopies(conn, "alice"), sqliteBackend._MINE_WALKED)
+        self.assertEqual(sqliteBackend._accountCopies(conn, "carol"), sqliteBackend._MINE_INDEXED)
+
+    async def assertListing(self, walked: bool) -> None:
+        self.forcePlan(walked)
+        c = await self.fill()
+        newestFirst = [c[n].id for n in ("domain2", "owned2", "starred", "domain1", "owned1")]
+
+        async def ids(**kwargs: Any) -> tuple[list[str], int]:
+            copies, unread = await self.store.listAccountInbox("alice", **kwargs)
+            return [x.id for x in copies], unread
+
+        self.assertEqual(await ids(), (newestFirst, 4))
+        self.assertEqual(await ids(limit=2, skip=2), (newestFirst[2:4], 4))
+        self.assertEqual(await ids(limit=2, beforeUid=c["owned2"].uid), (newestFirst[2:4], 4))
+        self.assertEqual(await ids(beforeUid=c["owned1"].uid), ([], 4))
+        self.assertEqual((await ids(limit=50, since=c["domain2"].message.received))[0][0],
+                         c["domain2"].id)
+
+    async def test_listingWalked(self) -> None:
+        """
+        Walked: newest first, only the account's copies, C{skip} and the
+        C{beforeUid} cursor give the same pages, unread counts them all.
+        """
+        await self.assertListing(walked=True)
+
+    async def test_listingIndexed(self) -> None:
+        """
+        Indexed: the same answers.
+        """
+        await self.assertListing(walked=False)
+
+    async def assertSearch(self, walked: bool) -> None:
+        self.forcePlan(walked)
+        c = await self.fill()
+
+        async def found(**kwargs: Any) -> list[str]:
+            return [x.id for x in await self.store.searchAccount("alice", **kwargs)]
+
+        matches = [c[n].id for n in ("starred", "domain1", "owned1")]
+        self.assertEqual(await found(anyOf="INVOICE"), matches)
+        self.assertEqual(await found(anyOf="invoice", limit=2), matches[:2])
+        self.assertEqual(await found(subject="invoice", read=False), matches[:2])
+        self.assertEqual(await found(recipient="private.test"), [c["domain2"].id, c["domain1"].id])
+        self.assertEqual(await found(anyOf="%"), [])
+
+        async def window(**kwargs: Any) -> tuple[list[str], int | None]:
+            copies, cursor = await self.store.searchAccountWindow("alice", "invoice", **kwargs)
+            return [x.id for x in copies], cursor
+
+        self.assertEqual(await window(), (matches, None))
+        # A page of two, then the rest from its cursor.
+        self.assertEqual(await window(limit=2), (matches[:2], c["domain1"].uid))
+        self.assertEqual(await window(beforeUid=c["domain1"].uid), (matches[2:], None))
+        # A window of three copies (domain2, owned2, starred) stops there
+        # and says where to go on; the next window reaches the oldest.
+        self.assertEqual(await window(scan=3), (matches[:1], c["starred"].uid))
+        self.assertEqual(await window(scan=3, beforeUid=c["starred"].uid), (matches[1:], None))
+
+    async def test_searchWalked(self) -> None:
+        """
+        Walked: M18/M19 searches find the account's matching copies newest
+        first; the windowed search pages by its cursor and stops at its
+        window.
+        """
+        await self.assertSearch(walked=True)
+
+    async def test_searchIndexed(self) -> None:
+        """
+        Indexed: the same answers.
+        """
+        await self.assertSearch(walked=False)

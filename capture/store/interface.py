@@ -354,12 +354,14 @@ class IStore(Interface):
         copy).  @return: Deferred firing with the uids that were deleted.
         """
 
-    def listAccountInbox(account, limit=20, skip=0, since=None):
+    def listAccountInbox(account, limit=20, skip=0, since=None, beforeUid=None):
         """
         The account's unified inbox: copies in the inboxes it owns and the
         copies it starred, newest first.
 
         @param since: Only copies received at or after this time (ms).
+        @param beforeUid: Only copies with a smaller uid (a cursor: the
+            last uid of the page before; cheaper than C{skip} deep down).
         @return: Deferred firing with C{(copies, unread)}, C{unread} counting
             the whole inbox.
         """
@@ -371,6 +373,18 @@ class IStore(Interface):
         (C{subject}, C{sender}, C{recipient}: substrings, case-insensitive;
         C{read}), and C{anyOf} matches subject, sender or recipients.
         @return: Deferred firing with a list of L{Copy}, newest first.
+        """
+
+    def searchAccountWindow(account, anyOf, limit=100, beforeUid=None, scan=10_000):
+        """
+        L{searchAccount}'s C{anyOf} search with its work bounded, as
+        L{searchInbox}: at most C{scan} of the account's copies (the newest
+        below C{beforeUid}) are examined per call.
+
+        @return: Deferred firing with C{(copies, nextBefore)}: at most
+            C{limit} matching L{Copy}, newest first, and the C{beforeUid}
+            to search older copies with, or L{None} when nothing older is
+            left.
         """
 
     def searchInbox(inbox, visibility, words, limit=50, beforeUid=None, scan=10_000):

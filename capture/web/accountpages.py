@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from typing import Any, cast
+from urllib.parse import urlencode
 
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
@@ -30,7 +31,7 @@ from capture.store.model import Account, ApiKeyInfo, Conflict, Copy, Domain, Not
 from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
-from capture.web.inboxpages import humanSize, sender, shortTime
+from capture.web.inboxpages import CURSOR, humanSize, sender, shortTime
 from capture.web.pagebase import PageBase, PageError, csrfField, pages
 from capture.web.responses import ApiError
 
@@ -38,6 +39,9 @@ from capture.web.responses import ApiError
 PAGE_SIZE = 50
 # Results an account search shows (Mailsac's M19 gives at most 100).
 SEARCH_LIMIT = 100
+# The account's copies one search examines (newest first): a word no message
+# has costs this many, not the whole account; the page links to older mail.
+SEARCH_SCAN = 10_000
 _MAX_LABEL = 100
 _MAX_SKIP = 1_000_000
 _NOTICE_COOKIE = b"capture_notice"
@@ -121,20 +125,25 @@ class AccountPages(PageBase):
         viewer = await self.requiredViewer(request)
         query = _field(request, b"q")[:200]
         skipText = _field(request, b"skip") or "0"
-        if not skipText.isdigit() or int(skipText) > _MAX_SKIP:
+        beforeText = _field(request, b"before")
+        if (not skipText.isdigit() or int(skipText) > _MAX_SKIP
+                or (beforeText and not CURSOR.fullmatch(beforeText))):
             raise PageError(400, "No such page", "Go back to the first page of your inbox.")
         skip = int(skipText)
+        before = int(beforeText) if beforeText else None
         owned = await self._store.listAddresses(viewer)
         domains = await self._store.listDomains(viewer)
+        nextBefore: int | None
         if query:
-            copies = await self._store.searchAccount(viewer, anyOf=query, limit=SEARCH_LIMIT)
+            copies, nextBefore = await self._store.searchAccountWindow(
+                viewer, query, limit=SEARCH_LIMIT, beforeUid=before, scan=SEARCH_SCAN
+            )
             unread = sum(1 for c in copies if not c.read)
-            more = False
         else:
             copies, unread = await self._store.listAccountInbox(
-                viewer, limit=PAGE_SIZE + 1, skip=skip
+                viewer, limit=PAGE_SIZE + 1, skip=skip, beforeUid=before
             )
-            more = len(copies) > PAGE_SIZE
+            nextBefore = copies[PAGE_SIZE - 1].uid if len(copies) > PAGE_SIZE else None
             copies = copies[:PAGE_SIZE]
         content = [
             tags.section(
@@ -145,9 +154,9 @@ class AccountPages(PageBase):
                     class_="muted",
                 ),
                 self._searchForm(query),
-                self._summary(query, copies, unread),
-                self._list(copies, live=not query and skip == 0),
-                self._pager(skip, more) if not query else "",
+                self._summary(query, copies, unread, before, nextBefore),
+                self._list(copies, live=not query and skip == 0 and before is None),
+                self._pager(query, skip, before, nextBefore),
                 class_="unified",
                 **{"aria-labelledby": "unified-heading"},
             ),
@@ -172,11 +181,16 @@ class AccountPages(PageBase):
             action="/account", method="get", role="search", class_="search",
         )
 
-    def _summary(self, query: str, copies: list[Copy], unread: int) -> Tag:
+    def _summary(self, query: str, copies: list[Copy], unread: int, before: int | None,
+                 nextBefore: int | None) -> Tag:
         if query:
             count = len(copies)
             text = (f"{count} message{'s' if count != 1 else ''} match “{query}”"
+                    + (" in older mail" if before is not None else "")
                     + (" (the newest shown)" if count >= SEARCH_LIMIT else "") + ".")
+            if nextBefore is not None and count < SEARCH_LIMIT:
+                # The search stopped at its window, not at a full page.
+                text += f" Searched {SEARCH_SCAN:,} messages; older mail was not searched."
         else:
             text = f"{unread} unread."
         return tags.p(text, class_="summary", id="summary", role="status",
@@ -192,14 +206,26 @@ class AccountPages(PageBase):
             **{"aria-label": "Messages", **attributes},
         )
 
-    def _pager(self, skip: int, more: bool) -> Tag | str:
+    def _pager(self, query: str, skip: int, before: int | None,
+               nextBefore: int | None) -> Tag | str:
+        """
+        Links to newer and older mail.  Older is a cursor (C{before}, the
+        last uid shown): the store starts there, where C{skip} would walk
+        past every newer copy.  C{skip} links keep working.
+        """
         links: list[Tag] = []
-        if skip > 0:
+        search = {"q": query} if query else {}
+        if before is not None:
+            links.append(tags.a("← Newest", href="/account" + (
+                "?" + urlencode(search) if search else ""), rel="first"))
+        elif skip > 0:
             newer = max(0, skip - PAGE_SIZE)
             links.append(tags.a("← Newer", href="/account" + (f"?skip={newer}" if newer else ""),
                                 rel="prev"))
-        if more:
-            links.append(tags.a("Older →", href=f"/account?skip={skip + PAGE_SIZE}", rel="next"))
+        if nextBefore is not None:
+            older = urlencode({**search, "before": nextBefore})
+            links.append(tags.a("Search older mail →" if query else "Older →",
+                                href=f"/account?{older}", rel="next"))
         if not links:
             return ""
         return tags.nav(links, class_="pager", **{"aria-label": "Pages"})

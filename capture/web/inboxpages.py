@@ -36,7 +36,7 @@ PAGE_SIZE = 50
 _MAX_QUERY = 200
 _MAX_WORDS = 8
 # A paging cursor: a copy's uid (ASCII digits, within SQLite's integers).
-_CURSOR = re.compile(r"[0-9]{1,18}")
+CURSOR = re.compile(r"[0-9]{1,18}")
 
 
 def _arg(request: IRequest, name: bytes) -> str:
@@ -137,7 +137,7 @@ class InboxPages(PageBase):
             )
         inbox, viewer, owner, visible = await self._inboxAccess(request, address)
         beforeText = _arg(request, b"before")
-        if beforeText and not _CURSOR.fullmatch(beforeText):
+        if beforeText and not CURSOR.fullmatch(beforeText):
             raise PageError(400, "That page link is broken",
                             "Go back to the newest mail and page from there.")
         before = int(beforeText) if beforeText else None
