@@ -55,6 +55,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,6 +175,22 @@ class RemoteTrap:
     def clear(self) -> None:
         with self._lock:
             self._requests.clear()
+
+    def waitFor(self, path: str, timeout: float = 10.0) -> list[TrapRequest]:
+        """
+        Every request so far, once one for C{path} has arrived: the browser
+        may have sent it before the trap's thread has read it.
+
+        @raise AssertionError: if none came within C{timeout} seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            seen = self.requests()
+            if any(request.path == path for request in seen):
+                return seen
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no request for {path} reached the trap: {seen}")
+            time.sleep(0.02)
 
     def _seen(self, request: TrapRequest) -> None:
         with self._lock:

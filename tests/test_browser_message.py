@@ -191,8 +191,7 @@ def test_hostileMessage(server: CaptureServer, page: Page, pageLog: PageLog,
     assert page.get_attribute("#message-frame", "sandbox") == (
         "allow-popups allow-popups-to-escape-sandbox"
     )
-    paths = [request.path for request in remoteTrap.requests()]
-    assert "/remote.png" in paths
+    paths = [request.path for request in remoteTrap.waitFor("/remote.png")]
     assert not any(path.startswith(("/refresh", "/form", "/iframe", "/object", "/embed",
                                     "/svg", "/base", "/link", "/prefetch"))
                    for path in paths)
