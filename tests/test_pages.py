@@ -198,3 +198,51 @@ def test_staticFiles(server: CaptureServer) -> None:
     for path in ("/static/", "/static/../setup.cfg", "/static/%2e%2e/pagebase.py",
                  "/static/nothing.css"):
         assert client.get(path)[0] == 404, path
+
+
+def test_signInPageForAPageThatNeedsIt(server: CaptureServer) -> None:
+    """
+    A page that needs a session answers 401 with the sign-in form on the
+    page itself (its text says "sign in below"), and signing in there
+    comes back to that page.
+    """
+    client = WebClient(server)
+    status, _, body = client.get("/account/settings")
+    main = mainContent(body)
+    assert status == 401 and b"sign in below" in main
+    assert b'action="/signin" method="post"' in main
+    assert b'<input type="hidden" name="next" value="/account/settings"' in main
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": "/account/settings"})
+    assert (status, headers["location"]) == (303, "/account/settings")
+    assert client.get("/account/settings")[0] == 200
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/\\evil.example/", "https://evil.example/", "http:/evil.example",
+    "/a\r\nSet-Cookie: x=1", "javascript:alert(1)", "/\t/evil.example",
+    "", "evil.example",
+])
+def test_signInNeverRedirectsAway(server: CaptureServer, target: str) -> None:
+    """
+    A C{next} that is not a plain path on this site is ignored: sign-in
+    goes to the account page, and a failed sign-in does not carry it.
+    """
+    client = WebClient(server)
+    status, _, body = client.post("/signin", {"key": "k_wrongwrongwrong", "next": target})
+    assert status == 401 and b'name="next"' not in body
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": target})
+    assert (status, headers["location"]) == (303, "/account")
+    assert "x" not in {c.name for c in client.cookies}
+    assert client.get("/")[0] == 200
+
+
+def test_signInKeepsAnEncodedNextAsAPath(server: CaptureServer) -> None:
+    """
+    Percent-encoded line breaks in C{next} stay encoded: a path of this
+    site in the Location header, not a header of their own.
+    """
+    client = WebClient(server)
+    target = "/%0d%0aSet-Cookie:x=1"
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": target})
+    assert (status, headers["location"]) == (303, target)
+    assert "x" not in {c.name for c in client.cookies}
