@@ -22,15 +22,26 @@ from __future__ import annotations
 import time
 from typing import Any, cast
 
+from twisted.internet.defer import gatherResults
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
-from capture.store.model import Account, ApiKeyInfo, Conflict, Copy, Domain, NotFound, OwnedAddress
+from capture.access import Action, permits
+from capture.store.model import (
+    Account,
+    ApiKeyInfo,
+    Conflict,
+    Copy,
+    Domain,
+    InboxOwner,
+    NotFound,
+    OwnedAddress,
+)
 from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
-from capture.web.inboxpages import humanSize, sender, shortTime
+from capture.web.inboxpages import humanSize, rowActions, sender, shortTime
 from capture.web.pagebase import PageBase, PageError, csrfField, pages
 from capture.web.responses import ApiError
 
@@ -81,11 +92,12 @@ def messagePath(copy: Copy) -> str:
     return f"{inboxPath(copy.inbox)}/{copy.id}"
 
 
-def messageRow(copy: Copy) -> Tag:
+def messageRow(copy: Copy, actions: Tag | str = "") -> Tag:
     """
     One message of a list: unread and starred marks, sender, subject, inbox,
-    time, size and attachment mark, linking to its page.  C{account.js}
-    builds the same row for mail that arrives live.
+    time, size and attachment mark, linking to its page, then C{actions}
+    (L{rowActions}).  C{account.js} builds the same row for mail that
+    arrives live.
     """
     message = copy.message
     unread = not copy.read
@@ -103,8 +115,9 @@ def messageRow(copy: Copy) -> Tag:
             tags.span(humanSize(message.size), class_="size"),
             tags.span("📎" if message.attachments else "", class_="mark-attachment",
                       **({"title": "Has attachments"} if message.attachments else {})),
-            href=messagePath(copy), class_="row-link",
+            href=messagePath(copy), class_="row-link open",
         ),
+        actions,
         class_=classes, **{"data-id": copy.id},
     )
 
@@ -136,6 +149,18 @@ class AccountPages(PageBase):
             )
             more = len(copies) > PAGE_SIZE
             copies = copies[:PAGE_SIZE]
+        owners = await self._owners(copies)
+        csrf = self._sessions.csrfToken(request)
+        rows = [
+            messageRow(copy, rowActions(
+                messagePath(copy), csrf, copy.savedBy == viewer,
+                star=permits(viewer, Action.STAR, owners[copy.inbox], copy.savedBy,
+                             self.publicReadable),
+                delete=permits(viewer, Action.DELETE, owners[copy.inbox], copy.savedBy,
+                               self.publicReadable),
+            ))
+            for copy in copies
+        ]
         content = [
             tags.section(
                 tags.h1("Your mail", id="unified-heading"),
@@ -146,7 +171,7 @@ class AccountPages(PageBase):
                 ),
                 self._searchForm(query),
                 self._summary(query, copies, unread),
-                self._list(copies, live=not query and skip == 0),
+                self._list(rows, viewer, live=not query and skip == 0),
                 self._pager(skip, more) if not query else "",
                 class_="unified",
                 **{"aria-labelledby": "unified-heading"},
@@ -182,12 +207,21 @@ class AccountPages(PageBase):
         return tags.p(text, class_="summary", id="summary", role="status",
                       **{"data-unread": str(unread)})
 
-    def _list(self, copies: list[Copy], live: bool) -> Tag:
-        attributes = {"data-live": "1"} if live else {}
+    async def _owners(self, copies: list[Copy]) -> dict[str, InboxOwner]:
+        """
+        The owner of each inbox the copies are in, to decide what the
+        viewer may do to each row; one read per distinct inbox, at once.
+        """
+        inboxes = sorted({copy.inbox for copy in copies})
+        found = await gatherResults([self._store.inboxOwner(inbox) for inbox in inboxes])
+        return dict(zip(inboxes, found, strict=True))
+
+    def _list(self, rows: list[Tag], viewer: str, live: bool) -> Tag:
+        attributes = {"data-live": "1", "data-account": viewer} if live else {}
         return tags.ul(
-            [messageRow(c) for c in copies],
+            rows,
             tags.li("No mail yet." if live else "Nothing found.", class_="empty")
-            if not copies else "",
+            if not rows else "",
             class_="messages", id="messages",
             **{"aria-label": "Messages", **attributes},
         )
