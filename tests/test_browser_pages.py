@@ -45,7 +45,7 @@ def _hostileMessage(to: str) -> bytes:
     message["Subject"] = f"{_HOSTILE}\"' javascript:alert(1)"
     message.set_content("body")
     message.add_attachment(b"x", maintype="application", subtype="octet-stream",
-                           filename=f'"><img src=x onerror=alert(1)>.bin')
+                           filename='"><img src=x onerror=alert(1)>.bin')
     return message.as_bytes().replace(b"\n", b"\r\n")
 
 
