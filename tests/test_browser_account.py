@@ -235,3 +235,37 @@ def test_unifiedInboxByKeyboard(server: CaptureServer, page: Page) -> None:
     href = page.locator("li.message.selected a.open").get_attribute("href")
     page.keyboard.press("Enter")
     page.wait_for_url(f"**{href}")
+
+
+def test_privateInboxPageLiveForItsOwnerOnly(server: CaptureServer, page: Page,
+                                             chromium: Browser) -> None:
+    """
+    The owner's inbox page of a private address gets new mail live (the
+    event stream authenticated by the session cookie); a signed-out
+    visitor of the same URL sees the 404 page, with nothing of the inbox.
+    """
+    from playwright.sync_api import expect
+
+    _, key = _newAccount(server)
+    address = f"mine-{secrets.token_hex(5)}@example.com"
+    _signIn(page, server, key)
+    page.goto(_base(server) + "/account/settings")
+    page.get_by_label("Reserve an address").fill(address)
+    page.get_by_role("button", name="Reserve").click()
+    expect(page.get_by_text("The address is yours now.")).to_be_visible()
+    _send(server, address, "private before")
+    page.goto(f"{_base(server)}/inbox/{address}")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    _send(server, address, "private live")
+    expect(page.locator("li.message").first).to_contain_text("private live", timeout=15000)
+    expect(page.locator("#inbox-count")).to_have_text("2 messages")
+    visitor = chromium.new_context()
+    try:
+        other = visitor.new_page()
+        response = other.goto(f"{_base(server)}/inbox/{address}")
+        assert response is not None and response.status == 404
+        expect(other.get_by_role("heading", level=1)).to_have_text("Nothing here")
+        assert "private" not in other.locator("main").inner_text().replace(
+            "or it is private", "")
+    finally:
+        visitor.close()
