@@ -1,7 +1,8 @@
 """
 Every kind of page in a real browser (the suite's Chromium): none breaks
 its Content-Security-Policy or throws, none carries inline script, style
-or event handlers; hostile names (sender, subject, file name, address,
+or event handlers, each has one h1, headings in order, and a label or name
+for every field, button and link; hostile names (sender, subject, file name, address,
 search) show as text on the server's rows and on rows built live; the
 401 page's sign-in form works.
 """
@@ -35,6 +36,26 @@ _INLINE = """() => {
   return found;
 }"""
 
+# What a screen reader needs of every page: one h1, headings that never
+# skip a level, a main landmark, a label for every field and a name for
+# every button and link.
+_UNLABELLED = """() => {
+  const found = [];
+  const levels = [...document.querySelectorAll("h1, h2, h3, h4, h5, h6")].map((h) => Number(h.tagName[1]));
+  if (levels.filter((l) => l === 1).length !== 1) found.push(`h1 count: ${levels}`);
+  levels.forEach((l, i) => { if (i && l > levels[i - 1] + 1) found.push(`heading skips: ${levels}`); });
+  if (document.querySelectorAll("main").length !== 1) found.push("main");
+  for (const el of document.querySelectorAll("input:not([type=hidden]), select, textarea")) {
+    if (!el.labels.length && !el.getAttribute("aria-label") && !el.getAttribute("aria-labelledby")) {
+      found.push(`unlabelled ${el.outerHTML}`);
+    }
+  }
+  for (const el of document.querySelectorAll("button, a[href]")) {
+    if (!(el.innerText || el.getAttribute("aria-label") || el.title).trim()) found.push(`nameless ${el.outerHTML}`);
+  }
+  return found;
+}"""
+
 _HOSTILE = "<script>window.__pwned=1</script><img src=x onerror=window.__pwned=2>"
 
 
@@ -53,6 +74,7 @@ def _checkPage(page: Page, pageLog: PageLog, url: str) -> None:
     page.goto(url)
     page.wait_for_load_state("load")
     assert page.evaluate(_INLINE) == [], url
+    assert page.evaluate(_UNLABELLED) == [], url
     violations = [e for e in pageLog.consoleErrors if "Content Security Policy" in e]
     assert violations == [], (url, violations)
     assert pageLog.pageErrors == [], (url, pageLog.pageErrors)
@@ -91,6 +113,7 @@ def test_everyPageKeepsItsPolicy(server: CaptureServer, page: Page, pageLog: Pag
     page.get_by_role("button", name="Create a key").click()
     page.wait_for_selector("#new-key")
     assert page.evaluate(_INLINE) == []
+    assert page.evaluate(_UNLABELLED) == []
     assert pageLog.pageErrors == []
     assert [e for e in pageLog.consoleErrors if "Content Security Policy" in e] == []
 
@@ -115,8 +138,8 @@ def test_hostileNamesAreText(server: CaptureServer, page: Page, pageLog: PageLog
         assert _HOSTILE in row.locator(".subject").inner_text()
     assert page.locator("h1").inner_text() == inbox
     page.locator("#q").fill(_HOSTILE)
-    page.keyboard.press("Enter")
-    page.wait_for_load_state("load")
+    with page.expect_navigation():
+        page.keyboard.press("Enter")
     assert _HOSTILE in page.locator("#inbox-count").inner_text()
     assert page.locator("#q").input_value() == _HOSTILE
     rows.first.locator("a.open").click()
