@@ -246,3 +246,25 @@ def test_signInKeepsAnEncodedNextAsAPath(server: CaptureServer) -> None:
     status, headers, _ = client.post("/signin", {"key": server.key or "", "next": target})
     assert (status, headers["location"]) == (303, target)
     assert "x" not in {c.name for c in client.cookies}
+
+
+def test_plantedBrowserIdIsNoUse(server: CaptureServer) -> None:
+    """
+    Another program on the same host can set cookies for it (cookies are
+    not kept apart by port): one that plants its own browser id, for
+    which it holds a token, in a signed-in browser still gets 403; the
+    browser's own pages then work as before.
+    """
+    attacker = WebClient(server)
+    attacker.get("/")
+    plantedId, plantedToken = attacker.cookie("capture_browser"), attacker.csrf
+    assert plantedId
+    victim = WebClient(server)
+    victim.signIn(server.key or "")
+    victim.setCookie("capture_browser", plantedId)
+    status, _, body = victim.post("/account/private", {"capturePrivate": "1",
+                                                        "csrf": plantedToken}, csrf=False)
+    assert status == 403 and b"This form has expired" in body
+    assert victim.get("/account/settings")[0] == 200
+    status, _, _ = victim.post("/account/private", {})
+    assert status == 303

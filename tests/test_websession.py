@@ -184,3 +184,30 @@ def test_signInIssuesAFreshSession() -> None:
     assert value != planted
     claim = _sessions().verify(value)
     assert claim is not None and (claim.account, claim.keyPrefix) == ("alice", "k_alicek")
+
+
+def test_csrfTokenIsBoundToTheSession() -> None:
+    """
+    A token made for a browser id before sign-in (or under another
+    session) is refused once that browser carries a session: someone who
+    planted a browser id they hold a token for gains nothing.
+    """
+    sessions = _sessions()
+    before = _request()
+    before.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    planted = sessions.csrfToken(before).encode()
+    after = _request()
+    after.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    after.received_cookies[SESSION_COOKIE] = sessions.issue("alice", "k_alicek")
+    after.args = {b"csrf": [planted]}
+    assert not sessions.csrfValid(after)
+    after.args = {b"csrf": [sessions.csrfToken(after).encode()]}
+    assert sessions.csrfValid(after)
+    # Signing in and out within a request: later tokens follow the session.
+    signing = _request()
+    signing.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    sessions.signIn(signing, "alice", "k_alicek")
+    inSession = sessions.csrfToken(signing)
+    assert inSession != planted.decode()
+    sessions.signOut(signing)
+    assert sessions.csrfToken(signing) == planted.decode()
