@@ -191,8 +191,9 @@ def test_unifiedInboxByKeyboard(server: CaptureServer, page: Page) -> None:
     """
     The unified inbox as the inbox page: j/k and the arrows move a visible
     selection with focus, Delete deletes the selected message (and the
-    selection moves on), Star stars in place, Enter opens; a message that
-    arrives live gets the same buttons and is announced in the summary.
+    selection moves on), Star stars in place, / goes to the search, Enter
+    opens; a message that arrives live gets the same buttons and is
+    announced in the summary.
     """
     from playwright.sync_api import expect
 
@@ -231,6 +232,9 @@ def test_unifiedInboxByKeyboard(server: CaptureServer, page: Page) -> None:
     expect(fresh.locator(".delete-button")).to_be_visible()
     fresh.locator(".delete-button").click()
     expect(rows).to_have_count(2)
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.locator("#q").blur()
     page.keyboard.press("j")
     href = page.locator("li.message.selected a.open").get_attribute("href")
     page.keyboard.press("Enter")

@@ -41,7 +41,7 @@ from capture.store.model import (
 from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
-from capture.web.inboxpages import humanSize, rowActions, sender, shortTime
+from capture.web.inboxpages import humanSize, rowActions, sender, shortcuts, shortTime
 from capture.web.pagebase import PageBase, PageError, csrfField, pages
 from capture.web.responses import ApiError
 
@@ -173,6 +173,7 @@ class AccountPages(PageBase):
                 self._summary(query, copies, unread),
                 self._list(rows, viewer, live=not query and skip == 0),
                 self._pager(skip, more) if not query else "",
+                shortcuts(),
                 class_="unified",
                 **{"aria-labelledby": "unified-heading"},
             ),

@@ -100,6 +100,20 @@ def smtpEndpoint(settings: MailSettings | None) -> tuple[str, int | None]:
     return settings.hostname, portOf() if portOf is not None else None
 
 
+def shortcuts() -> Tag:
+    """
+    The keys of a message list (C{Capture.messageList} in C{capture.js}),
+    folded away under a summary.
+    """
+    keys = [("j or ↓", "next message"), ("k or ↑", "previous message"),
+            ("Enter", "open"), ("Delete or #", "delete"), ("/", "search")]
+    return tags.details(
+        tags.summary("Keyboard shortcuts"),
+        tags.dl([[tags.dt(tags.kbd(key)), tags.dd(what)] for key, what in keys]),
+        class_="shortcuts",
+    )
+
+
 def rowActions(href: str, csrf: str, starred: bool, star: bool, delete: bool) -> Tag:
     """
     A list row's Star and Delete forms (for the message at C{href}), each
@@ -254,7 +268,7 @@ class InboxPages(PageBase):
                 listing, paging,
                 class_="inbox-list",
             ),
-            self._shortcuts(),
+            shortcuts(),
         ]
         if mayPurge:
             parts.append(self._purge(path, csrf))
@@ -329,16 +343,6 @@ class InboxPages(PageBase):
             links.append(tags.a("Older", href=f"{path}?{urlencode({**fields, 'before': nextBefore})}",
                                 rel="next"))
         return tags.nav(links, class_="paging", **{"aria-label": "Pages"})
-
-    @staticmethod
-    def _shortcuts() -> Tag:
-        keys = [("j or ↓", "next message"), ("k or ↑", "previous message"),
-                ("Enter", "open"), ("Delete or #", "delete"), ("/", "search")]
-        return tags.details(
-            tags.summary("Keyboard shortcuts"),
-            tags.dl([[tags.dt(tags.kbd(key)), tags.dd(what)] for key, what in keys]),
-            class_="shortcuts",
-        )
 
     @staticmethod
     def _purge(path: str, csrf: str) -> Tag:

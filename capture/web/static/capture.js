@@ -85,7 +85,8 @@ const Capture = {
    * A keyboard-usable list of messages: rows are li.message, each with an
    * a.open link and optionally form.star-form and form.delete-form.
    * j/k or the arrows move a selection (its link is the one in the tab
-   * order), Enter opens, Delete or # deletes; the forms are sent with
+   * order), Enter opens, Delete or # deletes, / goes to the search field
+   * (#q); the forms are sent with
    * fetch so the page stays.  Hooks: removed(row), starred(row, on),
    * failed(text).  Returns { refresh() } to call after adding rows.
    */
@@ -183,6 +184,11 @@ const Capture = {
       } else if ((key === "Delete" || key === "#") && selected && selected.isConnected) {
         event.preventDefault();
         remove(selected);
+      } else if (key === "/" && document.getElementById("q")) {
+        event.preventDefault();
+        const search = document.getElementById("q");
+        search.focus();
+        search.select();
       }
     });
     return { refresh };

@@ -45,15 +45,6 @@
     failed: (text) => showStatus(text, "down"),
   });
 
-  document.addEventListener("keydown", (event) => {
-    if (event.altKey || event.ctrlKey || event.metaKey || Capture.typing(event)) return;
-    if (event.key === "/") {
-      event.preventDefault();
-      const search = document.getElementById("q");
-      search.focus();
-      search.select();
-    }
-  });
   const purge = document.querySelector("form.purge-form");
   if (purge) {
     purge.addEventListener("submit", (event) => {
