@@ -266,3 +266,32 @@ def test_requireKeyHidesPublicInboxesFromVisitors(freshServer: CaptureServer) ->
     visitor.signIn(freshServer.key)
     status, _, body = visitor.get(f"/inbox/{inbox}")
     assert status == 200 and _SECRET.encode() in body
+
+
+def test_hostileFileNameStaysInItsHeader(server: CaptureServer) -> None:
+    """
+    An attachment whose name (RFC 2231-encoded) carries a quote, CRLF and
+    a header of its own, a NUL and a path, is downloaded under a name of
+    safe characters, with the original percent-encoded beside it; no
+    header is added and the next client is served.
+    """
+    inbox = f"files-{secrets.token_hex(5)}@example.com"
+    encoded = "%22%0D%0AX-Evil%3A%201%00..%2F..%2Fetc%2Fpasswd%3B.txt"
+    message = (
+        f"Subject: file\r\nTo: {inbox}\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain"
+        "\r\n\r\nsee attached\r\n--b\r\nContent-Type: application/octet-stream\r\n"
+        f"Content-Disposition: attachment; filename*=utf-8''{encoded}\r\n\r\ndata\r\n--b--\r\n"
+    ).encode()
+    messageId = deliver(server, inbox, message)
+    status, headers, body = WebClient(server).get(f"/inbox/{inbox}/{messageId}/attachments/0")
+    assert status == 200 and body == b"data"
+    assert "x-evil" not in headers
+    disposition = headers["content-disposition"]
+    assert "\r" not in disposition and "\n" not in disposition and "\0" not in disposition
+    name = re.fullmatch(r'attachment; filename="([A-Za-z0-9._ -]*)"; '
+                        r"filename\*=UTF-8''([A-Za-z0-9._~%-]*)", disposition)
+    assert name is not None, disposition
+    assert "X-Evil" in name.group(1) and "%0D%0AX-Evil" in name.group(2), disposition
+    assert headers["content-type"] == "application/octet-stream"
+    stillServes(server)
