@@ -102,6 +102,7 @@ def test_everyPageKeepsItsPolicy(server: CaptureServer, page: Page, pageLog: Pag
     _checkPage(page, pageLog, f"{message}?view=html&remote=1")
     # The 401 page's own form signs in and comes back.
     page.goto(base + "/account/settings")
+    screenshot(page, "signin-required")
     page.get_by_label("API key").fill(key)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(base + "/account/settings")
