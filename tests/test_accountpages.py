@@ -217,6 +217,14 @@ def test_unifiedInboxRowActions(server: CaptureServer) -> None:
                            re.S))
     (own,) = [i for i in rows if i != starred["_id"].encode()]
     assert b"/star" in rows[own] and b'class="inline delete-form"' in rows[own]
+    # An address of the account's private domain: its mail is the account's.
+    domain = f"rows{secrets.token_hex(4)}.example"
+    assert call(server, "POST", f"/api/domains/{domain}", key)[0] == 200
+    _send(server, f"anyone@{domain}", "in my domain")
+    body = browser.get("/account")[2]
+    (inDomain,) = re.findall(rb'<li class="message[^"]*" data-id="([^"]+)"><a href="/inbox/anyone@'
+                             + domain.encode() + rb'/[^"]+"(.*?)</li>', body, re.S)
+    assert b"star-form" in inDomain[1] and b"delete-form" in inDomain[1]
     mark = rows[starred["_id"].encode()]
     assert b'class="inline star-form"' in mark and b'aria-pressed="true"' in mark
     assert b"delete-form" not in mark
