@@ -239,6 +239,11 @@ def test_unifiedInboxByKeyboard(server: CaptureServer, page: Page) -> None:
     href = page.locator("li.message.selected a.open").get_attribute("href")
     page.keyboard.press("Enter")
     page.wait_for_url(f"**{href}")
+    page.goto(_base(server) + "/account")
+    for left in (1, 0):
+        page.locator("li.message .delete-button").first.click()
+        expect(rows).to_have_count(left)
+    expect(page.locator("#messages li.empty")).to_have_text("No mail here now.")
 
 
 def test_privateInboxPageLiveForItsOwnerOnly(server: CaptureServer, page: Page,

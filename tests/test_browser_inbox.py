@@ -166,6 +166,7 @@ def test_deleteFromTheList(server: CaptureServer, page: Page) -> None:
     assert "keep" in page.locator("li.message.selected .subject").inner_text()
     page.locator("li.message .delete-button").click()
     expect(page.locator("li.message")).to_have_count(0)
+    expect(page.locator(".inbox-list .empty")).to_contain_text("No mail here now")
     page.reload()
     assert page.locator("li.message").count() == 0
     assert "0 messages" in page.locator("#inbox-count").inner_text()

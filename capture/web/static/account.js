@@ -43,7 +43,10 @@
   // j/k or the arrows move through the list, Enter opens, Delete deletes;
   // Star and Delete stay on the page.
   const messages = Capture.messageList(list, {
-    removed: (row) => { if (row.classList.contains("unread")) unreadBy(-1); },
+    removed: (row) => {
+      if (row.classList.contains("unread")) unreadBy(-1);
+      if (!list.querySelector("li.message")) list.append(Capture.element("li", "empty", "No mail here now."));
+    },
     starred: (row, on) => {
       const mark = row.querySelector(".mark-star");
       mark.textContent = on ? "★" : "";

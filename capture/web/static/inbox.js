@@ -35,7 +35,16 @@
   }
 
   const messages = Capture.messageList(list, {
-    removed: () => setCount(-1),
+    removed: () => {
+      setCount(-1);
+      if (!list.querySelector("li.message") && !document.querySelector(".inbox-list .empty")) {
+        // The last one gone: say so, as the server's empty page does.
+        list.hidden = true;
+        const empty = element("div", "empty");
+        empty.append(element("p", "", "No mail here now; new mail appears as it arrives."));
+        list.after(empty);
+      }
+    },
     starred: (row, starred) => {
       const marks = row.querySelector(".marks");
       const mark = marks.querySelector(".star");
