@@ -193,6 +193,52 @@ def test_unifiedInboxLists(server: CaptureServer) -> None:
     assert address not in _text(other.get("/account")[2])
 
 
+def test_unifiedInboxRowActions(server: CaptureServer) -> None:
+    """
+    Each row of the unified inbox has the Star and Delete forms the
+    account may use on that copy: both in its own address; Star (to
+    unstar) but no Delete for a copy it starred in an address another
+    account owns.  The forms work without script: delete answers 303 to
+    the inbox and the row is gone.
+    """
+    name, key, browser = _account(server)
+    mine = _address("mine")
+    assert browser.post("/account/addresses", {"address": mine})[0] == 303
+    _send(server, mine, "in my address")
+    theirs = _address("theirs")
+    _send(server, theirs, "starred elsewhere")
+    _, otherKey, _ = _account(server)
+    (starred,) = callJSON(server, "GET", f"/api/addresses/{theirs}/messages")[1]
+    assert call(server, "PUT", f"/api/addresses/{theirs}/messages/{starred['_id']}/star",
+                key)[0] == 200
+    assert call(server, "POST", f"/api/addresses/{theirs}", otherKey)[0] == 200
+    body = browser.get("/account")[2]
+    rows = dict(re.findall(rb'<li class="message[^"]*" data-id="([^"]+)">(.*?)</li>', body,
+                           re.S))
+    (own,) = [i for i in rows if i != starred["_id"].encode()]
+    assert b"/star" in rows[own] and b'class="inline delete-form"' in rows[own]
+    # An address of the account's private domain: its mail is the account's.
+    domain = f"rows{secrets.token_hex(4)}.example"
+    assert call(server, "POST", f"/api/domains/{domain}", key)[0] == 200
+    _send(server, f"anyone@{domain}", "in my domain")
+    body = browser.get("/account")[2]
+    (inDomain,) = re.findall(rb'<li class="message[^"]*" data-id="([^"]+)"><a href="/inbox/anyone@'
+                             + domain.encode() + rb'/[^"]+"(.*?)</li>', body, re.S)
+    assert b"star-form" in inDomain[1] and b"delete-form" in inDomain[1]
+    mark = rows[starred["_id"].encode()]
+    assert b'class="inline star-form"' in mark and b'aria-pressed="true"' in mark
+    assert b"delete-form" not in mark
+    action = re.search(rb'action="([^"]+/delete)"', rows[own])
+    assert action is not None
+    status, headers, _ = browser.post(html.unescape(action.group(1).decode()))
+    assert (status, headers["location"]) == (303, f"/inbox/{mine}")
+    assert "in my address" not in _text(browser.get("/account")[2])
+    # What the page does not offer, the route refuses too.
+    status, _, _ = browser.post(f"/inbox/{theirs}/{starred['_id']}/delete")
+    assert status == 403
+    _stillServes(server)
+
+
 def test_unifiedInboxSearch(server: CaptureServer) -> None:
     """
     C{?q=} searches the account's mail by subject, sender or recipient;

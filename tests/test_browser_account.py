@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 from tests.browser import PageLog, origin, screenshot
 from tests.harness import CaptureServer
+from tests.test_api import callJSON
 
 
 @pytest.fixture(autouse=True)
@@ -184,3 +185,96 @@ def test_createKeyShownOnceAndRevoke(server: CaptureServer, page: Page) -> None:
     assert page.request.get(_base(server) + "/api/me",
                             headers={"Mailsac-Key": newKey}).status == 401
     expect(page.locator("nav.who")).to_contain_text(name)
+
+
+def test_unifiedInboxByKeyboard(server: CaptureServer, page: Page) -> None:
+    """
+    The unified inbox as the inbox page: j/k and the arrows move a visible
+    selection with focus, Delete deletes the selected message (and the
+    selection moves on), Star stars in place, / goes to the search, Enter
+    opens; a message that arrives live gets the same buttons and is
+    announced in the summary.
+    """
+    from playwright.sync_api import expect
+
+    name, key = _newAccount(server)
+    address = f"keys-{secrets.token_hex(5)}@example.com"
+    _signIn(page, server, key)
+    page.goto(_base(server) + "/account/settings")
+    page.get_by_label("Reserve an address").fill(address)
+    page.get_by_role("button", name="Reserve").click()
+    expect(page.get_by_text("The address is yours now.")).to_be_visible()
+    for subject in ("one", "two", "three"):
+        _send(server, address, subject)
+    page.goto(_base(server) + "/account")
+    rows = page.locator("#messages li.message")
+    expect(rows).to_have_count(3)
+    current = "document.activeElement.closest('li.message')?.querySelector('.subject').innerText"
+    for press, expected in (("j", "three"), ("j", "two"), ("ArrowDown", "one"), ("k", "two")):
+        page.keyboard.press(press)
+        assert page.evaluate(current) == expected, press
+        expect(page.locator("li.message.selected a[aria-current=true]")).to_have_count(1)
+    page.keyboard.press("Delete")
+    expect(rows).to_have_count(2)
+    assert page.evaluate(current) == "one"
+    expect(page.locator("#summary")).to_have_text("2 unread.")
+    star = page.locator("li.message.selected .star-button")
+    star.click()
+    expect(star).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("li.message.selected .mark-star")).to_have_text("★")
+    status, body = callJSON(server, "GET", f"/api/addresses/{address}/messages", key)
+    assert status == 200 and sorted(m["subject"] for m in body) == ["one", "three"]
+    assert [m["savedBy"] for m in body if m["subject"] == "one"] == [name]
+    _send(server, address, "four")
+    fresh = rows.first
+    expect(fresh).to_contain_text("four", timeout=15000)
+    expect(page.locator("#summary")).to_contain_text("New mail from Sender: four")
+    expect(fresh.locator(".delete-button")).to_be_visible()
+    fresh.locator(".delete-button").click()
+    expect(rows).to_have_count(2)
+    page.keyboard.press("/")
+    assert page.evaluate("document.activeElement.id") == "q"
+    page.locator("#q").blur()
+    page.keyboard.press("j")
+    href = page.locator("li.message.selected a.open").get_attribute("href")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{href}")
+    page.goto(_base(server) + "/account")
+    for left in (1, 0):
+        page.locator("li.message .delete-button").first.click()
+        expect(rows).to_have_count(left)
+    expect(page.locator("#messages li.empty")).to_have_text("No mail here now.")
+
+
+def test_privateInboxPageLiveForItsOwnerOnly(server: CaptureServer, page: Page,
+                                             chromium: Browser) -> None:
+    """
+    The owner's inbox page of a private address gets new mail live (the
+    event stream authenticated by the session cookie); a signed-out
+    visitor of the same URL sees the 404 page, with nothing of the inbox.
+    """
+    from playwright.sync_api import expect
+
+    _, key = _newAccount(server)
+    address = f"mine-{secrets.token_hex(5)}@example.com"
+    _signIn(page, server, key)
+    page.goto(_base(server) + "/account/settings")
+    page.get_by_label("Reserve an address").fill(address)
+    page.get_by_role("button", name="Reserve").click()
+    expect(page.get_by_text("The address is yours now.")).to_be_visible()
+    _send(server, address, "private before")
+    page.goto(f"{_base(server)}/inbox/{address}")
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "live")
+    _send(server, address, "private live")
+    expect(page.locator("li.message").first).to_contain_text("private live", timeout=15000)
+    expect(page.locator("#inbox-count")).to_have_text("2 messages")
+    visitor = chromium.new_context()
+    try:
+        other = visitor.new_page()
+        response = other.goto(f"{_base(server)}/inbox/{address}")
+        assert response is not None and response.status == 404
+        expect(other.get_by_role("heading", level=1)).to_have_text("Nothing here")
+        assert "private" not in other.locator("main").inner_text().replace(
+            "or it is private", "")
+    finally:
+        visitor.close()

@@ -77,6 +77,8 @@ def test_newMailAppearsLiveWithTheCountInTheTitle(server: CaptureServer, page: P
     without reloading; while the reader looks elsewhere the tab title
     counts it, and the count goes when the reader comes back.
     """
+    from playwright.sync_api import expect
+
     inbox = address()
     send(server, inbox, "Already here")
     page.goto(f"{base(server)}/inbox/{inbox}")
@@ -85,9 +87,7 @@ def test_newMailAppearsLiveWithTheCountInTheTitle(server: CaptureServer, page: P
     # The reader switches to another window.
     page.evaluate("document.hasFocus = () => false")
     send(server, inbox, "Fresh off the wire", "And another")
-    page.wait_for_function(
-        "document.querySelectorAll('li.message').length === 3"
-    )
+    expect(page.locator("li.message")).to_have_count(3)
     subjects = page.locator("li.message .subject").all_text_contents()
     assert [s.replace("unread, ", "") for s in subjects] == [
         "And another", "Fresh off the wire", "Already here"
@@ -153,19 +153,20 @@ def test_deleteFromTheList(server: CaptureServer, page: Page) -> None:
     Delete on the selected row removes it from the list and the inbox,
     moving the selection to the next row; a reload shows it gone.
     """
+    # Not page.wait_for_function: Playwright polls a string predicate with
+    # eval, which the page's CSP refuses once the first check is false.
+    from playwright.sync_api import expect
+
     inbox = address()
     send(server, inbox, "keep", "delete me")
     page.goto(f"{base(server)}/inbox/{inbox}")
     page.keyboard.press("j")
     page.keyboard.press("Delete")
-    page.wait_for_function(
-        "document.querySelectorAll('li.message').length === 1"
-    )
+    expect(page.locator("li.message")).to_have_count(1)
     assert "keep" in page.locator("li.message.selected .subject").inner_text()
     page.locator("li.message .delete-button").click()
-    page.wait_for_function(
-        "document.querySelectorAll('li.message').length === 0"
-    )
+    expect(page.locator("li.message")).to_have_count(0)
+    expect(page.locator(".inbox-list .empty")).to_contain_text("No mail here now")
     page.reload()
     assert page.locator("li.message").count() == 0
     assert "0 messages" in page.locator("#inbox-count").inner_text()

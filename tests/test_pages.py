@@ -151,6 +151,9 @@ def test_forgedOrRevokedSessionIsSignedOut(server: CaptureServer) -> None:
     server.cli("key", "revoke", server.account, key[:8])
     assert b"Signed in as" not in client.get("/")[2]
     assert client.cookie("capture_session") is None
+    # The page that ended the session carries a token for the browser
+    # without it: signing in again from that page works.
+    client.signIn(server.key or "")
 
 
 def test_apiTakesTheSessionCookieForReadingOnly(server: CaptureServer) -> None:
@@ -198,3 +201,73 @@ def test_staticFiles(server: CaptureServer) -> None:
     for path in ("/static/", "/static/../setup.cfg", "/static/%2e%2e/pagebase.py",
                  "/static/nothing.css"):
         assert client.get(path)[0] == 404, path
+
+
+def test_signInPageForAPageThatNeedsIt(server: CaptureServer) -> None:
+    """
+    A page that needs a session answers 401 with the sign-in form on the
+    page itself (its text says "sign in below"), and signing in there
+    comes back to that page.
+    """
+    client = WebClient(server)
+    status, _, body = client.get("/account/settings")
+    main = mainContent(body)
+    assert status == 401 and b"sign in below" in main
+    assert b'action="/signin" method="post"' in main
+    assert b'<input type="hidden" name="next" value="/account/settings"' in main
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": "/account/settings"})
+    assert (status, headers["location"]) == (303, "/account/settings")
+    assert client.get("/account/settings")[0] == 200
+
+
+@pytest.mark.parametrize("target", [
+    "//evil.example/", "/\\evil.example/", "https://evil.example/", "http:/evil.example",
+    "/a\r\nSet-Cookie: x=1", "javascript:alert(1)", "/\t/evil.example",
+    "", "evil.example",
+])
+def test_signInNeverRedirectsAway(server: CaptureServer, target: str) -> None:
+    """
+    A C{next} that is not a plain path on this site is ignored: sign-in
+    goes to the account page, and a failed sign-in does not carry it.
+    """
+    client = WebClient(server)
+    status, _, body = client.post("/signin", {"key": "k_wrongwrongwrong", "next": target})
+    assert status == 401 and b'name="next"' not in body
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": target})
+    assert (status, headers["location"]) == (303, "/account")
+    assert "x" not in {c.name for c in client.cookies}
+    assert client.get("/")[0] == 200
+
+
+def test_signInKeepsAnEncodedNextAsAPath(server: CaptureServer) -> None:
+    """
+    Percent-encoded line breaks in C{next} stay encoded: a path of this
+    site in the Location header, not a header of their own.
+    """
+    client = WebClient(server)
+    target = "/%0d%0aSet-Cookie:x=1"
+    status, headers, _ = client.post("/signin", {"key": server.key or "", "next": target})
+    assert (status, headers["location"]) == (303, target)
+    assert "x" not in {c.name for c in client.cookies}
+
+
+def test_plantedBrowserIdIsNoUse(server: CaptureServer) -> None:
+    """
+    Another program on the same host can set cookies for it (cookies are
+    not kept apart by port): one that plants its own browser id, for
+    which it holds a token, in a signed-in browser still gets 403; the
+    browser's own pages then work as before.
+    """
+    attacker = WebClient(server)
+    attacker.get("/")
+    plantedId, plantedToken = attacker.cookie("capture_browser"), attacker.csrf
+    assert plantedId
+    victim = WebClient(server)
+    victim.signIn(server.key or "")
+    victim.setCookie("capture_browser", plantedId)
+    status, _, body = victim.post("/account/private", {"capturePrivate": "1",
+                                                        "csrf": plantedToken}, csrf=False)
+    assert status == 403 and b"This form has expired" in body
+    assert victim.get("/account/settings")[0] == 200
+    status, _, _ = victim.post("/account/private", {})
+    assert status == 303

@@ -142,3 +142,72 @@ def test_secretIsKeptAndReused(tmp_path: object) -> None:
     assert len(secret) == 32
     assert loadSecret(directory) == secret
     assert os.stat(os.path.join(directory, "web-secret")).st_mode & 0o777 == 0o600
+
+
+def test_cookiesAreSecureOverTLS() -> None:
+    """
+    On a request that came over TLS every cookie (session, sign-out,
+    browser id) carries C{Secure}; on plain HTTP (loopback) it does not,
+    unless the server says always.  All are HttpOnly and SameSite=Strict.
+    """
+    def cookies(tls: bool, always: bool = False) -> list[bytes]:
+        channel = DummyChannel()
+        if tls:
+            channel.transport = DummyChannel.SSL()
+        request = Request(channel)
+        request.args = {}
+        sessions = WebSessions(b"s" * 32, clock=_Clock(), secure=always)
+        sessions.signIn(request, "alice", "k_abcdef")
+        sessions.signOut(request)
+        sessions.csrfToken(request)
+        assert len(request.cookies) == 3
+        for cookie in request.cookies:
+            assert b"HttpOnly" in cookie and b"SameSite=strict" in cookie
+        return list(request.cookies)
+
+    assert all(b"; Secure" in c for c in cookies(tls=True))
+    assert all(b"; Secure" in c for c in cookies(tls=False, always=True))
+    assert not any(b"Secure" in c for c in cookies(tls=False))
+
+
+def test_signInIssuesAFreshSession() -> None:
+    """
+    Signing in never keeps a session cookie the browser brought (session
+    fixation): the new value is made from the account and key alone.
+    """
+    request = _request()
+    planted = _sessions().issue("mallory", "k_mallor")
+    request.received_cookies[SESSION_COOKIE] = planted
+    _sessions().signIn(request, "alice", "k_alicek")
+    [cookie] = request.cookies
+    value = cookie.split(b";")[0].split(b"=", 1)[1]
+    assert value != planted
+    claim = _sessions().verify(value)
+    assert claim is not None and (claim.account, claim.keyPrefix) == ("alice", "k_alicek")
+
+
+def test_csrfTokenIsBoundToTheSession() -> None:
+    """
+    A token made for a browser id before sign-in (or under another
+    session) is refused once that browser carries a session: someone who
+    planted a browser id they hold a token for gains nothing.
+    """
+    sessions = _sessions()
+    before = _request()
+    before.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    planted = sessions.csrfToken(before).encode()
+    after = _request()
+    after.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    after.received_cookies[SESSION_COOKIE] = sessions.issue("alice", "k_alicek")
+    after.args = {b"csrf": [planted]}
+    assert not sessions.csrfValid(after)
+    after.args = {b"csrf": [sessions.csrfToken(after).encode()]}
+    assert sessions.csrfValid(after)
+    # Signing in and out within a request: later tokens follow the session.
+    signing = _request()
+    signing.received_cookies[BROWSER_COOKIE] = b"planted-browser"
+    sessions.signIn(signing, "alice", "k_alicek")
+    inSession = sessions.csrfToken(signing)
+    assert inSession != planted.decode()
+    sessions.signOut(signing)
+    assert sessions.csrfToken(signing) == planted.decode()

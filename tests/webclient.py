@@ -81,6 +81,9 @@ class WebClient:
     def signIn(self, key: str) -> None:
         status, headers, body = self.post("/signin", {"key": key})
         assert status == 303 and headers["location"] == "/account", (status, body[:500])
+        # As a browser does: follow the redirect, whose page carries the
+        # CSRF token of the new session.
+        self.get(headers["location"])
 
     def cookie(self, name: str) -> str | None:
         for cookie in self.cookies:

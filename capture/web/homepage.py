@@ -18,7 +18,7 @@ from twisted.web.static import File
 from twisted.web.template import Tag, tags
 
 from capture.addresses import isAddress
-from capture.web.pagebase import STATIC, PageBase, PageError, csrfField, pages
+from capture.web.pagebase import STATIC, PageBase, PageError, localPath, pages, signInForm
 
 
 class _Static(File):
@@ -63,6 +63,7 @@ class HomePages(PageBase):
     async def _home(
         self, request: IRequest, viewer: str | None, code: int = 200,
         addressError: str | None = None, signInError: str | None = None, address: str = "",
+        next: str = "",
     ) -> bytes:
         csrf = self._sessions.csrfToken(request)
         content = [
@@ -76,7 +77,7 @@ class HomePages(PageBase):
                 class_="hero",
             ),
             self._smtpSettings(viewer),
-            self._signIn(viewer, csrf, signInError),
+            self._signIn(viewer, csrf, signInError, next),
         ]
         return await self.render(request, "Check the mail", content, viewer, code=code)
 
@@ -119,32 +120,18 @@ class HomePages(PageBase):
             **{"aria-labelledby": "smtp-heading"},
         )
 
-    def _signIn(self, viewer: str | None, csrf: str, error: str | None) -> Tag:
+    def _signIn(self, viewer: str | None, csrf: str, error: str | None, next: str = "") -> Tag:
         if viewer is not None:
             return tags.section(
                 tags.h2("Signed in as ", tags.strong(viewer)),
                 tags.p(tags.a("Your inboxes and settings", href="/account")),
                 id="sign-in",
             )
-        field = tags.input(
-            id="key", name="key", type="password", autocomplete="current-password",
-            required="required", spellcheck="false",
-        )
-        form = tags.form(
-            csrfField(csrf),
-            tags.label("API key", for_="key"),
-            tags.div(field, tags.button("Sign in", type="submit"), class_="row"),
-            action="/signin", method="post", class_="signin",
-        )
-        if error is not None:
-            field.attributes["aria-invalid"] = "true"
-            field.attributes["aria-describedby"] = "key-error"
-            form(tags.p(error, id="key-error", role="alert", class_="error"))
         return tags.section(
-            tags.h2("Sign in"),
+            tags.h2("Sign in", id="sign-in-heading"),
             tags.p("With an API key you see your own addresses, private mail and settings."),
-            form,
-            id="sign-in",
+            signInForm(csrf, error, next),
+            id="sign-in", **{"aria-labelledby": "sign-in-heading"},
         )
 
     @pages.route("/inbox", methods=["GET"])
@@ -172,6 +159,8 @@ class HomePages(PageBase):
             )
         values = request.args.get(b"key")
         key = values[0].decode("utf-8", "replace").strip() if values else ""
+        nextValues = request.args.get(b"next")
+        next = localPath(nextValues[0].decode("utf-8", "replace")) if nextValues else None
         account = await self._store.accountForKey(key) if key and len(key) < 200 else None
         prefix = None
         if account is not None:
@@ -184,11 +173,11 @@ class HomePages(PageBase):
                 await deferLater(self._throttle.clock, delay, lambda: None)
             return await self._home(
                 request, None, code=401,
-                signInError="That API key is wrong or was revoked.",
+                signInError="That API key is wrong or was revoked.", next=next or "",
             )
         self._throttle.succeeded(host)
         self._sessions.signIn(request, account, prefix)
-        return self.redirect(request, "/account")
+        return self.redirect(request, next or "/account")
 
     @pages.route("/signout", methods=["POST"])
     def signOut(self, request: IRequest) -> bytes:

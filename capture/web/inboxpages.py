@@ -100,6 +100,46 @@ def smtpEndpoint(settings: MailSettings | None) -> tuple[str, int | None]:
     return settings.hostname, portOf() if portOf is not None else None
 
 
+def shortcuts() -> Tag:
+    """
+    The keys of a message list (C{Capture.messageList} in C{capture.js}),
+    folded away under a summary.
+    """
+    keys = [("j or ↓", "next message"), ("k or ↑", "previous message"),
+            ("Enter", "open"), ("Delete or #", "delete"), ("/", "search")]
+    return tags.details(
+        tags.summary("Keyboard shortcuts"),
+        tags.dl([[tags.dt(tags.kbd(key)), tags.dd(what)] for key, what in keys]),
+        class_="shortcuts",
+    )
+
+
+def rowActions(href: str, csrf: str, starred: bool, star: bool, delete: bool) -> Tag:
+    """
+    A list row's Star and Delete forms (for the message at C{href}), each
+    only when the viewer may: plain forms that work without script, which
+    C{Capture.messageList} (C{capture.js}) sends with fetch instead, and
+    C{Capture.rowActions} builds alike for rows that arrive live.
+    """
+    actions = tags.div(class_="actions")
+    if star:
+        actions(tags.form(
+            csrfField(csrf),
+            tags.input(type="hidden", name="starred", value="0" if starred else "1"),
+            tags.button("Unstar" if starred else "Star", type="submit",
+                        class_="secondary star-button",
+                        **{"aria-pressed": "true" if starred else "false"}),
+            method="post", action=f"{href}/star", class_="inline star-form",
+        ))
+    if delete:
+        actions(tags.form(
+            csrfField(csrf),
+            tags.button("Delete", type="submit", class_="danger delete-button"),
+            method="post", action=f"{href}/delete", class_="inline delete-form",
+        ))
+    return actions
+
+
 class InboxPages(PageBase):
     """
     C{GET /inbox/<address>} and C{POST /inbox/<address>/purge}.
@@ -228,7 +268,7 @@ class InboxPages(PageBase):
                 listing, paging,
                 class_="inbox-list",
             ),
-            self._shortcuts(),
+            shortcuts(),
         ]
         if mayPurge:
             parts.append(self._purge(path, csrf))
@@ -261,22 +301,12 @@ class InboxPages(PageBase):
             tags.span(humanSize(message.size), class_="size"),
             href=href, class_="open",
         )
-        actions = tags.div(class_="actions")
-        if mayStar and permits(viewer, Action.STAR, owner, copy.savedBy, self.publicReadable):
-            actions(tags.form(
-                csrfField(csrf),
-                tags.input(type="hidden", name="starred", value="0" if starred else "1"),
-                tags.button("Unstar" if starred else "Star", type="submit",
-                            class_="secondary star-button",
-                            **{"aria-pressed": "true" if starred else "false"}),
-                method="post", action=f"{href}/star", class_="inline star-form",
-            ))
-        if permits(viewer, Action.DELETE, owner, copy.savedBy, self.publicReadable):
-            actions(tags.form(
-                csrfField(csrf),
-                tags.button("Delete", type="submit", class_="danger delete-button"),
-                method="post", action=f"{href}/delete", class_="inline delete-form",
-            ))
+        actions = rowActions(
+            href, csrf, starred,
+            star=mayStar and permits(viewer, Action.STAR, owner, copy.savedBy,
+                                     self.publicReadable),
+            delete=permits(viewer, Action.DELETE, owner, copy.savedBy, self.publicReadable),
+        )
         return tags.li(
             link, actions,
             class_="message" + (" unread" if unread else "") + (" starred" if starred else ""),
@@ -313,16 +343,6 @@ class InboxPages(PageBase):
             links.append(tags.a("Older", href=f"{path}?{urlencode({**fields, 'before': nextBefore})}",
                                 rel="next"))
         return tags.nav(links, class_="paging", **{"aria-label": "Pages"})
-
-    @staticmethod
-    def _shortcuts() -> Tag:
-        keys = [("j or ↓", "next message"), ("k or ↑", "previous message"),
-                ("Enter", "open"), ("Delete or #", "delete"), ("/", "search")]
-        return tags.details(
-            tags.summary("Keyboard shortcuts"),
-            tags.dl([[tags.dt(tags.kbd(key)), tags.dd(what)] for key, what in keys]),
-            class_="shortcuts",
-        )
 
     @staticmethod
     def _purge(path: str, csrf: str) -> Tag:

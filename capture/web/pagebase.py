@@ -14,6 +14,7 @@ the one object the routes are called on.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from klein import Klein
@@ -34,6 +35,11 @@ _HERE = FilePath(os.path.dirname(os.path.abspath(__file__)))
 TEMPLATES = _HERE.child("templates")
 STATIC = _HERE.child("static")
 _log = Logger()
+
+# Where sign-in may send a browser back to: a path on this site, never
+# "//host" or "/\\host" (which browsers read as another site), nothing
+# that is not printable ASCII.
+_LOCAL_PATH = re.compile(r"/(?![/\\])[!-~]{0,2000}")
 
 pages = Klein()
 # As in the API: an empty segment is a 404, not a redirect elsewhere.
@@ -129,6 +135,39 @@ def csrfField(token: str) -> Tag:
     The hidden field that carries the CSRF token in a form.
     """
     return tags.input(type="hidden", name="csrf", value=token)
+
+
+def localPath(text: str) -> str | None:
+    """
+    C{text} if it is a path on this site that sign-in may redirect to,
+    else L{None}: a redirect that takes a form's value must not lead away.
+    """
+    if _LOCAL_PATH.fullmatch(text) is None or "\\" in text:
+        return None
+    return text
+
+
+def signInForm(csrf: str, error: str | None = None, next: str = "") -> Tag:
+    """
+    The sign-in form (the home page's, and the 401 page's), with C{error}
+    beside the field; C{next} is the page to go to once signed in.
+    """
+    field = tags.input(
+        id="key", name="key", type="password", autocomplete="current-password",
+        required="required", spellcheck="false",
+    )
+    form = tags.form(
+        csrfField(csrf),
+        tags.input(type="hidden", name="next", value=next) if next else "",
+        tags.label("API key", for_="key"),
+        tags.div(field, tags.button("Sign in", type="submit"), class_="row"),
+        action="/signin", method="post", class_="signin",
+    )
+    if error is not None:
+        field.attributes["aria-invalid"] = "true"
+        field.attributes["aria-describedby"] = "key-error"
+        form(tags.p(error, id="key-error", role="alert", class_="error"))
+    return form
 
 
 class PageBase:
@@ -245,9 +284,18 @@ class PageBase:
                 viewer = None
             content = tags.section(
                 tags.h1(error.title), tags.p(error.detail),
-                tags.p(tags.a("Back to the start", href="/")),
                 class_="error-page",
             )
+            if error.code == 401 and viewer is None:
+                # "Sign in below": the form is here, and brings the
+                # visitor back to the page asked for.
+                back = request.path.decode("ascii", "replace") if request.method == b"GET" else ""
+                content(tags.section(
+                    tags.h2("Sign in", id="sign-in-heading"),
+                    signInForm(self._sessions.csrfToken(request), next=localPath(back) or ""),
+                    id="sign-in", **{"aria-labelledby": "sign-in-heading"},
+                ))
+            content(tags.p(tags.a("Back to the start", href="/")))
             return await self.render(request, error.title, content, viewer, code=error.code)
 
         return ensureDeferred(page())

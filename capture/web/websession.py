@@ -11,9 +11,13 @@ signed out); one whose key was revoked since is refused by the caller,
 which asks the store (L{SessionClaim.keyPrefix}).
 
 Every visitor also gets C{capture_browser}, a random id; the CSRF token
-put in each state-changing form is an HMAC of that id, so a page from
-another site can neither read it nor make it (double-submit, bound to the
-secret).  Both cookies are C{HttpOnly} and C{SameSite=Strict}.
+put in each state-changing form is an HMAC of that id and of the session
+cookie's value, so a page from another site can neither read it nor make
+it (double-submit, bound to the secret).  Binding it to the session too
+means a token learnt for a browser id is no use once that browser signs
+in: cookies are not kept apart by port, so another program on the same
+host could plant a browser id it holds a token for.  Both cookies are
+C{HttpOnly} and C{SameSite=Strict}.
 """
 
 from __future__ import annotations
@@ -166,17 +170,21 @@ class WebSessions:
         return None
 
     def signIn(self, request: IRequest, account: str, keyPrefix: str) -> None:
-        self._setCookie(request, SESSION_COOKIE, self.issue(account, keyPrefix), self.lifetime)
+        value = self.issue(account, keyPrefix)
+        self._setCookie(request, SESSION_COOKIE, value, self.lifetime)
+        # The rest of this request (a page's CSRF tokens) sees the new session.
+        cast(Request, request).received_cookies[SESSION_COOKIE] = value
 
     def signOut(self, request: IRequest) -> None:
         self._setCookie(request, SESSION_COOKIE, b"", 0)
+        cast(Request, request).received_cookies.pop(SESSION_COOKIE, None)
 
     # CSRF
 
     def csrfToken(self, request: IRequest) -> str:
         """
-        The CSRF token for the request's browser; gives the browser its id
-        cookie first if it has none.
+        The CSRF token for the request's browser and session; gives the
+        browser its id cookie first if it has none.
         """
         browser = request.getCookie(BROWSER_COOKIE)
         if not browser or len(browser) > 64:
@@ -184,12 +192,16 @@ class WebSessions:
             self._setCookie(request, BROWSER_COOKIE, browser, None)
             # Later calls in this request see the id just given.
             cast(Request, request).received_cookies[BROWSER_COOKIE] = browser
-        return _b64(self._mac(b"csrf", browser)).decode("ascii")
+        return self._csrf(request, browser).decode("ascii")
+
+    def _csrf(self, request: IRequest, browser: bytes) -> bytes:
+        session = request.getCookie(SESSION_COOKIE) or b""
+        return _b64(self._mac(b"csrf", browser + b"\0" + session[:1024]))
 
     def csrfValid(self, request: IRequest) -> bool:
         """
-        Whether the request carries the CSRF token of its browser, in the
-        form field C{csrf} or the C{X-Capture-CSRF} header.
+        Whether the request carries the CSRF token of its browser and
+        session, in the form field C{csrf} or the C{X-Capture-CSRF} header.
         """
         browser = request.getCookie(BROWSER_COOKIE)
         if not browser or len(browser) > 64:
@@ -200,7 +212,7 @@ class WebSessions:
             given = values[0] if values else None
         if not given:
             return False
-        return hmac.compare_digest(given, _b64(self._mac(b"csrf", browser)))
+        return hmac.compare_digest(given, self._csrf(request, browser))
 
     def _setCookie(self, request: IRequest, name: bytes, value: bytes, maxAge: int | None) -> None:
         # IRequest's addCookie does not declare httpOnly and sameSite.

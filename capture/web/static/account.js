@@ -25,35 +25,47 @@
   }
 
   // Times in the reader's own zone.
-  const localTime = (element) => {
-    const when = new Date(element.getAttribute("datetime"));
-    if (!isNaN(when)) {
-      element.textContent = when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
-      element.title = element.getAttribute("datetime");
-    }
-  };
+  const localTime = (el) => Capture.localTime(el, { dateStyle: "medium", timeStyle: "short" });
   document.querySelectorAll("time[datetime]").forEach(localTime);
 
   const list = document.getElementById("messages");
   if (!list) return;
+  const summary = document.getElementById("summary");
+  const account = list.dataset.account;
+  function unreadBy(delta, news) {
+    if (!summary) return;
+    const unread = Math.max(0, Number(summary.dataset.unread || 0) + delta);
+    summary.dataset.unread = String(unread);
+    // The summary is a status region: a screen reader hears the news.
+    summary.textContent = `${unread} unread.${news ? ` ${news}` : ""}`;
+  }
+
+  // j/k or the arrows move through the list, Enter opens, Delete deletes;
+  // Star and Delete stay on the page.
+  const messages = Capture.messageList(list, {
+    removed: (row) => {
+      if (row.classList.contains("unread")) unreadBy(-1);
+      if (!list.querySelector("li.message")) list.append(Capture.element("li", "empty", "No mail here now."));
+    },
+    starred: (row, on) => {
+      const mark = row.querySelector(".mark-star");
+      mark.textContent = on ? "★" : "";
+      mark.title = on ? "Starred" : "";
+    },
+    failed: (text) => { if (summary) summary.textContent = text; },
+  });
 
   // A row for a message that arrived live, the same as the server's
   // (capture.web.accountpages.messageRow), built from its Mailsac JSON.
-  const span = (className, text) => {
-    const s = document.createElement("span");
-    s.className = className;
-    s.textContent = text;
-    return s;
-  };
+  const span = (className, text) => Capture.element("span", className, text);
   const row = (message) => {
-    const li = document.createElement("li");
-    li.className = "message unread new" + (message.savedBy ? " starred" : "");
+    const li = Capture.element("li", "message unread new" + (message.savedBy ? " starred" : ""));
     li.dataset.id = message._id;
-    const a = document.createElement("a");
-    a.className = "row-link";
-    a.href = `/inbox/${encodeURIComponent(message.inbox).replace(/%40/g, "@").replace(/%2B/g, "+")}/${encodeURIComponent(message._id)}`;
+    const a = Capture.element("a", "row-link open");
+    a.href = Capture.messagePath(message.inbox, message._id);
+    a.tabIndex = -1;
     const sender = (message.from && message.from[0]) || null;
-    const when = document.createElement("time");
+    const when = Capture.element("time");
     when.setAttribute("datetime", message.received);
     localTime(when);
     const whenSpan = span("when", "");
@@ -68,13 +80,16 @@
       span("size", Capture.size(message.size)),
       span("mark-attachment", message.attachments && message.attachments.length ? "📎" : ""),
     );
-    li.append(a);
+    // What arrives here is the account's own mail (its addresses and
+    // domains) or mail it starred; the server refuses what it may not do.
+    li.append(a, Capture.rowActions(a.getAttribute("href"), {
+      starred: Boolean(message.savedBy) && message.savedBy === account,
+    }));
     return li;
   };
 
   const baseTitle = document.title;
   let arrived = 0;
-  const summary = document.getElementById("summary");
   if (list.dataset.live === "1" && window.EventSource) {
     const source = new EventSource("/api/inbox/events");
     source.addEventListener("message", (event) => {
@@ -83,32 +98,15 @@
       const empty = list.querySelector("li.empty");
       if (empty) empty.remove();
       list.prepend(row(message));
+      messages.refresh();
       arrived += 1;
       document.title = `(${arrived}) ${baseTitle}`;
-      if (summary) {
-        const unread = Number(summary.dataset.unread || 0) + 1;
-        summary.dataset.unread = String(unread);
-        summary.textContent = `${unread} unread.`;
-      }
+      const sender = (message.from && message.from[0]) || null;
+      unreadBy(1, `New mail from ${sender ? (sender.name || sender.address) : "an unknown sender"}: `
+        + `${message.subject || "(no subject)"}`);
     });
   }
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) { arrived = 0; document.title = baseTitle; }
-  });
-
-  // j/k or the arrows move through the list; Enter opens.
-  let active = -1;
-  const rows = () => Array.from(list.querySelectorAll("li.message"));
-  const move = (step) => {
-    const all = rows();
-    if (!all.length) return;
-    active = Math.max(0, Math.min(all.length - 1, active + step));
-    all.forEach((li, i) => li.classList.toggle("active", i === active));
-    all[active].querySelector("a").focus();
-  };
-  document.addEventListener("keydown", (event) => {
-    if (Capture.typing(event) || event.altKey || event.ctrlKey || event.metaKey) return;
-    if (event.key === "j" || event.key === "ArrowDown") { move(1); event.preventDefault(); }
-    else if (event.key === "k" || event.key === "ArrowUp") { move(-1); event.preventDefault(); }
   });
 })();

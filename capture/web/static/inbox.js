@@ -1,84 +1,20 @@
 // The inbox page: local times, a keyboard selection through the list,
-// delete and star without leaving the page, and new mail arriving live
-// from the inbox's event stream.  Without this script the page still
-// works: rows are links and every action is a form.
+// delete and star without leaving the page (Capture.messageList), and new
+// mail arriving live from the inbox's event stream.  Without this script
+// the page still works: rows are links and every action is a form.
 "use strict";
 
 (() => {
   const list = document.getElementById("messages");
   if (!list) return;
   const inbox = list.dataset.inbox;
-  const path = "/inbox/" + encodeURIComponent(inbox).replace(/%40/g, "@").replace(/%2B/g, "+");
   const status = document.getElementById("live-status");
   const countText = document.getElementById("inbox-count");
   const baseTitle = document.title;
-  let selected = null;
   let unseen = 0;
+  const { element } = Capture;
 
-  // Times in the reader's own zone.
-  const sameDay = (a, b) => a.toDateString() === b.toDateString();
-  function localTime(el) {
-    const when = new Date(el.getAttribute("datetime"));
-    if (isNaN(when)) return;
-    const now = new Date();
-    el.title = when.toLocaleString();
-    el.textContent = sameDay(when, now)
-      ? when.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" })
-      : when.toLocaleDateString([], when.getFullYear() === now.getFullYear()
-        ? { day: "numeric", month: "short" } : { day: "numeric", month: "short", year: "numeric" });
-  }
-  list.querySelectorAll("time[datetime]").forEach(localTime);
-
-  // Selection: one row is current; its link is the one in the tab order.
-  const rows = () => Array.from(list.querySelectorAll("li.message"));
-  function select(row, focus = true) {
-    if (selected && selected !== row) {
-      selected.classList.remove("selected");
-      selected.querySelector("a.open").removeAttribute("aria-current");
-      selected.querySelector("a.open").tabIndex = -1;
-    }
-    selected = row;
-    if (!row) return;
-    row.classList.add("selected");
-    const link = row.querySelector("a.open");
-    link.setAttribute("aria-current", "true");
-    link.tabIndex = 0;
-    if (focus) link.focus();
-  }
-  function move(step) {
-    const all = rows();
-    if (!all.length) return;
-    const at = all.indexOf(selected);
-    const next = at < 0 ? all[0] : all[Math.min(all.length - 1, Math.max(0, at + step))];
-    select(next);
-    next.scrollIntoView({ block: "nearest" });
-  }
-  function initTabs() {
-    rows().forEach((row, i) => { row.querySelector("a.open").tabIndex = i === 0 ? 0 : -1; });
-  }
-  initTabs();
-  list.addEventListener("focusin", (event) => {
-    const row = event.target.closest("li.message");
-    if (row && row !== selected) select(row, false);
-  });
-
-  document.addEventListener("keydown", (event) => {
-    if (event.altKey || event.ctrlKey || event.metaKey || Capture.typing(event)) return;
-    const key = event.key;
-    if (key === "j" || key === "ArrowDown") { event.preventDefault(); move(1); }
-    else if (key === "k" || key === "ArrowUp") { event.preventDefault(); move(-1); }
-    else if (key === "Enter" && selected && document.activeElement === document.body) {
-      window.location.assign(selected.querySelector("a.open").href);
-    } else if ((key === "Delete" || key === "#") && selected) {
-      event.preventDefault();
-      remove(selected);
-    } else if (key === "/") {
-      event.preventDefault();
-      const search = document.getElementById("q");
-      search.focus();
-      search.select();
-    }
-  });
+  list.querySelectorAll("time[datetime]").forEach((el) => Capture.localTime(el));
 
   function setCount(delta) {
     const match = /^(\d+) message/.exec(countText.textContent);
@@ -90,55 +26,34 @@
     status.textContent = text;
     status.dataset.state = state;
   }
+  function markSpan(symbol, kind, label) {
+    const mark = element("span", `mark ${kind}`, symbol);
+    mark.setAttribute("role", "img");
+    mark.setAttribute("aria-label", label);
+    mark.title = label;
+    return mark;
+  }
 
-  // Delete and star through the same routes as the forms, answered in JSON.
-  async function remove(row) {
-    const form = row.querySelector("form.delete-form");
-    if (!form) return;
-    const response = await Capture.post(form.action).catch(() => null);
-    if (!response || !response.ok) {
-      showStatus("Could not delete that message; reload and try again.", "down");
-      return;
-    }
-    const all = rows();
-    const at = all.indexOf(row);
-    const next = all[at + 1] || all[at - 1] || null;
-    const hadFocus = row.contains(document.activeElement) || row === selected;
-    row.remove();
-    setCount(-1);
-    if (selected === row) selected = null;
-    if (next) select(next, hadFocus);
-    else initTabs();
-  }
-  async function toggleStar(form) {
-    const field = form.querySelector("input[name=starred]");
-    const response = await Capture.post(form.action, { starred: field.value }).catch(() => null);
-    if (!response || !response.ok) {
-      showStatus("Could not star that message; reload and try again.", "down");
-      return;
-    }
-    const starred = field.value === "1";
-    field.value = starred ? "0" : "1";
-    const button = form.querySelector("button");
-    button.textContent = starred ? "Unstar" : "Star";
-    button.setAttribute("aria-pressed", String(starred));
-    const row = form.closest("li.message");
-    row.classList.toggle("starred", starred);
-    const marks = row.querySelector(".marks");
-    const mark = marks.querySelector(".star");
-    if (starred && !mark) marks.append(markSpan("★", "star", "Starred"));
-    if (!starred && mark) mark.remove();
-  }
-  list.addEventListener("submit", (event) => {
-    const form = event.target;
-    if (form.classList.contains("delete-form")) {
-      event.preventDefault();
-      remove(form.closest("li.message"));
-    } else if (form.classList.contains("star-form")) {
-      event.preventDefault();
-      toggleStar(form);
-    }
+  const messages = Capture.messageList(list, {
+    removed: () => {
+      setCount(-1);
+      if (!list.querySelector("li.message") && !document.querySelector(".inbox-list .empty")) {
+        // The last one gone: say so, as the server's empty page does.
+        list.hidden = true;
+        const empty = element("div", "empty");
+        empty.append(element("p", "", "No mail here now; new mail appears as it arrives."));
+        list.after(empty);
+      }
+    },
+    starred: (row, starred) => {
+      const marks = row.querySelector(".marks");
+      const mark = marks.querySelector(".star");
+      if (starred && !mark) marks.append(markSpan("★", "star", "Starred"));
+      if (!starred && mark) mark.remove();
+    },
+    failed: (text) => showStatus(text, "down"),
   });
+
   const purge = document.querySelector("form.purge-form");
   if (purge) {
     purge.addEventListener("submit", (event) => {
@@ -149,35 +64,8 @@
   }
 
   // New mail, live.
-  function element(tag, className, text) {
-    const el = document.createElement(tag);
-    if (className) el.className = className;
-    if (text !== undefined) el.textContent = text;
-    return el;
-  }
-  function markSpan(symbol, kind, label) {
-    const mark = element("span", `mark ${kind}`, symbol);
-    mark.setAttribute("role", "img");
-    mark.setAttribute("aria-label", label);
-    mark.title = label;
-    return mark;
-  }
-  function actionForm(action, className, button, fields) {
-    const form = element("form", `inline ${className}`);
-    form.method = "post";
-    form.action = action;
-    for (const [name, value] of Object.entries({ csrf: Capture.csrf(), ...fields })) {
-      const input = element("input");
-      input.type = "hidden";
-      input.name = name;
-      input.value = value;
-      form.append(input);
-    }
-    form.append(button);
-    return form;
-  }
   function rowFor(message) {
-    const href = `${path}/${encodeURIComponent(message._id)}`;
+    const href = Capture.messagePath(inbox, message._id);
     const row = element("li", "message fresh" + (message.read ? "" : " unread"));
     row.dataset.id = message._id;
     const link = element("a", "open");
@@ -198,22 +86,12 @@
     link.append(marks);
     const time = element("time");
     time.setAttribute("datetime", message.received);
-    localTime(time);
+    Capture.localTime(time);
     link.append(time, element("span", "size", Capture.size(message.size)));
-    const actions = element("div", "actions");
-    if (list.dataset.star) {
-      const button = element("button", "secondary star-button", message.savedBy ? "Unstar" : "Star");
-      button.type = "submit";
-      button.setAttribute("aria-pressed", String(Boolean(message.savedBy)));
-      actions.append(actionForm(`${href}/star`, "star-form", button,
-        { starred: message.savedBy ? "0" : "1" }));
-    }
-    if (list.dataset.delete) {
-      const button = element("button", "danger delete-button", "Delete");
-      button.type = "submit";
-      actions.append(actionForm(`${href}/delete`, "delete-form", button, {}));
-    }
-    row.append(link, actions);
+    row.append(link, Capture.rowActions(href, {
+      star: Boolean(list.dataset.star), remove: Boolean(list.dataset.delete),
+      starred: Boolean(message.savedBy),
+    }));
     return row;
   }
 
@@ -228,6 +106,8 @@
   let waiting = 0;  // new mail not shown on a page of older mail or of results
   function arrived(message) {
     if (list.querySelector(`li[data-id="${CSS.escape(message._id)}"]`)) return;
+    const from = (message.from || [])[0];
+    const who = from ? (from.name || from.address) : "an unknown sender";
     if (list.dataset.live === "paused") {
       waiting += 1;
       showStatus(`${waiting} new since this page was loaded`, "live");
@@ -237,7 +117,9 @@
       if (empty) empty.remove();
       list.prepend(rowFor(message));
       setCount(1);
-      if (!selected) initTabs();
+      messages.refresh();
+      // The status is a polite live region: a screen reader hears it.
+      showStatus(`New mail from ${who}: ${message.subject || "(no subject)"}`, "live");
     }
     if (!looking()) { unseen += 1; updateTitle(); }
   }
