@@ -92,6 +92,16 @@ def browserContext(chromium: Browser, pageLog: PageLog) -> Iterator[BrowserConte
 
 
 @pytest.fixture
+def noPageErrors(pageLog: PageLog) -> Iterator[None]:
+    """
+    Fails the test if any page of it raised a script error (page tests
+    use it for every test: C{pytestmark = pytest.mark.usefixtures(...)}).
+    """
+    yield
+    assert pageLog.pageErrors == [], pageLog.pageErrors
+
+
+@pytest.fixture
 def page(browserContext: BrowserContext) -> Page:
     """
     A page in this test's own browser context, 1280x720, light.

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,18 +17,12 @@ import pytest
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Dialog, Page
 
-from tests.browser import PageLog, origin, screenshot
+from tests.browser import origin, screenshot
 from tests.harness import CaptureServer
 from tests.test_api import callJSON
 
-
-@pytest.fixture(autouse=True)
-def _noPageErrors(pageLog: PageLog) -> Iterator[None]:
-    """
-    No script error on any page of a test.
-    """
-    yield
-    assert pageLog.pageErrors == [], pageLog.pageErrors
+# No script error on any page of a test.
+pytestmark = pytest.mark.usefixtures("noPageErrors")
 
 
 def _base(server: CaptureServer) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import secrets
 import smtplib
-from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
@@ -20,17 +19,11 @@ import pytest
 if TYPE_CHECKING:
     from playwright.sync_api import Page
 
-from tests.browser import PageLog, screenshot
+from tests.browser import screenshot
 from tests.harness import CaptureServer
 
-
-@pytest.fixture(autouse=True)
-def _noPageErrors(pageLog: PageLog) -> Iterator[None]:
-    """
-    No script error on any page of a test.
-    """
-    yield
-    assert pageLog.pageErrors == [], pageLog.pageErrors
+# No script error on any page of a test.
+pytestmark = pytest.mark.usefixtures("noPageErrors")
 
 
 def base(server: CaptureServer) -> str:

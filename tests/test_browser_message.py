@@ -8,7 +8,6 @@ message: no script runs and nothing remote loads until the reader asks.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,13 +21,8 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
 
-@pytest.fixture(autouse=True)
-def _noPageErrors(pageLog: PageLog) -> Iterator[None]:
-    """
-    No script error on any page of a test.
-    """
-    yield
-    assert pageLog.pageErrors == [], pageLog.pageErrors
+# No script error on any page of a test.
+pytestmark = pytest.mark.usefixtures("noPageErrors")
 
 
 def address() -> str:

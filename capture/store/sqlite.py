@@ -133,6 +133,19 @@ def _addressesJSON(addresses: tuple[MailAddress, ...]) -> str:
     return _toJSON([[a.address, a.name] for a in addresses])
 
 
+def _windowPage(rows: list[Any], limit: int, bound: Any) -> tuple[list[Copy], int | None]:
+    """
+    A bounded search's page and where the next one starts: below its last
+    copy when the page is full, else below the window (C{bound}, the
+    window's oldest uid row) when the window ended before the oldest copy,
+    else nowhere.
+    """
+    copies = [_copyFromRow(r) for r in rows[:limit]]
+    if len(rows) > limit:
+        return copies, copies[-1].uid
+    return copies, None if bound is None else int(bound[0])
+
+
 def _copyFromRow(row: tuple[Any, ...]) -> Copy:
     (
         uid, n, inbox, original, savedBy, read, deleted, answered, flagged,
@@ -1384,10 +1397,7 @@ class SQLiteStore:
                 "ORDER BY c.uid DESC LIMIT :limit",
                 params,
             ).fetchall()
-            copies = [_copyFromRow(r) for r in rows[:limit]]
-            if len(rows) > limit:
-                return copies, copies[-1].uid
-            return copies, None if bound is None else int(bound[0])
+            return _windowPage(rows, limit, bound)
 
         return self._read(op)
 
@@ -1435,12 +1445,7 @@ class SQLiteStore:
                 f"{' AND '.join(matches) or '1'} ORDER BY c.uid DESC LIMIT ?",
                 [*args, limit + 1],
             ).fetchall()
-            copies = [_copyFromRow(r) for r in rows[:limit]]
-            if len(rows) > limit:
-                return copies, copies[-1].uid
-            # Not a full page: the window reached the inbox's oldest copy,
-            # or the search goes on below it.
-            return copies, None if bound is None else int(bound[0])
+            return _windowPage(rows, limit, bound)
 
         return self._read(op)
 

@@ -48,7 +48,7 @@ from capture.web.live import (
 )
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
-from capture.web.parts import attachmentData, inlineImages, plainText, safeFilename
+from capture.web.parts import attachmentData, inlineImages, safeFilename, textOf
 from capture.web.responses import ApiError, jsonBody, jsonText, textBody
 from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
@@ -450,12 +450,7 @@ class MailsacAPI:
         """
         copy, _ = await self._copy(request, email, messageId)
         bodies = await self._store.getBodies(copy)
-        if bodies.text is not None:
-            text = bodies.text
-        elif bodies.html is not None:
-            text = plainText(bodies.html)
-        else:
-            text = ""
+        text = textOf(bodies)
         download = f"{copy.id}.txt" if _query(request, b"download") else None
         return textBody(request, text, b"text/plain; charset=utf-8", download)
 

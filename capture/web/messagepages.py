@@ -26,7 +26,7 @@ from capture.store.model import Bodies, Copy, InboxOwner, NotFound
 from capture.summary import isoTime
 from capture.web.homepage import inboxPath
 from capture.web.pagebase import PageBase, PageError, csrfField, notFound, pages, securityHeaders
-from capture.web.parts import attachmentData, inlineImages, plainText, safeFilename
+from capture.web.parts import attachmentData, inlineImages, safeFilename, textOf
 from capture.web.responses import UNTRUSTED_POLICY, ApiError, jsonBody
 from capture.web.safehtml import SafeHTML, bodyPolicy, clean
 
@@ -227,12 +227,7 @@ class MessagePages(PageBase):
         if bodies.html is not None:
             blocked = not remote and safe is not None and safe.remoteBlocked
             panels.append(("html", "HTML", self._htmlPanel(base, remote, blocked)))
-        if bodies.text is not None:
-            text = bodies.text
-        elif bodies.html is not None:
-            text = plainText(bodies.html)
-        else:
-            text = ""
+        text = textOf(bodies)
         panels.append(("text", "Text", tags.pre(text or "(no text)", class_="text-body")))
         panels.append(("headers", "Headers", tags.div(tags.table(
             tags.thead(tags.tr(tags.th("Name", scope="col"), tags.th("Value", scope="col"))),

@@ -30,6 +30,18 @@ def plainText(htmlText: str) -> str:
     return html.unescape(_TAG_RE.sub("", text)).strip() + "\n"
 
 
+def textOf(bodies: Bodies) -> str:
+    """
+    A message's text: its text part, else a plain rendering of its HTML
+    part, else nothing.
+    """
+    if bodies.text is not None:
+        return bodies.text
+    if bodies.html is not None:
+        return plainText(bodies.html)
+    return ""
+
+
 def safeFilename(attachment: Attachment) -> str:
     """
     The attachment's file name with everything but letters, digits, dots,
