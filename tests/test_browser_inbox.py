@@ -132,15 +132,6 @@ def test_slashFocusesSearch(server: CaptureServer, page: Page) -> None:
     assert [s.replace("unread, ", "") for s in subjects] == ["Password reset"]
 
 
-def _deleteRouteExists() -> bool:
-    from capture.web.pages import WebPages
-
-    return any(rule.rule.endswith("/<messageId>/delete")
-               for rule in WebPages.app.url_map.iter_rules())
-
-
-@pytest.mark.skipif(not _deleteRouteExists(),
-                    reason="POST /inbox/<address>/<messageId>/delete is the message page's")
 def test_deleteFromTheList(server: CaptureServer, page: Page) -> None:
     """
     Delete on the selected row removes it from the list and the inbox,
