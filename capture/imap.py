@@ -37,13 +37,22 @@ from zope.interface import implementer
 
 from capture.access import Visibility, visibility
 from capture.auth import IMailboxReader, LoginThrottle
-from capture.imapitems import applyFlags, fetchBatches, fetchItem, flagList, headersOnly
+from capture.imapitems import (
+    METADATA_ITEMS,
+    applyFlags,
+    fetchBatches,
+    fetchItem,
+    flagList,
+    headersOnly,
+    metadataFlags,
+    metadataItems,
+)
 from capture.imapsearch import SearchError, parseSearch
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
-from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery
+from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery, MetadataRow
 
 _log = Logger()
 
@@ -977,37 +986,46 @@ class CaptureIMAP(imap4.IMAP4Server):
                 uids[i : i + _FETCH_BATCH_MESSAGES]
                 for i in range(0, len(uids), _FETCH_BATCH_MESSAGES)
             ]
-        if len(batches) == 1:
-            options = {
-                "envelope": "Envelope" in kinds,
-                "structure": "BodyStructure" in kinds,
-                "raw": needRaw or needHeaders,
-                "headersOnly": not needRaw,
-                "part": needPart,
-            }
+        options = {
+            "envelope": "Envelope" in kinds,
+            "structure": "BodyStructure" in kinds,
+            "raw": needRaw or needHeaders,
+            "headersOnly": not needRaw,
+            "part": needPart,
+        }
+        # Metadata of many messages (a client syncing a folder): plain rows
+        # written straight out, no object per message (_fetchedMetadata).
+        metadata = len(uids) > 1 and kinds <= METADATA_ITEMS
+        formatRow = metadataItems(query) if metadata else None
+
+        async def answer(batch: list[int]) -> bool:
+            if formatRow is not None:
+                rows = await store.fetchMetadata(
+                    batch, envelope=options["envelope"], structure=options["structure"]
+                )
+                if self.view is not view:
+                    return False
+                self._fetchedMetadata(view, rows, formatRow)
+                return True
             if len(uids) == 1 and not marksSeen and "Flags" not in kinds:
-                fetched = await self._readAhead(view, uids[0], uid, options)
+                fetched = await self._readAhead(view, batch[0], uid, options)
             else:
-                fetched = await store.fetchMessages(uids, **options)
-            if self.view is view:
-                await self._fetched(view, uids, fetched, query, marksSeen)
+                fetched = await store.fetchMessages(batch, **options)
+            if self.view is not view:
+                return False
+            await self._fetched(view, batch, fetched, query, marksSeen)
+            return True
+
+        if len(batches) == 1:
+            if await answer(uids):
                 self.sendPositiveResponse(tag, b"FETCH completed")
             return
         pressure = _Pressure()
         self.transport.registerProducer(pressure, True)
         try:
             for batch in batches:
-                fetched = await store.fetchMessages(
-                    batch,
-                    envelope="Envelope" in kinds,
-                    structure="BodyStructure" in kinds,
-                    raw=needRaw or needHeaders,
-                    headersOnly=not needRaw,
-                    part=needPart,
-                )
-                if self.view is not view:
+                if not await answer(batch):
                     return
-                await self._fetched(view, batch, fetched, query, marksSeen)
                 await pressure.writable()
         finally:
             self.transport.unregisterProducer()
@@ -1068,6 +1086,43 @@ class CaptureIMAP(imap4.IMAP4Server):
                 continue
             items = [fetchItem(q, found, flags) for q in query]
             out.append(b"* %d FETCH (%s)\r\n" % (view.seq(u), b" ".join(items)))
+            if len(out) >= 256:
+                self.transport.write(b"".join(out))
+                out = []
+        if out:
+            self.transport.write(b"".join(out))
+
+    def _fetchedMetadata(self, view: _View, rows: list[MetadataRow],
+                         formatRow: Callable[[MetadataRow], bytes]) -> None:
+        """
+        Write the FETCH responses of metadata rows (ascending by uid), what
+        L{_fetched} writes for the same items: the view takes each copy's
+        flags as stored now, a new L{FlagState} only where they changed.
+        """
+        flags = view.flags
+        uids = view.uids
+        known: dict[tuple[int, str], FlagState] = {}
+        out = []
+        seq = 0
+        for row in rows:
+            u = row[0]
+            state = flags.get(u)
+            if state is None:
+                continue
+            key = (row[1], row[2])
+            stored = known.get(key)
+            if stored is None:
+                stored = known[key] = metadataFlags(0, row[1], row[2])
+            if (
+                state.read != stored.read
+                or state.deleted != stored.deleted
+                or state.answered != stored.answered
+                or state.flagged != stored.flagged
+                or state.labels != stored.labels
+            ):
+                flags[u] = attrs.evolve(stored, uid=u)
+            seq = bisect.bisect_left(uids, u, seq)
+            out.append(b"* %d FETCH (%s)\r\n" % (seq + 1, formatRow(row)))
             if len(out) >= 256:
                 self.transport.write(b"".join(out))
                 out = []

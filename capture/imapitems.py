@@ -11,15 +11,25 @@ BODYSTRUCTURE are the texts computed at ingest.
 
 from __future__ import annotations
 
+import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 from twisted.mail import imap4
 
 from capture.imapdata import bodyStructure
 from capture.mime import Part, findPart
-from capture.store.model import FetchedMessage, FlagState
+from capture.store.model import (
+    FLAG_ANSWERED,
+    FLAG_DELETED,
+    FLAG_FLAGGED,
+    FLAG_READ,
+    FetchedMessage,
+    FlagState,
+    MetadataRow,
+)
 
 _KEYWORD_RE = re.compile(r"[!#$&'+,\-./0-9:;<=>?@A-Z^_`a-z|}~]+")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -203,6 +213,60 @@ def fetchItem(item: Any, message: FetchedMessage, state: FlagState) -> bytes:
             name += b"<%d>" % begin
         return name + b" " + _literal(data)
     raise imap4.IllegalClientResponse(f"Unsupported FETCH item {kind}")
+
+
+# The FETCH items a store row of metadata answers (see metadataItems).
+METADATA_ITEMS = frozenset(
+    {"UID", "Flags", "RFC822Size", "InternalDate", "Envelope", "BodyStructure"}
+)
+
+
+def metadataFlags(uid: int, bits: int, labels: str) -> FlagState:
+    """
+    The L{FlagState} of a L{MetadataRow}'s flag bits and labels JSON.
+    """
+    return FlagState(
+        uid, bool(bits & FLAG_READ), bool(bits & FLAG_DELETED), bool(bits & FLAG_ANSWERED),
+        bool(bits & FLAG_FLAGGED), tuple(json.loads(labels)) if labels != "[]" else (),
+    )
+
+
+def metadataItems(query: list[Any]) -> Callable[[MetadataRow], bytes]:
+    """
+    The text of C{query}'s items (all in L{METADATA_ITEMS}) for one
+    L{MetadataRow}, byte for byte what L{fetchItem} gives: decided once
+    per FETCH rather than per message and item, FLAGS text kept per
+    distinct flags (a mailbox has few).
+    """
+    flagTexts: dict[tuple[int, str], bytes] = {}
+
+    def flags(row: MetadataRow) -> bytes:
+        key = (row[1], row[2])
+        text = flagTexts.get(key)
+        if text is None:
+            text = flagTexts[key] = b"FLAGS " + flagList(metadataFlags(row[0], row[1], row[2]))
+        return text
+
+    items: list[Callable[[MetadataRow], bytes]] = []
+    for item in query:
+        kind = type(item).__name__
+        if kind == "UID":
+            items.append(lambda row: b"UID %d" % row[0])
+        elif kind == "Flags":
+            items.append(flags)
+        elif kind == "RFC822Size":
+            items.append(lambda row: b"RFC822.SIZE %d" % row[3])
+        elif kind == "InternalDate":
+            items.append(lambda row: b"INTERNALDATE " + internalDate(row[4]))
+        elif kind == "Envelope":
+            items.append(lambda row: b"ENVELOPE " + (row[5] or b"NIL"))
+        elif kind == "BodyStructure":
+            items.append(lambda row: b"BODYSTRUCTURE " + (row[6] or b"NIL"))
+        else:
+            raise ValueError(f"{kind} is not a metadata FETCH item")
+    if len(items) == 1:
+        return items[0]
+    return lambda row: b" ".join([item(row) for item in items])
 
 
 def fetchBatches(uids: list[int], sizes: dict[int, FetchedMessage], octets: int) -> list[list[int]]:

@@ -328,6 +328,20 @@ class IStore(Interface):
             (copies deleted meanwhile are missing).
         """
 
+    def fetchMetadata(uids, envelope=False, structure=False):
+        """
+        What a FETCH that shows no message text needs of many copies (UID,
+        FLAGS, RFC822.SIZE, INTERNALDATE, ENVELOPE, BODYSTRUCTURE), in one
+        read, as plain rows: a client syncing a folder asks this of every
+        message, and an object per message cost more than the read.
+
+        @param uids: The copies' uids, ascending (the caller has checked
+            they are in a mailbox its viewer may read).
+        @return: Deferred firing with a list of
+            L{capture.store.model.MetadataRow}, ascending by uid (copies
+            deleted meanwhile are missing).
+        """
+
     def searchMessages(uids, match, bodies=False):
         """
         Which of C{uids} satisfy C{match}, tested in one read on a read

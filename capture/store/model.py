@@ -329,6 +329,18 @@ class FlagState:
     labels: tuple[str, ...]
 
 
+# What a FETCH of metadata alone needs of one copy, as a plain row (a
+# whole-mailbox FETCH builds no object per message): uid, flag bits
+# (FLAG_READ | FLAG_DELETED | FLAG_ANSWERED | FLAG_FLAGGED), labels as JSON
+# text, size, received (ms), and the ENVELOPE and BODYSTRUCTURE texts as
+# ASCII bytes, or None when not asked for.
+MetadataRow = tuple[int, int, str, int, int, "bytes | None", "bytes | None"]
+FLAG_READ = 1
+FLAG_DELETED = 2
+FLAG_ANSWERED = 4
+FLAG_FLAGGED = 8
+
+
 @attrs.frozen
 class FetchedMessage:
     """
