@@ -511,6 +511,68 @@ def test_headerSyncOfALargeMailboxInBatches(freshServer: CaptureServer) -> None:
     reader.logout()
 
 
+_METADATA = b"(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE BODYSTRUCTURE)"
+
+
+def test_metadataFetchSameAsOneByOne(server: CaptureServer) -> None:
+    """
+    A FETCH of metadata alone over many messages (read as plain rows, a
+    dense set as one range of uids) answers byte for byte what the same
+    items fetched one message at a time answer, in a mailbox of mixed
+    flags, keywords, a label IMAP cannot show, \\Deleted and non-ASCII
+    headers; copies of another inbox within the range never show; a
+    sparse UID set (read by IN lists) answers the same lines.
+    """
+    address, other = inbox(), inbox()
+    client = server.smtp()
+    for n in range(70):
+        message = ODD if n % 7 == 3 else MULTIPART if n % 5 == 1 else b"Subject: m %d\r\n\r\nx\r\n" % n
+        client.sendmail("s@example.com", [address], message)
+        client.sendmail("s@example.com", [other], b"Subject: other %d\r\n\r\nx\r\n" % n)
+    client.quit()
+    raw = _loggedIn(server, address)
+    for command in (b"s1 STORE 1:10 +FLAGS (\\Seen)", b"s2 STORE 5:15 +FLAGS (\\Flagged work)",
+                    b"s3 STORE 20 +FLAGS (\\Answered \\Deleted urgent)"):
+        assert raw.command(command).startswith(command[:2] + b" OK")
+    messageId = send(server, address, b"Subject: labelled\r\n\r\nx\r\n") + "-0"
+    assert callJSON(server, "PUT", f"/api/addresses/{address}/messages/{messageId}/labels/big%20deal",
+                    server.key)[0] == 200
+    assert raw.command(b"n NOOP").startswith(b"n OK")
+
+    whole = raw.exchange(b"f FETCH 1:* " + _METADATA)
+    assert whole[-1] == b"f OK FETCH completed"
+    singles = [raw.exchange(b"g%d FETCH %d " % (n, n) + _METADATA) for n in range(1, 72)]
+    assert all(len(lines) == 2 for lines in singles)
+    assert whole[:-1] == [lines[0] for lines in singles]
+    assert [line.split()[1] for line in whole[:-1]] == [b"%d" % n for n in range(1, 72)]
+    assert b"(\\Answered \\Deleted urgent)" in whole[19] and b"other" not in b"".join(whole)
+    assert b"FLAGS (big deal)" not in whole[70] and b"FLAGS ()" in whole[70]
+
+    uids = [re.search(rb"UID (\d+)", line)[1] for line in whole[:-1]]  # type: ignore[index]
+    sparse = raw.exchange(b"u UID FETCH " + b",".join(uids[::3]) + b" " + _METADATA)
+    assert sparse[:-1] == whole[:-1:3]
+    assert raw.command(b"z LOGOUT").startswith(b"z OK")
+    raw.close()
+    _stillServes(server)
+
+
+def test_metadataFetchTakesFlagsAsStored(server: CaptureServer) -> None:
+    """
+    A metadata FETCH that shows no flags still takes them as stored now:
+    \\Deleted set by another session is expunged by this one's EXPUNGE.
+    """
+    address = inbox()
+    for n in range(3):
+        send(server, address, b"Subject: d %d\r\n\r\nx\r\n" % n)
+    first, second = _loggedIn(server, address), _loggedIn(server, address)
+    assert second.command(b"s STORE 2 +FLAGS.SILENT (\\Deleted)").startswith(b"s OK")
+    lines = first.exchange(b"f FETCH 1:* (BODYSTRUCTURE)")
+    assert len(lines) == 4 and lines[-1] == b"f OK FETCH completed"
+    assert first.exchange(b"e EXPUNGE") == [b"* 2 EXPUNGE", b"e OK EXPUNGE completed"]
+    for raw in (first, second):
+        raw.close()
+
+
 def test_nonAsciiHeadersAndOddContentTypes(server: CaptureServer) -> None:
     """
     Raw UTF-8 and RFC 2047 headers and a Content-Type with a trailing ';'

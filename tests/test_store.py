@@ -811,6 +811,32 @@ class MailboxTests(_StoreCase):
         header = (await self.store.fetchMessages([copy.uid], raw=True, headersOnly=True))
         self.assertEqual(header[copy.uid].raw, raw[: one.headerSize])
 
+    async def test_fetchMetadataReadsOnlyTheUidsAsked(self) -> None:
+        """
+        Metadata rows come ascending for exactly the uids asked, whether
+        read as one range of uids (a dense set: the other inbox's copies
+        in that range are left out) or by IN lists (a sparse set); flags
+        as bits, labels as JSON, IMAP texts as the bytes stored; the full
+        read (fetchMessages) of a dense set leaves the same copies out.
+        """
+        raw = message("meta")
+        pairs = [await self.add("a@example.com", "b@example.com", raw=raw) for _ in range(70)]
+        mine = [pair[0].uid for pair in pairs]
+        await self.store.setFlags([FlagState(mine[1], True, False, True, False, ("x",)),
+                                   FlagState(mine[2], False, True, False, True, ())])
+        rows = await self.store.fetchMetadata(mine, envelope=True, structure=True)
+        self.assertEqual([r[0] for r in rows], mine)
+        fetched = await self.store.fetchMessages(mine, envelope=True, structure=True)
+        self.assertEqual(sorted(fetched), mine)
+        self.assertEqual(rows[0], (mine[0], 0, "[]", len(raw), fetched[mine[0]].received,
+                                   (fetched[mine[0]].envelope or "").encode("ascii"),
+                                   (fetched[mine[0]].structure or "").encode("ascii")))
+        self.assertEqual(rows[1][1:3], (1 | 4, '["x"]'))
+        self.assertEqual(rows[2][1:3], (2 | 8, "[]"))
+        sparse = await self.store.fetchMetadata([mine[0], mine[-1], 999999])
+        self.assertEqual([(r[0], r[5], r[6]) for r in sparse],
+                         [(mine[0], None, None), (mine[-1], None, None)])
+
     async def test_setFlagsIsWhatTheAPIShows(self) -> None:
         """
         Flags written for IMAP are the copy's read flag and labels.
