@@ -43,7 +43,7 @@ from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
-from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery
+from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery, RemovedCopy
 
 _log = Logger()
 
@@ -154,7 +154,8 @@ class _Hub:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def _removed(self, uids: list[int]) -> None:
+    def _removed(self, removed: list[RemovedCopy]) -> None:
+        uids = [r.uid for r in removed]
         for sessions in list(self._sessions.values()):
             for session in list(sessions):
                 session.copiesRemoved(uids)
