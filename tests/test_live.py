@@ -521,6 +521,50 @@ def test_serverSentEventsReplayAfterReconnect(server: CaptureServer) -> None:
     _stillServes(server)
 
 
+def _removedEvent(copyId: str) -> list[str]:
+    return ["event: removed", "data: " + json.dumps({"_id": copyId}, separators=(",", ":"))]
+
+
+def test_serverSentEventsRemoved(server: CaptureServer) -> None:
+    """
+    A deleted copy (one message, or a purge) is C{event: removed} with its
+    C{_id} and no C{id:} line, on the streams that could list it: its
+    inbox's and its owner's unified one; never on another inbox's stream
+    or another account's unified stream, which get their own next event
+    instead (events of one stream keep the store's order, so a removal sent
+    to the wrong stream would have come first).
+    """
+    _, key = _newAccount(server)
+    owned, theirs = inbox(), inbox()
+    _reserveAPI(server, key, owned)
+    _reserveAPI(server, server.key or "", theirs)
+    public, other = inbox(), inbox()
+    with _events(server, f"/api/addresses/{public}/events") as one, \
+            _events(server, f"/api/addresses/{other}/events") as two, \
+            _events(server, f"/api/inbox/events?_mailsacKey={key}") as mine, \
+            _events(server, f"/api/inbox/events?_mailsacKey={server.key}") as notMine:
+        for stream in (one, two, mine, notMine):
+            assert _nextEvent(stream) == [": listening"]
+        a = send(server, public, b"Subject: a\r\n\r\nx\r\n") + "-0"
+        b = send(server, other, b"Subject: b\r\n\r\nx\r\n") + "-0"
+        c = send(server, owned, b"Subject: c\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(one)[1] == f"id: {a}"
+        assert _nextMessage(two)[1] == f"id: {b}"
+        assert _nextMessage(mine)[1] == f"id: {c}"
+        status, _ = callJSON(server, "DELETE", f"/api/addresses/{public}/messages/{a}", server.key)
+        assert status == 200
+        assert _nextMessage(one) == _removedEvent(a)
+        status, _, _ = call(server, "DELETE", f"/api/addresses/{owned}/messages", key)
+        assert status == 204
+        assert _nextMessage(mine) == _removedEvent(c)
+        status, _ = callJSON(server, "DELETE", f"/api/addresses/{other}/messages/{b}", server.key)
+        assert status == 200
+        assert _nextMessage(two) == _removedEvent(b)
+        d = send(server, theirs, b"Subject: d\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(notMine)[:2] == ["event: message", f"id: {d}"]
+    _stillServes(server)
+
+
 def test_serverSentEventsRefused(server: CaptureServer) -> None:
     """
     Another account's inbox: JSON 401 without a key, 403 with another key,
