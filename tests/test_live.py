@@ -720,3 +720,51 @@ class LiveHubTests(_StoreCase):
             stop()
             stop()
         self.assertEqual(hub.listeners(), 0)
+
+    async def test_removalsOnlyToListenersWhoCouldListThem(self) -> None:
+        """
+        A deleted copy is told to the listeners that could have listed it:
+        its inbox's listeners, but a copy starred by C{b} only to C{b}'s
+        (as a listing hides it from others), and the unified inbox of the
+        account that starred it; not to another inbox's listener, another
+        account's unified inbox, or a listener that asked only for new mail.
+        """
+        await self.store.createAccount("a")
+        await self.store.createAccount("b")
+        hub = LiveHub(self.store)
+        heard: dict[str, list[str]] = {
+            name: [] for name in ("anonymous", "b", "b-unified", "a-unified", "other")
+        }
+
+        def listener(name: str, viewer: str | None, unified: bool = False) -> Listener:
+            return Listener(viewer, lambda c, f: None, unified=unified,
+                            removed=lambda gone: heard[name].append(gone.id))
+
+        stops = [
+            hub.listen(listener("anonymous", None), ["x@d.example"]),
+            hub.listen(listener("b", "b"), ["x@d.example"]),
+            hub.listen(listener("b-unified", "b", unified=True)),
+            hub.listen(listener("a-unified", "a", unified=True)),
+            hub.listen(listener("other", None), ["y@d.example"]),
+            hub.listen(Listener(None, lambda c, f: None), ["x@d.example"]),
+        ]
+        [plain] = await self.add("x@d.example")
+        [starred] = await self.add("x@d.example")
+        starred = await self.store.setStarred(starred, "b")
+        await self.store.deleteCopy(plain)
+        await self.store.deleteCopies([starred.uid])
+        # Batches are delivered in order: once this last one is heard, the
+        # two before it have been delivered to everyone.
+        [last] = await self.add("y@d.example")
+        await self.store.purgeInbox("y@d.example")
+        for _ in range(500):
+            if heard["other"]:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(heard, {
+            "anonymous": [plain.id], "b": [plain.id, starred.id], "b-unified": [starred.id],
+            "a-unified": [], "other": [last.id],
+        })
+        for stop in stops:
+            stop()
+        self.assertEqual(hub.listeners(), 0)
