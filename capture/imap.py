@@ -52,7 +52,14 @@ from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
-from capture.store.model import Copy, FetchedMessage, FlagState, MailboxQuery, MetadataRow
+from capture.store.model import (
+    Copy,
+    FetchedMessage,
+    FlagState,
+    MailboxQuery,
+    MetadataRow,
+    RemovedCopy,
+)
 
 _log = Logger()
 
@@ -163,7 +170,8 @@ class _Hub:
             self._unsubscribe()
             self._unsubscribe = None
 
-    def _removed(self, uids: list[int]) -> None:
+    def _removed(self, removed: list[RemovedCopy]) -> None:
+        uids = [r.uid for r in removed]
         for sessions in list(self._sessions.values()):
             for session in list(sessions):
                 session.copiesRemoved(uids)

@@ -271,3 +271,30 @@ def test_privateInboxPageLiveForItsOwnerOnly(server: CaptureServer, page: Page,
             "or it is private", "")
     finally:
         visitor.close()
+
+
+def test_unifiedInboxDropsMailDeletedElsewhere(server: CaptureServer, page: Page) -> None:
+    """
+    On the unified inbox, a message deleted through the API goes from the
+    list without a reload, and the unread count follows.
+    """
+    from playwright.sync_api import expect
+
+    _, key = _newAccount(server)
+    address = f"gone-{secrets.token_hex(5)}@example.com"
+    assert callJSON(server, "POST", f"/api/addresses/{address}", key)[0] == 200
+    for subject in ("stays", "goes"):
+        _send(server, address, subject)
+    _signIn(page, server, key)
+    rows = page.locator("#messages li.message")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#summary")).to_have_text("2 unread.")
+    gone = rows.filter(has_text="goes").get_attribute("data-id")
+    # The stream is open once new mail shows: then the deletion is heard.
+    _send(server, address, "opens")
+    expect(rows).to_have_count(3, timeout=15000)
+    status, _ = callJSON(server, "DELETE", f"/api/addresses/{address}/messages/{gone}", key)
+    assert status == 200
+    expect(rows).to_have_count(2)
+    assert sorted(rows.locator(".subject").all_text_contents()) == ["opens", "stays"]
+    expect(page.locator("#summary")).to_contain_text("2 unread.")

@@ -1,7 +1,8 @@
 """
 The inbox page in a real headless browser (Debian's Chromium driven by
 Playwright): checking the mail from the home page, mail arriving live
-with the count in the tab title, the keyboard, deleting from the list;
+with the count in the tab title, the keyboard, deleting from the list,
+mail deleted elsewhere leaving it live;
 and screenshots of the home and inbox pages.
 
 The browser is the suite's (L{tests.browser}): a fresh context per test.
@@ -154,3 +155,41 @@ def test_deleteFromTheList(server: CaptureServer, page: Page) -> None:
     page.reload()
     assert page.locator("li.message").count() == 0
     assert "0 messages" in page.locator("#inbox-count").inner_text()
+
+
+def test_deletedElsewhereLeavesTheListLive(server: CaptureServer, page: Page) -> None:
+    """
+    A message deleted through the API while its inbox page is open leaves
+    the list without a reload: the count follows, a deleted selected row
+    hands the selection to its neighbour, and deleting a row that is not
+    selected leaves the selection where it was.
+    """
+    from playwright.sync_api import expect
+
+    from tests.test_api import callJSON
+
+    inbox = address()
+    send(server, inbox, "one", "two", "three")
+    page.goto(f"{base(server)}/inbox/{inbox}")
+    page.wait_for_selector("#live-status[data-state=live]")
+    rows = page.locator("li.message")
+    ids = [rows.nth(i).get_attribute("data-id") for i in range(3)]
+    page.keyboard.press("j")
+    expect(page.locator("li.message.selected .subject")).to_contain_text("three")
+
+    def delete(copyId: str | None) -> None:
+        status, _ = callJSON(server, "DELETE", f"/api/addresses/{inbox}/messages/{copyId}",
+                             server.key)
+        assert status == 200
+
+    delete(ids[0])
+    expect(rows).to_have_count(2)
+    expect(page.locator("li.message.selected .subject")).to_contain_text("two")
+    expect(page.locator("#inbox-count")).to_contain_text("2 messages")
+    delete(ids[2])
+    expect(rows).to_have_count(1)
+    expect(page.locator("li.message.selected .subject")).to_contain_text("two")
+    expect(page.locator("#inbox-count")).to_contain_text("1 message")
+    delete(ids[1])
+    expect(rows).to_have_count(0)
+    expect(page.locator(".inbox-list .empty")).to_contain_text("No mail here now")

@@ -521,6 +521,50 @@ def test_serverSentEventsReplayAfterReconnect(server: CaptureServer) -> None:
     _stillServes(server)
 
 
+def _removedEvent(copyId: str) -> list[str]:
+    return ["event: removed", "data: " + json.dumps({"_id": copyId}, separators=(",", ":"))]
+
+
+def test_serverSentEventsRemoved(server: CaptureServer) -> None:
+    """
+    A deleted copy (one message, or a purge) is C{event: removed} with its
+    C{_id} and no C{id:} line, on the streams that could list it: its
+    inbox's and its owner's unified one; never on another inbox's stream
+    or another account's unified stream, which get their own next event
+    instead (events of one stream keep the store's order, so a removal sent
+    to the wrong stream would have come first).
+    """
+    _, key = _newAccount(server)
+    owned, theirs = inbox(), inbox()
+    _reserveAPI(server, key, owned)
+    _reserveAPI(server, server.key or "", theirs)
+    public, other = inbox(), inbox()
+    with _events(server, f"/api/addresses/{public}/events") as one, \
+            _events(server, f"/api/addresses/{other}/events") as two, \
+            _events(server, f"/api/inbox/events?_mailsacKey={key}") as mine, \
+            _events(server, f"/api/inbox/events?_mailsacKey={server.key}") as notMine:
+        for stream in (one, two, mine, notMine):
+            assert _nextEvent(stream) == [": listening"]
+        a = send(server, public, b"Subject: a\r\n\r\nx\r\n") + "-0"
+        b = send(server, other, b"Subject: b\r\n\r\nx\r\n") + "-0"
+        c = send(server, owned, b"Subject: c\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(one)[1] == f"id: {a}"
+        assert _nextMessage(two)[1] == f"id: {b}"
+        assert _nextMessage(mine)[1] == f"id: {c}"
+        status, _ = callJSON(server, "DELETE", f"/api/addresses/{public}/messages/{a}", server.key)
+        assert status == 200
+        assert _nextMessage(one) == _removedEvent(a)
+        status, _, _ = call(server, "DELETE", f"/api/addresses/{owned}/messages", key)
+        assert status == 204
+        assert _nextMessage(mine) == _removedEvent(c)
+        status, _ = callJSON(server, "DELETE", f"/api/addresses/{other}/messages/{b}", server.key)
+        assert status == 200
+        assert _nextMessage(two) == _removedEvent(b)
+        d = send(server, theirs, b"Subject: d\r\n\r\nx\r\n") + "-0"
+        assert _nextMessage(notMine)[:2] == ["event: message", f"id: {d}"]
+    _stillServes(server)
+
+
 def test_serverSentEventsRefused(server: CaptureServer) -> None:
     """
     Another account's inbox: JSON 401 without a key, 403 with another key,
@@ -674,5 +718,53 @@ class LiveHubTests(_StoreCase):
         self.assertEqual(email["headers"]["subject"], "hello")
         for stop in stops:
             stop()
+            stop()
+        self.assertEqual(hub.listeners(), 0)
+
+    async def test_removalsOnlyToListenersWhoCouldListThem(self) -> None:
+        """
+        A deleted copy is told to the listeners that could have listed it:
+        its inbox's listeners, but a copy starred by C{b} only to C{b}'s
+        (as a listing hides it from others), and the unified inbox of the
+        account that starred it; not to another inbox's listener, another
+        account's unified inbox, or a listener that asked only for new mail.
+        """
+        await self.store.createAccount("a")
+        await self.store.createAccount("b")
+        hub = LiveHub(self.store)
+        heard: dict[str, list[str]] = {
+            name: [] for name in ("anonymous", "b", "b-unified", "a-unified", "other")
+        }
+
+        def listener(name: str, viewer: str | None, unified: bool = False) -> Listener:
+            return Listener(viewer, lambda c, f: None, unified=unified,
+                            removed=lambda gone: heard[name].append(gone.id))
+
+        stops = [
+            hub.listen(listener("anonymous", None), ["x@d.example"]),
+            hub.listen(listener("b", "b"), ["x@d.example"]),
+            hub.listen(listener("b-unified", "b", unified=True)),
+            hub.listen(listener("a-unified", "a", unified=True)),
+            hub.listen(listener("other", None), ["y@d.example"]),
+            hub.listen(Listener(None, lambda c, f: None), ["x@d.example"]),
+        ]
+        [plain] = await self.add("x@d.example")
+        [starred] = await self.add("x@d.example")
+        starred = await self.store.setStarred(starred, "b")
+        await self.store.deleteCopy(plain)
+        await self.store.deleteCopies([starred.uid])
+        # Batches are delivered in order: once this last one is heard, the
+        # two before it have been delivered to everyone.
+        [last] = await self.add("y@d.example")
+        await self.store.purgeInbox("y@d.example")
+        for _ in range(500):
+            if heard["other"]:
+                break
+            await deferLater(reactor, 0.01, lambda: None)
+        self.assertEqual(heard, {
+            "anonymous": [plain.id], "b": [plain.id, starred.id], "b-unified": [starred.id],
+            "a-unified": [], "other": [last.id],
+        })
+        for stop in stops:
             stop()
         self.assertEqual(hub.listeners(), 0)

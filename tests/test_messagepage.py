@@ -181,6 +181,25 @@ def test_messagePage(server: CaptureServer) -> None:
     assert 'id="star-form"' not in main and 'id="delete-form"' in main
 
 
+def test_headDoesNotMarkRead(server: CaptureServer) -> None:
+    """
+    A HEAD of the message page (Klein routes it through the page's GET
+    route) answers the page's status and type with no body, and leaves the
+    message unread; the GET that follows marks it read.
+    """
+    inbox = address()
+    messageId = deliver(server, inbox, richMessage(inbox))
+    api = f"/api/addresses/{inbox}/messages/{messageId}"
+    # Mailsac's read is null until the message is first marked.
+    assert json.loads(call(server, "GET", api)[2])["read"] is None
+    for _ in range(2):
+        status, headers, body = call(server, "HEAD", page(inbox, messageId))
+        assert (status, headers["content-type"], body) == (200, "text/html; charset=utf-8", b"")
+        assert json.loads(call(server, "GET", api)[2])["read"] is None
+    assert call(server, "GET", page(inbox, messageId))[0] == 200
+    assert json.loads(call(server, "GET", api)[2])["read"] is True
+
+
 def test_views(server: CaptureServer) -> None:
     """
     C{?view=} picks the tab shown without script; a text-only message has

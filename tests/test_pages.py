@@ -191,6 +191,13 @@ def test_pagesAndApiSideBySide(server: CaptureServer) -> None:
 
 
 def test_staticFiles(server: CaptureServer) -> None:
+    """
+    The static files are served with their types and C{nosniff}; a missing
+    file, the directory itself, a file used as a directory or a path out
+    of the folder is the pages' own 404 page (the layout, the one "nothing
+    here" text, C{nosniff}), not Twisted's bare one, to GET and HEAD; and
+    the next request is served.
+    """
     client = WebClient(server)
     status, headers, body = client.get("/static/capture.css")
     assert status == 200 and headers["content-type"] == "text/css; charset=utf-8"
@@ -199,8 +206,18 @@ def test_staticFiles(server: CaptureServer) -> None:
     assert status == 200 and headers["content-type"] == "text/javascript; charset=utf-8"
     assert headers["x-content-type-options"] == "nosniff"
     for path in ("/static/", "/static/../setup.cfg", "/static/%2e%2e/pagebase.py",
-                 "/static/nothing.css"):
-        assert client.get(path)[0] == 404, path
+                 "/static/nothing.css", "/static/capture.js/", "/static/capture.js/x",
+                 "/static//capture.js", "/static/%2fetc%2fpasswd", "/static",
+                 "/static/a%00b", "/static/./capture.js"):
+        status, headers, body = client.get(path)
+        assert status == 404, path
+        assert headers["content-type"] == "text/html; charset=utf-8", path
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert body.startswith(b"<!DOCTYPE html>") and b'href="/static/capture.css"' in body
+        assert b"There is no such inbox or message, or it is private." in mainContent(body)
+        status, headers, body = client.request("HEAD", path)
+        assert (status, headers["x-content-type-options"], body) == (404, "nosniff", b""), path
+        assert client.get("/static/capture.js")[0] == 200
 
 
 def test_signInPageForAPageThatNeedsIt(server: CaptureServer) -> None:

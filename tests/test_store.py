@@ -45,6 +45,7 @@ from capture.store.model import (
     MailboxQuery,
     NotFound,
     Recipient,
+    RemovedCopy,
     Retention,
     SchemaTooNew,
     StoreError,
@@ -925,18 +926,22 @@ class MailboxTests(_StoreCase):
 
     async def test_deletionsArePublished(self) -> None:
         """
-        Subscribers of subscribeRemoved hear the uids deleteCopy,
-        deleteCopies and purgeInbox removed, after the commit.
+        Subscribers of subscribeRemoved hear what deleteCopy, deleteCopies
+        and purgeInbox removed (uid, copy id, inbox, starrer), after the
+        commit; uids that were not there are not reported.
         """
-        heard: list[list[int]] = []
+        heard: list[list[RemovedCopy]] = []
         unsubscribe = self.store.subscribeRemoved(heard.append)
         copies = await self.add("a@example.com", "b@example.com", "c@example.com")
         await self.store.deleteCopy(copies[0])
-        await self.store.deleteCopies([copies[1].uid])
+        self.assertEqual(await self.store.deleteCopies([copies[1].uid, 999999]), [copies[1].uid])
         self.assertEqual(await self.store.purgeInbox("c@example.com"), 1)
         unsubscribe()
         await self.store.purgeInbox("a@example.com")
-        self.assertEqual(heard, [[copies[0].uid], [copies[1].uid], [copies[2].uid]])
+        self.assertEqual(heard, [[RemovedCopy.of(c)] for c in copies])
+        self.assertEqual(
+            heard[2], [RemovedCopy(copies[2].uid, copies[2].id, "c@example.com", None)]
+        )
 
     async def test_readerInboxes(self) -> None:
         """

@@ -500,12 +500,14 @@ class IStore(Interface):
         @return: The L{StoreLoad} now (queue depths, read at scrape time).
         """
 
-    def subscribeRemoved(callback: Callable[[list[int]], None]) -> Callable[[], None]:
+    def subscribeRemoved(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
         """
-        Call C{callback} in the reactor thread with the uids of the copies
-        each L{deleteCopy}, L{deleteCopies}, L{purgeInbox} or
+        Call C{callback} in the reactor thread with a L{RemovedCopy} for
+        each copy each L{deleteCopy}, L{deleteCopies}, L{purgeInbox} or
         L{purgeDomain} deleted, once committed (IMAP tells selected
-        sessions with C{EXPUNGE}).  Retention's deletions are not reported.
+        sessions with C{EXPUNGE}, live pages drop the row).  The deletion
+        read them before deleting, so subscribers need no query of their
+        own.  Retention's deletions are not reported.
         @return: A function that unsubscribes.
         """
 

@@ -235,6 +235,29 @@ class Copy:
 
 
 @attrs.frozen
+class RemovedCopy:
+    """
+    What a deletion reports of each copy it removed: enough for IMAP to
+    expunge it (C{uid}) and for a live page to drop its row (C{id}), sent
+    only to those who could list it (C{inbox}, C{savedBy}), with no read
+    after the commit.
+    """
+
+    uid: int
+    id: str
+    inbox: str
+    savedBy: str | None
+
+    @classmethod
+    def of(cls, copy: Copy) -> RemovedCopy:
+        return cls(copy.uid, copy.id, copy.inbox, copy.savedBy)
+
+    @property
+    def domain(self) -> str:
+        return self.inbox.rpartition("@")[2]
+
+
+@attrs.frozen
 class MailboxEntry:
     """
     One copy as a mailbox reader (POP3) numbers it: enough to size, name

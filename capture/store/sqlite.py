@@ -57,6 +57,7 @@ from capture.store.model import (
     MetadataRow,
     NotFound,
     OwnedAddress,
+    RemovedCopy,
     Retention,
     SchemaTooNew,
     StoreError,
@@ -494,7 +495,7 @@ class SQLiteStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
         self._subscribers: list[Callable[[list[Copy]], None]] = []
-        self._removedSubscribers: list[Callable[[list[int]], None]] = []
+        self._removedSubscribers: list[Callable[[list[RemovedCopy]], None]] = []
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._touchedAccounts: set[str] = set()
@@ -635,16 +636,18 @@ class SQLiteStore:
         self._subscribers.append(callback)
         return lambda: self._subscribers.remove(callback)
 
-    def subscribeRemoved(self, callback: Callable[[list[int]], None]) -> Callable[[], None]:
+    def subscribeRemoved(
+        self, callback: Callable[[list[RemovedCopy]], None]
+    ) -> Callable[[], None]:
         self._removedSubscribers.append(callback)
         return lambda: self._removedSubscribers.remove(callback)
 
-    def _publishRemoved(self, uids: list[int]) -> None:
-        if not uids:
+    def _publishRemoved(self, removed: list[RemovedCopy]) -> None:
+        if not removed:
             return
         for callback in list(self._removedSubscribers):
             try:
-                callback(list(uids))
+                callback(list(removed))
             except Exception:
                 _log.failure("removed-copy subscriber failed")
 
@@ -1144,7 +1147,9 @@ class SQLiteStore:
                 raise NotFound(f"no message {copy.id!r}")
             _dropOrphans(conn, [copy.message.rowid])
 
-        return self._write(op).addCallback(lambda _: self._publishRemoved([copy.uid]))
+        return self._write(op).addCallback(
+            lambda _: self._publishRemoved([RemovedCopy.of(copy)])
+        )
 
     def setCopyState(
         self,
@@ -1322,21 +1327,16 @@ class SQLiteStore:
         return self._write(op)
 
     def deleteCopies(self, uids: list[int]) -> Deferred[list[int]]:
-        def op(conn: sqlite3.Connection) -> list[int]:
-            present = []
-            for chunk in _chunks(uids):
-                marks = ",".join("?" * len(chunk))
-                present += [
-                    r[0] for r in conn.execute(f"SELECT uid FROM copies WHERE uid IN ({marks})", chunk)
-                ]
-            _deleteCopies(conn, present)
-            return sorted(present)
+        def op(conn: sqlite3.Connection) -> list[RemovedCopy]:
+            return _deleteCopies(conn, uids)
 
-        return self._write(op).addCallback(self._removed)
+        return self._write(op).addCallback(self._removed).addCallback(
+            lambda removed: sorted(r.uid for r in removed)
+        )
 
-    def _removed(self, uids: list[int]) -> list[int]:
-        self._publishRemoved(uids)
-        return uids
+    def _removed(self, removed: list[RemovedCopy]) -> list[RemovedCopy]:
+        self._publishRemoved(removed)
+        return removed
 
     def listAccountInbox(
         self,
@@ -1479,15 +1479,14 @@ class SQLiteStore:
     def purgeInbox(self, inbox: str) -> Deferred[int]:
         inbox = inbox.lower()
 
-        def op(conn: sqlite3.Connection) -> list[int]:
+        def op(conn: sqlite3.Connection) -> list[RemovedCopy]:
             uids = [
                 r[0]
                 for r in conn.execute(
                     "SELECT uid FROM copies WHERE inbox = ? AND saved_by IS NULL", (inbox,)
                 )
             ]
-            _deleteCopies(conn, uids)
-            return uids
+            return _deleteCopies(conn, uids)
 
         return self._write(op).addCallback(self._removed).addCallback(len)
 
@@ -1526,7 +1525,7 @@ class SQLiteStore:
     def purgeDomain(self, domain: str, account: str) -> Deferred[int]:
         domain = domain.lower()
 
-        def op(conn: sqlite3.Connection) -> list[int]:
+        def op(conn: sqlite3.Connection) -> list[RemovedCopy]:
             uids = [
                 r[0]
                 for r in conn.execute(
@@ -1535,8 +1534,7 @@ class SQLiteStore:
                     (domain, account),
                 )
             ]
-            _deleteCopies(conn, uids)
-            return uids
+            return _deleteCopies(conn, uids)
 
         return self._write(op).addCallback(self._removed).addCallback(len)
 
@@ -1973,19 +1971,25 @@ def _dropOrphans(conn: sqlite3.Connection, messages: Iterable[int]) -> None:
     )
 
 
-def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> int:
-    if not uids:
-        return 0
+def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> list[RemovedCopy]:
+    """
+    Delete the copies of C{uids} that exist, and their messages if no copy
+    is left; the rows read on the way are what subscribers are told.
+    """
+    removed: list[RemovedCopy] = []
     messages: set[int] = set()
-    for start in range(0, len(uids), 500):
-        chunk = uids[start : start + 500]
+    for chunk in _chunks(uids):
         marks = ",".join("?" * len(chunk))
-        messages.update(
-            r[0] for r in conn.execute(f"SELECT message FROM copies WHERE uid IN ({marks})", chunk)
-        )
+        for uid, message, n, inbox, savedBy, queueId in conn.execute(
+            "SELECT c.uid, c.message, c.n, c.inbox, c.saved_by, m.queue_id "
+            f"{_COPY_FROM} WHERE c.uid IN ({marks})",
+            chunk,
+        ):
+            messages.add(message)
+            removed.append(RemovedCopy(uid, copyId(queueId, n), inbox, savedBy))
         conn.execute(f"DELETE FROM copies WHERE uid IN ({marks})", chunk)
     _dropOrphans(conn, messages)
-    return len(uids)
+    return removed
 
 
 def _chunks(uids: list[int], size: int = 500) -> Iterable[list[int]]:
@@ -2146,7 +2150,7 @@ def _enforceRetention(
                 (cutoff, _RETENTION_BATCH),
             )
         ]
-        removed += _deleteCopies(conn, uids)
+        removed += len(_deleteCopies(conn, uids))
     if retention.publicInboxLimit:
         if fullScan:
             inboxes = inboxes | {
@@ -2167,7 +2171,7 @@ def _enforceRetention(
                     (inbox, _RETENTION_BATCH, retention.publicInboxLimit),
                 )
             ]
-            removed += _deleteCopies(conn, uids)
+            removed += len(_deleteCopies(conn, uids))
             if len(uids) == _RETENTION_BATCH:
                 unfinished.add(inbox)
     owners = {_owner(conn, inbox).account for inbox in inboxes} | accounts
@@ -2232,4 +2236,4 @@ def _enforceMessageLimit(
             "starred mail is never recycled",
             account=account, stored=stored, limit=limit,
         )
-    return _deleteCopies(conn, uids), len(uids) == _RETENTION_BATCH and excess > len(uids)
+    return len(_deleteCopies(conn, uids)), len(uids) == _RETENTION_BATCH and excess > len(uids)

@@ -34,7 +34,7 @@ from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
 from capture.store.interface import IStore
-from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound
+from capture.store.model import Conflict, Copy, Domain, InboxOwner, NotFound, RemovedCopy
 from capture.web import accountrules
 from capture.web.autoconfig import MailSettings
 from capture.web.live import (
@@ -45,6 +45,7 @@ from capture.web.live import (
     existingMatch,
     messageFilter,
     sseEvent,
+    sseRemoved,
 )
 from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, messageJSON
 from capture.web.openapi import document
@@ -1175,7 +1176,8 @@ class MailsacAPI:
     ) -> bytes:
         """
         Stream the viewer's new mail in C{inboxes} (or its unified inbox) as
-        C{event: message} until the client goes (Klein then cancels this
+        C{event: message}, and the deletions of copies it could list as
+        C{event: removed}, until the client goes (Klein then cancels this
         coroutine).
         """
         from twisted.internet import reactor
@@ -1191,9 +1193,9 @@ class MailsacAPI:
             if backlog.admit(len(data)):
                 request.write(data)
 
-        # While the missed mail is replayed, new mail waits here, so the
-        # stream stays in order and sends nothing twice.
-        held: list[Copy] | None = [] if replay is not None else None
+        # While the missed mail is replayed, new mail and deletions wait
+        # here, so the stream stays in order and sends nothing twice.
+        held: list[Copy | RemovedCopy] | None = [] if replay is not None else None
 
         def deliver(copy: Copy, _: Any) -> None:
             if held is not None:
@@ -1201,7 +1203,13 @@ class MailsacAPI:
             else:
                 write(sseEvent(copy))
 
-        listener = Listener(viewer, deliver, unified=unified)
+        def removed(gone: RemovedCopy) -> None:
+            if held is not None:
+                held.append(gone)
+            else:
+                write(sseRemoved(gone))
+
+        listener = Listener(viewer, deliver, unified=unified, removed=removed)
         stop = self._live.listen(listener, inboxes)
         heartbeat = LoopingCall(write, b": heartbeat\n\n")
         heartbeat.clock = reactor
@@ -1214,9 +1222,11 @@ class MailsacAPI:
                 for copy in await self._missed(*replay):
                     write(sseEvent(copy))
                     sent = copy.uid
-                for copy in held or ():
-                    if copy.uid > sent:
-                        write(sseEvent(copy))
+                for item in held or ():
+                    if isinstance(item, RemovedCopy):
+                        write(sseRemoved(item))
+                    elif item.uid > sent:
+                        write(sseEvent(item))
                 held = None
             heartbeat.start(self.sseHeartbeat, now=False)
             await defer.Deferred()

@@ -11,14 +11,23 @@ from typing import Any
 from urllib.parse import quote
 
 from twisted.internet.task import deferLater
+from twisted.python.filepath import InsecurePath
 from twisted.web.iweb import IRequest
-from twisted.web.pages import notFound
+from twisted.web.pages import notFound as plainNotFound
 from twisted.web.resource import IResource
 from twisted.web.static import File
 from twisted.web.template import Tag, tags
 
 from capture.addresses import isAddress
-from capture.web.pagebase import STATIC, PageBase, PageError, localPath, pages, signInForm
+from capture.web.pagebase import (
+    STATIC,
+    PageBase,
+    PageError,
+    localPath,
+    notFound,
+    pages,
+    signInForm,
+)
 
 
 class _Static(File):
@@ -36,12 +45,31 @@ class _Static(File):
     }
 
     def directoryListing(self) -> IResource:
-        return notFound()
+        # Not reached through the route, which answers directories itself.
+        return plainNotFound()
 
     def render_GET(self, request: IRequest) -> Any:
         request.setHeader(b"cache-control", b"public, max-age=300")
         request.setHeader(b"x-content-type-options", b"nosniff")
         return super().render_GET(request)
+
+
+def _isStaticFile(segments: list[bytes]) -> bool:
+    """
+    Whether the path segments after C{/static/} name a file of C{static/}
+    that L{_Static} would serve: so whatever it would not is the pages'
+    own 404, decided before Twisted's file resource could answer its bare
+    one.
+    """
+    if not segments:
+        return False
+    try:
+        names = [segment.decode("utf-8") for segment in segments]
+        if any(name in ("", ".", "..") for name in names):
+            return False
+        return STATIC.descendant(names).isfile()
+    except (UnicodeDecodeError, InsecurePath, ValueError, OSError):
+        return False
 
 
 def inboxPath(address: str) -> str:
@@ -187,4 +215,10 @@ class HomePages(PageBase):
 
     @pages.route("/static/", branch=True, methods=["GET", "HEAD"])
     def static(self, request: IRequest) -> IResource:
+        """
+        A file of C{static/}; a missing file, a directory or a path out of
+        the folder is the one L{notFound} page, as on every other page.
+        """
+        if not _isStaticFile(request.postpath):
+            raise notFound()
         return _Static(STATIC.path)

@@ -10,13 +10,18 @@ listeners in dicts by inbox, by domain and by account (so a new copy costs
 the listeners of its own inbox, not every listener), and checks every copy
 against the listener's access with L{capture.access} when it is published,
 not when the listener came: an address reserved in between closes it.
+
+Deletions (L{IStore.subscribeRemoved}) go the same way, through the same
+queue (so a removal never overtakes the arrival it undoes), to the
+listeners that asked for them (the event streams), under the same check:
+a listener hears of a removed copy only if it could have listed it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any, TypeVar
 
 import attrs
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -28,7 +33,7 @@ from zope.interface import implementer
 from capture.access import Visibility, visibility, visibleTo
 from capture.addresses import isDomain
 from capture.store.interface import IStore
-from capture.store.model import Bodies, Copy, InboxOwner
+from capture.store.model import Bodies, Copy, InboxOwner, RemovedCopy
 from capture.web.messages import messageJSON, messageWithBodiesJSON
 from capture.web.responses import ApiError
 
@@ -37,6 +42,8 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 # How far back a wait with C{since} looks through an inbox, newest first.
 _SINCE_PAGE = 500
 _SINCE_PAGES = 10
+# What the hub routes by inbox and domain: new copies and removed ones.
+_C = TypeVar("_C", Copy, RemovedCopy)
 
 
 @attrs.define(eq=False)
@@ -53,6 +60,8 @@ class Listener:
         C{listAccountInbox} would show) rather than to inboxes or domains.
     @ivar accepts: A further filter on copies (the wait's subject and
         sender), or L{None}.
+    @ivar removed: Called with each deleted copy the viewer could have
+        listed, or L{None} for a listener that wants only new mail.
     """
 
     viewer: str | None
@@ -60,6 +69,7 @@ class Listener:
     full: bool = False
     unified: bool = False
     accepts: Callable[[Copy], bool] | None = None
+    removed: Callable[[RemovedCopy], None] | None = None
     active: bool = True
 
 
@@ -151,7 +161,14 @@ class LiveHub:
         for table, key in registrations:
             table.setdefault(key, set()).add(listener)
         if self._unsubscribe is None:
-            self._unsubscribe = self._store.subscribe(self._published)
+            added = self._store.subscribe(self._published)
+            removed = self._store.subscribeRemoved(self._removed)
+
+            def unsubscribe() -> None:
+                added()
+                removed()
+
+            self._unsubscribe = unsubscribe
 
         def stop() -> None:
             if not listener.active:
@@ -177,33 +194,68 @@ class LiveHub:
         tables = (self._byInbox, self._byDomain, self._byAccount)
         return sum(len(group) for table in tables for group in table.values())
 
-    def _published(self, copies: list[Copy]) -> None:
+    def _interested(
+        self, items: list[_C], wants: Callable[[Listener], bool] = lambda _: True
+    ) -> list[tuple[_C, list[Listener]]]:
         # Who listens is decided now, synchronously: a listener that comes
         # after the commit does not see this mail (a wait without since
         # counts only mail that arrives after it).
-        unified = [one for group in self._byAccount.values() for one in group]
-        wanted = []
-        for copy in copies:
-            listeners = (
-                self._byInbox.get(copy.inbox, set()) | self._byDomain.get(copy.domain, set())
-            )
+        unified: list[Listener] = [
+            one for group in self._byAccount.values() for one in group if wants(one)
+        ]
+        wanted: list[tuple[_C, list[Listener]]] = []
+        for item in items:
+            listeners: list[Listener] = [
+                one
+                for one in self._byInbox.get(item.inbox, set())
+                | self._byDomain.get(item.domain, set())
+                if wants(one)
+            ]
             if listeners or unified:
-                wanted.append((copy, [*listeners, *unified]))
-        if not wanted:
-            return
-        self._queue.addCallback(lambda _: ensureDeferred(self._dispatch(wanted)))
+                wanted.append((item, [*listeners, *unified]))
+        return wanted
+
+    def _enqueue(self, work: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        self._queue.addCallback(lambda _: ensureDeferred(work()))
         self._queue.addErrback(lambda f: _log.failure("Live event delivery failed", f))
 
-    async def _dispatch(self, wanted: list[tuple[Copy, list[Listener]]]) -> None:
-        inboxes = sorted({copy.inbox for copy, _ in wanted})
+    def _published(self, copies: list[Copy]) -> None:
+        wanted = self._interested(copies)
+        if wanted:
+            self._enqueue(lambda: self._dispatch(wanted))
+
+    def _removed(self, removed: list[RemovedCopy]) -> None:
+        wanted = self._interested(removed, lambda one: one.removed is not None)
+        if wanted:
+            self._enqueue(lambda: self._dispatchRemoved(wanted))
+
+    async def _owners(self, items: Iterable[Copy | RemovedCopy]) -> dict[str, InboxOwner]:
+        inboxes = sorted({item.inbox for item in items})
         found = await gatherResults([self._store.inboxOwner(i) for i in inboxes])
-        owners = dict(zip(inboxes, found, strict=True))
+        return dict(zip(inboxes, found, strict=True))
+
+    async def _dispatchRemoved(self, wanted: list[tuple[RemovedCopy, list[Listener]]]) -> None:
+        owners = await self._owners(gone for gone, _ in wanted)
+        for gone, listeners in wanted:
+            owner = owners[gone.inbox]
+            for listener in listeners:
+                if listener.removed is None or not (
+                    listener.active and self._sees(listener, gone.savedBy, owner)
+                ):
+                    continue
+                try:
+                    listener.removed(gone)
+                except Exception:
+                    _log.failure("Live listener failed")
+
+    async def _dispatch(self, wanted: list[tuple[Copy, list[Listener]]]) -> None:
+        owners = await self._owners(copy for copy, _ in wanted)
         fetched: dict[int, tuple[Bodies, bytes]] = {}
         for copy, listeners in wanted:
             owner = owners[copy.inbox]
             frame: bytes | None = None
             for listener in listeners:
-                if not (listener.active and self._sees(listener, copy, owner)):
+                if not (listener.active and self._sees(listener, copy.savedBy, owner)):
                     continue
                 if listener.accepts is not None and not listener.accepts(copy):
                     continue
@@ -221,12 +273,17 @@ class LiveHub:
                 except Exception:
                     _log.failure("Live listener failed")
 
-    def _sees(self, listener: Listener, copy: Copy, owner: InboxOwner) -> bool:
+    def _sees(self, listener: Listener, savedBy: str | None, owner: InboxOwner) -> bool:
+        """
+        Whether the listener's viewer may list a copy of C{owner}'s inbox
+        starred by C{savedBy} (for the unified inbox: whether
+        C{listAccountInbox} shows it).
+        """
         viewer = listener.viewer
         if listener.unified:
-            return owner.account == viewer or copy.savedBy == viewer
+            return owner.account == viewer or savedBy == viewer
         visible = visibility(viewer, owner, self.publicReadable)
-        return visible is not None and visibleTo(visible, copy.savedBy)
+        return visible is not None and visibleTo(visible, savedBy)
 
 
 @implementer(IPushProducer)
@@ -281,6 +338,16 @@ def sseEvent(copy: Copy) -> bytes:
     """
     data = _ENCODER.encode(messageJSON(copy))
     return f"event: message\nid: {copy.id}\ndata: {data}\n\n".encode()
+
+
+def sseRemoved(gone: RemovedCopy) -> bytes:
+    """
+    One Server-Sent Event for a deleted copy: C{event: removed} and
+    C{{"_id": ...}}.  It carries no C{id:} line, so a reconnecting client's
+    C{Last-Event-ID} stays the last message it was sent.
+    """
+    data = _ENCODER.encode({"_id": gone.id})
+    return f"event: removed\ndata: {data}\n\n".encode()
 
 
 # The websocket

@@ -147,9 +147,11 @@ class MessagePages(PageBase):
         """
         The message page.  Opening it marks the copy read, for a viewer who
         may change it (one who may delete a copy may surely mark it read).
+        Klein answers HEAD with this route too: a HEAD (a link checker, a
+        preview fetcher) has not opened the message, so it marks nothing.
         """
         copy, viewer, owner = await self._readable(request, address, messageId)
-        if not copy.read and permits(viewer, Action.DELETE, owner, copy.savedBy,
+        if request.method == b"GET" and not copy.read and permits(viewer, Action.DELETE, owner, copy.savedBy,
                                      self.publicReadable):
             copy = await self._store.setCopyState(copy, read=True)
         bodies = await self._store.getBodies(copy)

@@ -844,7 +844,12 @@ def _domainPaths() -> Json:
 def _livePaths() -> Json:
     events = {"200": _text(
         "Server-Sent Events: for each new message `event: message`, `id:` its copy `_id` and "
-        "`data:` its `EmailMessage` JSON on one line.", "text/event-stream"),
+        "`data:` its `EmailMessage` JSON on one line; for each deleted message the stream "
+        "could have listed (deleted through the API, IMAP or POP3, or purged; not retention's "
+        "clean-up) `event: removed` and `data: {\"_id\": ...}`, with no `id:` line. An "
+        "`EventSource` gets messages with `onmessage` and removals only with "
+        "`addEventListener('removed', ...)`, so older clients are unaffected.",
+        "text/event-stream"),
         **_refusals("400", "401", "403")}
     keyInQuery = ("The key may come as `?_mailsacKey=` (an `EventSource` cannot set headers). ")
     return {

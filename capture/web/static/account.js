@@ -105,6 +105,10 @@
       unreadBy(1, `New mail from ${sender ? (sender.name || sender.address) : "an unknown sender"}: `
         + `${message.subject || "(no subject)"}`);
     });
+    // Deleted elsewhere (the API, IMAP, another window): the row goes too.
+    source.addEventListener("removed", (event) => {
+      try { messages.removeId(JSON.parse(event.data)._id); } catch (error) { console.error(error); }
+    });
   }
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) { arrived = 0; document.title = baseTitle; }

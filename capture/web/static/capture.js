@@ -88,7 +88,10 @@ const Capture = {
    * order), Enter opens, Delete or # deletes, / goes to the search field
    * (#q); the forms are sent with
    * fetch so the page stays.  Hooks: removed(row), starred(row, on),
-   * failed(text).  Returns { refresh() } to call after adding rows.
+   * failed(text).  Returns { refresh() } to call after adding rows, and
+   * { removeId(id) } for a message deleted elsewhere (the stream's
+   * "removed" event); either way a row goes once and the selection moves
+   * to its neighbour.
    */
   messageList(list, hooks = {}) {
     const rows = () => Array.from(list.querySelectorAll("li.message"));
@@ -137,15 +140,28 @@ const Capture = {
           `Could not delete that message${answer && answer.message ? ` (${answer.message})` : ""}; reload and try again.`);
         return;
       }
+      drop(row, true);
+    }
+    function drop(row, byUser) {
+      // Deleted here and announced by the stream too: the later one finds
+      // the row gone and does nothing, so counts change once.
+      if (!row.isConnected) return;
       const all = rows();
       const at = all.indexOf(row);
       const next = all[at + 1] || all[at - 1] || null;
-      const hadFocus = row.contains(document.activeElement) || row === selected;
+      const wasSelected = row === selected;
+      const hadFocus = row.contains(document.activeElement) || (byUser && wasSelected);
       row.remove();
-      if (selected === row) selected = null;
-      if (next) select(next, hadFocus);
+      if (wasSelected) selected = null;
+      // A row deleted elsewhere moves the selection only if it held it,
+      // and focus only if it had it: a vanishing row never pulls focus.
+      if (next && (byUser || wasSelected || hadFocus)) select(next, hadFocus);
       else refresh();
       (hooks.removed || (() => {}))(row);
+    }
+    function removeId(id) {
+      const row = rows().find((one) => one.dataset.id === id);
+      if (row) drop(row);
     }
     async function toggleStar(form) {
       const field = form.querySelector("input[name=starred]");
@@ -191,7 +207,7 @@ const Capture = {
         search.select();
       }
     });
-    return { refresh };
+    return { refresh, removeId };
   },
 
   /** Times in the reader's own zone (a <time datetime> element). */

@@ -1,6 +1,7 @@
 // The inbox page: local times, a keyboard selection through the list,
 // delete and star without leaving the page (Capture.messageList), and new
-// mail arriving live from the inbox's event stream.  Without this script
+// mail arriving (and mail deleted elsewhere leaving) live from the inbox's
+// event stream.  Without this script
 // the page still works: rows are links and every action is a form.
 "use strict";
 
@@ -133,6 +134,10 @@
   });
   events.addEventListener("message", (event) => {
     try { arrived(JSON.parse(event.data)); } catch (error) { console.error(error); }
+  });
+  // Deleted elsewhere (the API, IMAP, another window): the row goes too.
+  events.addEventListener("removed", (event) => {
+    try { messages.removeId(JSON.parse(event.data)._id); } catch (error) { console.error(error); }
   });
   window.addEventListener("offline", () => showStatus("Offline; reconnecting…", "down"));
 })();
