@@ -756,6 +756,34 @@ def test_idleSeesNewMail(server: CaptureServer) -> None:
     other.logout()
 
 
+@pytest.mark.serverOptions("--public-inbox-limit", "2", "--retention-interval", "1")
+def test_retentionIsExpunged(freshServer: CaptureServer) -> None:
+    """
+    A copy recycled by retention (a public inbox over its limit) shows up
+    as EXPUNGE in an idling session, like a deletion made elsewhere.
+    """
+    address = inbox()
+    send(freshServer, address, b"Subject: old\r\n\r\nx\r\n")
+    send(freshServer, address, b"Subject: kept\r\n\r\nx\r\n")
+    with IMAPClient("127.0.0.1", port=freshServer.ports["imaps"],
+                    ssl_context=freshServer.tlsContext()) as client:
+        client.login(address, freshServer.key or "")
+        client.select_folder("INBOX")
+        client.idle()
+        send(freshServer, address, b"Subject: new\r\n\r\nx\r\n")
+        responses: list[Any] = []
+        for _ in range(20):
+            responses += client.idle_check(timeout=1)
+            if (1, b"EXPUNGE") in responses:
+                break
+        client.idle_done()
+        assert (3, b"EXISTS") in responses and (1, b"EXPUNGE") in responses
+        subjects = client.fetch(client.search(["ALL"]), ["BODY.PEEK[HEADER.FIELDS (SUBJECT)]"])
+        assert sorted(m[b"BODY[HEADER.FIELDS (SUBJECT)]"] for m in subjects.values()) == [
+            b"Subject: kept\r\n\r\n", b"Subject: new\r\n\r\n"
+        ]
+
+
 def test_deletionsElsewhereAreExpunged(server: CaptureServer) -> None:
     """
     A copy deleted through the HTTP API shows up as EXPUNGE in an idling

@@ -1306,6 +1306,31 @@ class RetentionTests(_StoreCase):
                          [later[2].uid, later[1].uid, public[0].uid])
         self.assertConsistent()
 
+    async def test_retentionIsPublished(self) -> None:
+        """
+        Copies retention recycles (over a public inbox's limit, too old,
+        over an account's message limit) are announced to subscribeRemoved
+        like any other deletion, so IMAP sessions and open pages drop them.
+        """
+        await self.store.createAccount("alice")
+        await self.store.setAccountSettings("alice", messageLimit=1)
+        await self.store.reserveAddress("alice", "owned@example.com")
+        public = [(await self.add("pub@example.com"))[0] for _ in range(3)]
+        owned = [(await self.add("owned@example.com"))[0] for _ in range(2)]
+        heard: list[list[RemovedCopy]] = []
+        unsubscribe = self.store.subscribeRemoved(heard.append)
+        retention = Retention(publicInboxLimit=2, publicMaxAge=0, messageLimit=0)
+        removed = await self.store.enforceRetention(retention, nowMillis())
+        unsubscribe()
+        self.assertEqual(removed, 2)
+        self.assertEqual(len(heard), 1)
+        self.assertEqual(
+            sorted(heard[0], key=lambda r: r.uid),
+            [RemovedCopy.of(public[0]), RemovedCopy.of(owned[0])],
+        )
+        self.assertEqual(await self.store.enforceRetention(retention, nowMillis()), 0)
+        self.assertEqual(len(heard), 1)
+
     async def test_publicInboxLimitBeyondOneBatch(self) -> None:
         """
         An inbox with more excess than one pass removes is trimmed further

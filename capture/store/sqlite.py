@@ -1643,7 +1643,10 @@ class SQLiteStore:
             # next pass.
             self._touchedInboxes |= result.unfinishedInboxes
             self._touchedAccounts |= result.unfinishedAccounts
-            return result.removed
+            # Sessions with the inbox selected and pages showing it hear of
+            # recycled copies as of any other deletion.
+            self._publishRemoved(result.removed)
+            return len(result.removed)
 
         def failed(reason: Failure) -> Failure:
             # Nothing was removed: the next pass must look at all of it.
@@ -2136,10 +2139,10 @@ def _enforceRetention(
     """
     One bounded pass of retention.
 
-    @return: How many copies were removed, and the inboxes that still have
-        more to remove than this pass took.
+    @return: The copies removed, and the inboxes that still have more to
+        remove than this pass took.
     """
-    removed = 0
+    removed: list[RemovedCopy] = []
     unfinished: set[str] = set()
     if retention.publicMaxAge:
         cutoff = now - retention.publicMaxAge * 1000
@@ -2150,7 +2153,7 @@ def _enforceRetention(
                 (cutoff, _RETENTION_BATCH),
             )
         ]
-        removed += len(_deleteCopies(conn, uids))
+        removed += _deleteCopies(conn, uids)
     if retention.publicInboxLimit:
         if fullScan:
             inboxes = inboxes | {
@@ -2171,7 +2174,7 @@ def _enforceRetention(
                     (inbox, _RETENTION_BATCH, retention.publicInboxLimit),
                 )
             ]
-            removed += len(_deleteCopies(conn, uids))
+            removed += _deleteCopies(conn, uids)
             if len(uids) == _RETENTION_BATCH:
                 unfinished.add(inbox)
     owners = {_owner(conn, inbox).account for inbox in inboxes} | accounts
@@ -2181,8 +2184,8 @@ def _enforceRetention(
     for account in owners:
         if account is None:
             continue
-        count, more = _enforceMessageLimit(conn, account, retention.messageLimit)
-        removed += count
+        recycled, more = _enforceMessageLimit(conn, account, retention.messageLimit)
+        removed += recycled
         if more:
             unfinishedAccounts.add(account)
     return _RetentionResult(removed, unfinished, unfinishedAccounts)
@@ -2194,32 +2197,32 @@ class _RetentionResult:
     What one retention pass did, and what it left for the next.
     """
 
-    removed: int
+    removed: list[RemovedCopy]
     unfinishedInboxes: set[str]
     unfinishedAccounts: set[str]
 
 
 def _enforceMessageLimit(
     conn: sqlite3.Connection, account: str, default: int
-) -> tuple[int, bool]:
+) -> tuple[list[RemovedCopy], bool]:
     """
     Recycle the oldest unstarred copies in the account's owned inboxes
     while it stores more than its limit.  Starred copies count toward the
     limit but are never recycled.
 
-    @return: How many copies were removed, and whether more could be.
+    @return: The copies removed, and whether more could be.
     """
     row = conn.execute("SELECT message_limit FROM accounts WHERE name = ?", (account,)).fetchone()
     limit = row[0] if row and row[0] is not None else default
     if not limit:
-        return 0, False
+        return [], False
     owned = _OWNED_BY
     stored = conn.execute(
         f"SELECT count(*) FROM copies c WHERE {owned} OR c.saved_by = :a", {"a": account}
     ).fetchone()[0]
     excess = stored - limit
     if excess <= 0:
-        return 0, False
+        return [], False
     wanted = min(excess, _RETENTION_BATCH)
     uids = [
         r[0]
@@ -2236,4 +2239,4 @@ def _enforceMessageLimit(
             "starred mail is never recycled",
             account=account, stored=stored, limit=limit,
         )
-    return len(_deleteCopies(conn, uids)), len(uids) == _RETENTION_BATCH and excess > len(uids)
+    return _deleteCopies(conn, uids), len(uids) == _RETENTION_BATCH and excess > len(uids)
