@@ -145,6 +145,28 @@ class Client:
         self.count += 1
         tag = b"b%d" % self.count
         self.sock.sendall(tag + b" " + text.encode() + b"\r\n")
+        answer, tagged = self._until(tag)
+        if not tagged.startswith(b"OK"):
+            raise RuntimeError(f"{text!r}: {tagged!r}")
+        return answer
+
+    def pipelined(self, texts: list[str]) -> bytes:
+        """
+        Send every command in one write, then read until the last one's
+        tagged answer (as a client syncing a folder pipelines its fetches).
+        """
+        first = self.count + 1
+        self.count += len(texts)
+        self.sock.sendall(b"".join(
+            b"b%d %s\r\n" % (first + i, t.encode()) for i, t in enumerate(texts)
+        ))
+        return self._until(b"b%d" % self.count)[0]
+
+    def _until(self, tag: bytes) -> tuple[bytes, bytes]:
+        """
+        Read up to and including C{tag}'s tagged line: everything read, and
+        that line's text after the tag.
+        """
         chunks: list[bytes] = []
         tail = b"\r\n"
         marker = b"\r\n" + tag + b" "
@@ -157,33 +179,7 @@ class Client:
             window = tail + chunk
             at = window.rfind(marker)
             if at >= 0 and window.endswith(b"\r\n"):
-                if not window[at + len(marker):].startswith(b"OK"):
-                    raise RuntimeError(f"{text!r}: {window[at:]!r}")
-                return b"".join(chunks)
-            tail = window[-(len(marker) + 200):]
-
-    def pipelined(self, texts: list[str]) -> bytes:
-        """
-        Send every command in one write, then read until the last one's
-        tagged answer (as a client syncing a folder pipelines its fetches).
-        """
-        first = self.count + 1
-        self.count += len(texts)
-        self.sock.sendall(b"".join(
-            b"b%d %s\r\n" % (first + i, t.encode()) for i, t in enumerate(texts)
-        ))
-        marker = b"\r\nb%d " % self.count
-        chunks: list[bytes] = []
-        tail = b"\r\n"
-        while True:
-            chunk = self.sock.recv(_READ)
-            if not chunk:
-                raise ConnectionError("closed")
-            chunks.append(chunk)
-            window = tail + chunk
-            at = window.rfind(marker)
-            if at >= 0 and window.endswith(b"\r\n"):
-                return b"".join(chunks)
+                return b"".join(chunks), window[at + len(marker):]
             tail = window[-(len(marker) + 200):]
 
 
