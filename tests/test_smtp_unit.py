@@ -521,13 +521,15 @@ def test_parsePathRejects(argument: bytes, keyword: bytes, code: int, text: byte
         ("bob+a+b@example.com", "bob@example.com"),
         ("+tag@example.com", "+tag@example.com"),
         ("Δοκιμή+x@Παράδειγμα.δοκιμή", "δοκιμή@παράδειγμα.δοκιμή"),
-        ('"john+doe"@example.com', '"john+doe"@example.com'),
+        ('"john+doe"@example.com', "john@example.com"),
+        ("Info@XN--EXMPLE-CUA.test", "info@exämple.test"),
     ],
 )
 def test_baseInbox(address: str, inbox: str) -> None:
     """
-    Plus-addressing files into the base inbox, lower-cased; a local part
-    that is only a tag, or is quoted, is kept whole.
+    Plus-addressing files into the base inbox, lower-cased, the domain as
+    U-labels; a local part that is only a tag is kept whole, and quotes
+    that change nothing are dropped (RFC 5322 3.4.1).
     """
     assert baseInbox(address) == inbox
 

@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from capture import imapdata
 from capture.access import Visibility
+from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
@@ -227,6 +228,50 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
                      tls) in rows
             ],
         )
+
+
+# Names that may not be canonical: any character outside printable ASCII,
+# or an A-label.
+_MAYBE_IDN = "{0} GLOB '*[^ -~]*' OR {0} LIKE '%xn--%'"
+
+
+def _canonicalNames(conn: sqlite3.Connection) -> None:
+    """
+    Rename inboxes, owned addresses and custom domains stored in another
+    spelling than L{canonicalAddress}'s (migration 4, within its
+    transaction).  Two spellings of one inbox merge; an owned address or
+    domain whose canonical name is taken already keeps its old name (and a
+    warning is logged), since two accounts cannot own one name.
+    """
+    inboxes = [r[0] for r in conn.execute(
+        f"SELECT DISTINCT inbox FROM copies WHERE {_MAYBE_IDN.format('inbox')}"
+    )]
+    for inbox in inboxes:
+        canonical = canonicalAddress(inbox)
+        if canonical is not None and canonical != inbox:
+            conn.execute(
+                "UPDATE copies SET inbox = ?, domain = ? WHERE inbox = ?",
+                (canonical, canonical.rpartition("@")[2], inbox),
+            )
+    for table, column, canonicalOf in (
+        ("addresses", "address", canonicalAddress),
+        ("domains", "domain", canonicalDomain),
+    ):
+        names = [r[0] for r in conn.execute(
+            f"SELECT {column} FROM {table} WHERE {_MAYBE_IDN.format(column)}"
+        )]
+        for name in names:
+            canonical = canonicalOf(name)
+            if canonical is None or canonical == name:
+                continue
+            cursor = conn.execute(
+                f"UPDATE OR IGNORE {table} SET {column} = ? WHERE {column} = ?", (canonical, name)
+            )
+            if cursor.rowcount == 0:
+                _log.warn(
+                    "{name!r} is also stored as {canonical!r}: kept under its old name",
+                    name=name, canonical=canonical,
+                )
 
 
 def _fillIMAP(conn: sqlite3.Connection) -> None:
@@ -578,6 +623,8 @@ class SQLiteStore:
                 _fillSummaries(conn)
             if version == 3:
                 _fillIMAP(conn)
+            if version == 4:
+                _canonicalNames(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
@@ -780,7 +827,7 @@ class SQLiteStore:
 
     def resolveLogin(self, username: str) -> Deferred[str | None]:
         name = username.strip()
-        lowered = name.lower()
+        lowered = canonicalAddress(name) or name.lower()
 
         def op(conn: sqlite3.Connection) -> str | None:
             row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()

@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from capture.addresses import baseInbox, isAddress, isDomain
+from capture.addresses import customDomain
+from capture.addresses import inboxOf as _inboxOf
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Domain, NotFound, OwnedAddress
 from capture.web.responses import ApiError
@@ -31,19 +32,21 @@ def inboxOf(email: str) -> str:
 
     @raise ApiError: 400 for text that is not an email address.
     """
-    if not isAddress(email):
+    inbox = _inboxOf(email)
+    if inbox is None:
         raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
-    return baseInbox(email)
+    return inbox
 
 
 def domainName(domain: str) -> str:
     """
-    A domain name, lower case.
+    A domain name in its canonical form (lower case, U-labels), from
+    either spelling of an internationalized name.
 
     @raise ApiError: 400 for text that is not a domain name.
     """
-    name = domain.lower()
-    if not isDomain(name):
+    name = customDomain(domain)
+    if name is None:
         raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
     return name
 

@@ -31,7 +31,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility, visibleTo
-from capture.addresses import isDomain
+from capture.addresses import customDomain
 from capture.store.interface import IStore
 from capture.store.model import Bodies, Copy, InboxOwner, RemovedCopy
 from capture.web.messages import messageJSON, messageWithBodiesJSON
@@ -486,8 +486,8 @@ class IncomingMessagesFactory(WebSocketServerFactory):
                 if inbox not in addresses:
                     addresses.append(inbox)
                 continue
-            domain = item.lower().rstrip(".")
-            if not isDomain(domain):
+            domain = customDomain(item.rstrip("."))
+            if domain is None:
                 raise ApiError(400, f"{item!r} is neither an address nor a domain.")
             if owned is None:
                 owned = {d.domain for d in await self.store.listDomains(account)}
