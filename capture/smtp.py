@@ -183,11 +183,9 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
         # RFC 5321 allows spaces inside a quoted local part, nowhere else.
         unquoted = _QUOTED_RE.sub('""', address)
         if not at or not local or not domain or _SPACE_RE.search(unquoted):
-            raise SMTPError(
-                501 if keyword == b"FROM" else 553,
-                (b"5.1.7 Bad sender" if keyword == b"FROM" else b"5.1.3 Bad recipient")
-                + b" address syntax",
-            )
+            if keyword == b"FROM":
+                raise SMTPError(501, b"5.1.7 Bad sender address syntax")
+            raise SMTPError(553, b"5.1.3 <" + shown(address) + b">: not a valid address")
     elif keyword == b"TO":
         raise SMTPError(553, b"5.1.3 Bad recipient address syntax")
     return address, params
