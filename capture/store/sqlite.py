@@ -1017,23 +1017,15 @@ class SQLiteStore:
     def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
         return self._read(lambda conn: _owner(conn, address.lower()))
 
+    def routes(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
+        wanted = sorted({inbox.lower() for inbox in inboxes})
+        return self._read(lambda conn: _routes(conn, wanted))
+
     def webhookTargets(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
         wanted = sorted({inbox.lower() for inbox in inboxes})
 
         def op(conn: sqlite3.Connection) -> dict[str, OwnedAddress]:
-            found: dict[str, OwnedAddress] = {}
-            # SQLite allows 999 parameters per statement in old builds.
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                rows = conn.execute(
-                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
-                    f"({','.join('?' * len(chunk))}) AND webhook IS NOT NULL AND webhook <> ''",
-                    chunk,
-                )
-                for row in rows:
-                    address = _addressFromRow(row)
-                    found[address.address] = address
-            return found
+            return {i: r for i, r in _routes(conn, wanted).items() if r.webhook}
 
         return self._read(op)
 
@@ -1759,6 +1751,42 @@ def _keyAccount(conn: sqlite3.Connection, digest: bytes) -> str | None:
     if row is None or not hmac.compare_digest(row[0], digest):
         return None
     return str(row[1])
+
+
+def _routes(conn: sqlite3.Connection, inboxes: list[str]) -> dict[str, OwnedAddress]:
+    """
+    L{IStore.routes}: each inbox's own address record, else its domain's
+    catch-all when that catch-all's account owns the domain (a catch-all
+    left behind by a released domain routes nothing).
+    """
+    found: dict[str, OwnedAddress] = {}
+    # SQLite allows 999 parameters per statement in old builds.
+    for start in range(0, len(inboxes), 500):
+        chunk = inboxes[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
+            f"({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            address = _addressFromRow(row)
+            found[address.address] = address
+    byCatchAll: dict[str, list[str]] = {}
+    for inbox in inboxes:
+        if inbox not in found:
+            byCatchAll.setdefault("*@" + inbox.rpartition("@")[2], []).append(inbox)
+    names = sorted(byCatchAll)
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {_ADDRESS_COLUMNS} FROM addresses a WHERE address IN "
+            f"({','.join('?' * len(chunk))}) AND EXISTS (SELECT 1 FROM domains d "
+            "WHERE d.account = a.account AND '*@' || d.domain = a.address)",
+            chunk,
+        ):
+            catchAll = _addressFromRow(row)
+            for inbox in byCatchAll[catchAll.address]:
+                found[inbox] = catchAll
+    return found
 
 
 def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:

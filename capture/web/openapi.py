@@ -225,7 +225,10 @@ def _components() -> Json:
                     "webhook": _STRING_OR_NULL,
                     "webhookSlack": {"type": "null", "description": "Slack is not supported."},
                     "webhookSlackToFrom": {"type": "null"},
-                    "catchAll": {"type": "null"},
+                    "catchAll": {**_STRING_OR_NULL,
+                                 "description": "The domain, for its catch-all `*@domain`."},
+                    "implicit": {"type": "boolean", "description": "The account's through "
+                                 "its custom domain, with no settings of its own yet."},
                     "password": {"type": "null", "description": "Never echoed."},
                     "info": {"type": "string"},
                     "created": _ISO_DATE,
@@ -793,8 +796,8 @@ def _domainPaths() -> Json:
                 "getDomain", "A domain and its figures (N2)", "", "Domains",
                 {"200": _json("The domain.", _object({
                     "domain": _schema("Domain"), "totalMessages": {"type": "integer"},
-                    "catchAllAddress": {"type": "null",
-                                        "description": "Capture has no catch-all addresses."},
+                    "catchAllAddress": {"oneOf": [_schema("EmailAddress"), {"type": "null"}],
+                                        "description": "The domain's `*@domain`, if reserved."},
                 })), **_refusals("400", "401", "404")}, domain, _KEY),
             "post": _operation(
                 "claimDomain", "Claim a custom domain",
