@@ -55,14 +55,16 @@ def _localPart(local: str) -> str | None:
         if not _ASCII_LOCAL_RE.fullmatch(local) or len(local) > _LOCAL_LIMIT:
             return None
         return local.lower()
-    local = unicodedata.normalize("NFC", local).lower()
-    if not local or len(local.encode("utf-8")) > _LOCAL_LIMIT:
-        return None
+    # Lower-casing may undo NFC (and NFC may allow more lower-casing).
+    local = unicodedata.normalize("NFC", unicodedata.normalize("NFC", local).lower())
     for char in local:
         if char in _REFUSED_LOCAL or (
             not char.isascii() and unicodedata.category(char) in _REFUSED_CATEGORIES
         ) or (char.isascii() and not ("!" <= char <= "~")):
             return None
+    # No surrogate is left (category Cs), so this encodes.
+    if not local or len(local.encode("utf-8")) > _LOCAL_LIMIT:
+        return None
     return local
 
 
@@ -88,6 +90,10 @@ def canonicalDomain(text: str) -> str | None:
             return None
         ulabels: str = idna.decode(alabels)
     except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    # UTS 46 keeps an empty root label ("example.test."): not a host name
+    # here, as on the fast path.
+    if "" in ulabels.split("."):
         return None
     return ulabels
 
