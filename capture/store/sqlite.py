@@ -840,6 +840,7 @@ class SQLiteStore:
             # A domain the account owns, or an address in one of its
             # public domains.
             domain = lowered.rpartition("@")[2]
+            domain = canonicalDomain(domain) or domain
             row = conn.execute(
                 "SELECT account FROM domains WHERE domain = ?", (domain,)
             ).fetchone()
