@@ -509,6 +509,37 @@ def test_websocketDomainSwitches(server: CaptureServer) -> None:
     _stillServes(server)
 
 
+def test_liveStreamsTakeEitherSpelling(server: CaptureServer) -> None:
+    """
+    An internationalized address may be named by its A-label spelling on
+    the websocket and the event stream: both listen to the canonical
+    (U-label) inbox, and SMTPUTF8 mail to the U-label spelling reaches
+    them.
+    """
+    assert server.key is not None
+    label = f"ex\u00e4mple{secrets.token_hex(3)}"
+    alabel = "xn--" + label.encode("punycode").decode("ascii")
+    address = f"\u00fcser@{label}.test"
+    quoted = urllib.parse.quote(address, safe="@")
+    _enablews(server, server.key, quoted)
+    spelled = urllib.parse.quote(f"\u00dcSER@{alabel.upper()}.test", safe="@")
+    with _websocket(server, f"key={server.key}&addresses={spelled}") as ws, \
+            _events(server, f"/api/addresses/{spelled}/events?_mailsacKey={server.key}") as sse:
+        assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [address],
+                              "domains": []}
+        assert _nextEvent(sse) == [": listening"]
+        client = server.smtp()
+        client.mail("app@example.com", ["SMTPUTF8"])
+        client.rcpt(address)
+        code, reply = client.data(b"Subject: idn\r\n\r\nx\r\n")
+        client.quit()
+        assert code == 250
+        queueId = reply.decode().rsplit(" ", 1)[-1]
+        assert _frame(ws)["email"]["_id"] == f"{queueId}-0"
+        assert _nextMessage(sse)[:2] == ["event: message", f"id: {queueId}-0"]
+    _stillServes(server)
+
+
 # Server-Sent Events
 
 
