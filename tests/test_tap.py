@@ -56,6 +56,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "webhook-timeout": ("2m", 120),
     "webhook-retries": ("0", 0),
     "sse-heartbeat": ("2m", 120),
+    "tls-handshake-timeout": ("3s", 3),
 }
 _FLAGS = [
     "accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics",
@@ -135,6 +136,7 @@ def test_defaults() -> None:
         "webhook-timeout": 10,
         "webhook-retries": 5,
         "sse-heartbeat": 15,
+        "tls-handshake-timeout": 10,
     }
     assert [options[flag] for flag in _FLAGS] == [0] * len(_FLAGS)
 
