@@ -12,11 +12,15 @@ C{close_notify}) and sees the raw socket's end (FIN, reset or still open).
 
 from __future__ import annotations
 
+import os
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -308,3 +312,33 @@ def test_smtplibStillQuitsCleanly(quick: CaptureServer) -> None:
                               context=quick.tlsContext())
     assert client.noop()[0] == 250
     assert client.quit()[0] == 221
+
+
+# Item 19: a busy port is one line naming the option
+
+
+@pytest.mark.parametrize("name", ["smtp", "imaps", "http"])
+def test_busyPortIsOneLine(tmp_path: Any, name: str) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        args = [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=",
+                "capture", "--data", str(tmp_path / "data"), "--tls-dir", str(tmp_path / "tls")]
+        for listener in ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http"):
+            where = f"tcp:{port}:interface=127.0.0.1" if listener == name else (
+                "tcp:0:interface=127.0.0.1")
+            args += [f"--{listener}", where]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=60,
+                                cwd=str(tmp_path))
+    finally:
+        taken.close()
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "Traceback" not in output
+    problems = [line for line in output.splitlines() if "capture: --" in line]
+    assert len(problems) == 1
+    assert problems[0].endswith(
+        f"capture: --{name} tcp:{port}:interface=127.0.0.1: address already in use"
+    )
