@@ -46,6 +46,16 @@ CLOSE_TIMEOUT = 10.0
 DESCRIPTOR_RESERVE = 256
 
 
+class _Marker:
+    pass
+
+
+# A guard's slot: the client address it counts against (or None for a
+# peer without one), or one of these: counted nowhere, or as a refusal.
+_NONE = _Marker()
+_REFUSING = _Marker()
+
+
 @attrs.frozen
 class GuardSettings:
     """
@@ -87,6 +97,7 @@ class Guard(ProtocolWrapper):
     _producing = False
     _closing = False
     _tls = False
+    _slot: object = _NONE
 
     def makeConnection(self, transport: Any) -> None:
         if ITCPTransport.providedBy(transport):
@@ -192,25 +203,66 @@ class Guard(ProtocolWrapper):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancelTimers()
+        slot, self._slot = self._slot, _NONE
+        self.factory.released(slot)
         super().connectionLost(reason)
 
 
-class GuardFactory(WrappingFactory):
+class GuardFactory(WrappingFactory[Guard]):
     """
     Wraps a listener's factory so that each connection goes through a
-    L{Guard} with C{settings}.
+    L{Guard} with C{settings}, and counts the connections in C{slots}.
+
+    Past a cap the connection gets what the wrapped factory's
+    C{refuse(reason)} builds (a line in the protocol's own words, HTTP's
+    503) or, when it has none, is closed at once.  Refusals are guarded
+    too (deadlines), and at most L{maxRefusing} are in flight: past that a
+    connection is closed without a word, so a flood of refused connections
+    cannot take the descriptors the caps keep free.
     """
 
     protocol = Guard
     noisy = False
+    maxRefusing = 64
 
     def __init__(self, wrappedFactory: Any, settings: GuardSettings | None = None,
-                 clock: Any = None) -> None:
+                 clock: Any = None, slots: Slots | None = None) -> None:
         super().__init__(wrappedFactory)
         if clock is None:
             from twisted.internet import reactor as clock
         self.settings = settings if settings is not None else GuardSettings()
         self.clock = clock
+        self.slots = slots
+        self.refusing = 0
+
+    def buildProtocol(self, addr: Any) -> Guard | None:  # type: ignore[override]
+        host = peerHost(addr)
+        reason = self.slots.refusal(host) if self.slots is not None else None
+        if reason is not None:
+            refuse = getattr(self.wrappedFactory, "refuse", None)
+            if refuse is None or self.refusing >= self.maxRefusing:
+                return None
+            guard = self.protocol(self, refuse(reason))
+            guard._slot = _REFUSING
+            self.refusing += 1
+            return guard
+        inner = self.wrappedFactory.buildProtocol(addr)
+        if inner is None:
+            return None
+        guard = self.protocol(self, inner)
+        if self.slots is not None:
+            self.slots.take(host)
+            guard._slot = host
+        return guard
+
+    def released(self, slot: object) -> None:
+        """
+        A guarded connection ended: give back what it counted in.
+        """
+        if slot is _REFUSING:
+            self.refusing -= 1
+        elif self.slots is not None and (slot is None or isinstance(slot, str)):
+            self.slots.give(slot)
 
 
 @attrs.define

@@ -29,7 +29,16 @@ from twisted.python import usage
 from twisted.python.failure import Failure
 
 from capture.auth import LoginThrottle, makePortal
-from capture.connections import CLOSE_TIMEOUT, GuardFactory, GuardSettings, backlogged
+from capture.connections import (
+    CLOSE_TIMEOUT,
+    DESCRIPTOR_RESERVE,
+    GuardFactory,
+    GuardSettings,
+    Slots,
+    backlogged,
+    fitCaps,
+    raiseDescriptorLimit,
+)
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
 from capture.metrics import Metrics
@@ -202,6 +211,10 @@ class Options(usage.Options):
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
         ["max-connections", None, "1000", "Most simultaneous connections per SMTP, POP3 or "
          "IMAP listener."],
+        ["max-connections-per-address", None, "128", "Most simultaneous connections from one "
+         "client address, per listener (HTTP too)."],
+        ["max-http-connections", None, "1024", "Most simultaneous connections to the HTTP "
+         "listener; past it API requests get 503."],
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],
@@ -305,12 +318,15 @@ class Options(usage.Options):
         ):
             self._convert(name, parseDuration)
         for name in (
-            "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
+            "max-recipients", "max-connections", "max-connections-per-address",
+            "max-http-connections", "public-inbox-limit", "message-limit",
             "max-failed-logins", "webhook-queue", "webhook-retries",
         ):
             self._convert(name, _count)
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
+        self._atLeast("max-connections-per-address", 1, "1")
+        self._atLeast("max-http-connections", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
         self._atLeast("webhook-queue", 1, "1")
         self._atLeast("sse-heartbeat", 1, "1 second")
@@ -375,11 +391,12 @@ class _Listener(Service):
 
     def __init__(self, label: str, endpoint: Any, factory: IProtocolFactory,
                  guard: GuardSettings | None = None, option: str = "",
-                 description: str = "") -> None:
+                 description: str = "", slots: Slots | None = None) -> None:
         self._label = label
         self._endpoint = endpoint
         self._factory = factory
         self._guard = guard if guard is not None else GuardSettings()
+        self.slots = slots
         self._port: IListeningPort | None = None
         self.option = option
         self.description = description
@@ -387,7 +404,7 @@ class _Listener(Service):
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         failures: list[Failure] = []
-        d = self._endpoint.listen(GuardFactory(self._factory, self._guard))
+        d = self._endpoint.listen(GuardFactory(self._factory, self._guard, slots=self.slots))
         d.addCallbacks(self._listening, failures.append)
         if failures:
             failure = failures[0]
@@ -537,7 +554,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         maxMessageSize=options["max-message-size"],
         maxRecipients=options["max-recipients"],
         maxLineLength=options["max-line-length"],
-        maxConnections=options["max-connections"],
         idleTimeout=float(options["idle-timeout"]),
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         allowAnonymous=bool(options["allow-anonymous"]),
@@ -554,14 +570,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         hostname=options["hostname"],
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         idleTimeout=float(options["idle-timeout"]),
-        maxConnections=options["max-connections"],
     )
     imapSettings = IMAPSettings(
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         idleTimeout=float(options["idle-timeout"]),
-        maxConnections=options["max-connections"],
     )
     handshakeTimeout = float(options["tls-handshake-timeout"])
+    caps = _connectionCaps(options)
+    perAddress = options["max-connections-per-address"]
     listeners: list[tuple[str, _Listener]] = []
 
     def listen(name: str, label: str, factory: IProtocolFactory, implicit: bool = False,
@@ -578,7 +594,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             implicitTLS=implicit or description.startswith(("ssl:", "tls:")),
             closeTimeout=closeTimeout,
         )
-        listeners.append((name, _Listener(label, endpoint, factory, guard, name, description)))
+        slots = Slots(limit=caps[name], perAddress=min(perAddress, caps[name]))
+        listeners.append(
+            (name, _Listener(label, endpoint, factory, guard, name, description, slots))
+        )
 
     listen("smtp", "SMTP (STARTTLS)",
            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics))
@@ -645,6 +664,35 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # Last, so it runs once everything else has started.
     _FreezeStartupHeap().setServiceParent(top)
     return top
+
+
+_LISTENER_OPTIONS = ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http")
+
+
+def _connectionCaps(options: Options) -> dict[str, int]:
+    """
+    Each enabled listener's cap on connections at once: C{--max-connections}
+    for the mail listeners, C{--max-http-connections} for HTTP, lowered in
+    proportion when together they would not fit in the process's file
+    descriptors with a reserve (after raising the soft limit to the hard
+    one), so that one full listener never makes the others fail to accept.
+    """
+    wanted = {
+        name: options["max-http-connections"] if name == "http" else options["max-connections"]
+        for name in _LISTENER_OPTIONS
+        if not _isOff(options[name])
+    }
+    descriptors = raiseDescriptorLimit()
+    caps = fitCaps(wanted, descriptors)
+    if caps != wanted:
+        _log.warn(
+            "Open file limit {limit}: connection caps lowered to {caps} so that they fit "
+            "with {reserve} descriptors to spare (raise the limit, e.g. ulimit -n, to "
+            "keep them)",
+            limit=descriptors, caps=", ".join(f"{n} {c}" for n, c in caps.items()),
+            reserve=DESCRIPTOR_RESERVE,
+        )
+    return caps
 
 
 def _retentionPass(store: SQLiteStore, retention: Retention) -> Deferred[None]:
