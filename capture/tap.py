@@ -215,6 +215,13 @@ class Options(usage.Options):
          "client address, per listener (HTTP too)."],
         ["max-http-connections", None, "1024", "Most simultaneous connections to the HTTP "
          "listener; past it API requests get 503."],
+        ["max-streams", None, "512", "Most live streams at once (waits for mail, event "
+         "streams, websockets); past it they get 503."],
+        ["max-streams-per-address", None, "64", "Most live streams at once from one client "
+         "address."],
+        ["anonymous-stream-lifetime", None, "10m", "How long a live stream without a key may "
+         "last (an event stream then ends and EventSource reconnects; a wait answers 408); "
+         "0: for ever."],
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],
@@ -314,12 +321,13 @@ class Options(usage.Options):
             self._convert(name, parseSize)
         for name in (
             "idle-timeout", "public-max-age", "retention-interval", "webhook-timeout",
-            "sse-heartbeat", "tls-handshake-timeout",
+            "sse-heartbeat", "tls-handshake-timeout", "anonymous-stream-lifetime",
         ):
             self._convert(name, parseDuration)
         for name in (
             "max-recipients", "max-connections", "max-connections-per-address",
-            "max-http-connections", "public-inbox-limit", "message-limit",
+            "max-http-connections", "max-streams", "max-streams-per-address",
+            "public-inbox-limit", "message-limit",
             "max-failed-logins", "webhook-queue", "webhook-retries",
         ):
             self._convert(name, _count)
@@ -327,6 +335,8 @@ class Options(usage.Options):
         self._atLeast("max-connections", 1, "1")
         self._atLeast("max-connections-per-address", 1, "1")
         self._atLeast("max-http-connections", 1, "1")
+        self._atLeast("max-streams", 1, "1")
+        self._atLeast("max-streams-per-address", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
         self._atLeast("webhook-queue", 1, "1")
         self._atLeast("sse-heartbeat", 1, "1 second")
@@ -632,6 +642,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             sessions=sessions,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
+        # Streams are HTTP connections: never more than the listener takes.
+        api.limitStreams(
+            min(options["max-streams"], caps["http"]),
+            min(options["max-streams-per-address"], perAddress),
+            float(options["anonymous-stream-lifetime"]),
+        )
         metrics.gauge("capture_live_listeners", "Clients waiting for new mail over HTTP (waits, "
                       "event streams, websockets), once per inbox, domain or account each "
                       "listens to.", api.liveListeners)
