@@ -101,7 +101,6 @@ class IMAPSettings:
     idleTimeout: float = 300.0
     maxLiteral: int = 64 * 1024
     maxLineLength: int = 64 * 1024
-    maxConnections: int = 1000
 
 
 @attrs.define
@@ -1325,6 +1324,7 @@ class IMAPFactory(SessionFactory):
 
     protocolName = "imap"
     refusal = b"* BYE Too many connections, try again later"
+    addressRefusal = b"* BYE Too many connections from your address, try again later"
 
     def __init__(
         self,

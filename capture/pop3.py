@@ -114,7 +114,6 @@ class POP3Settings:
     hostname: str = "localhost"
     allowInsecureAuth: bool = False
     idleTimeout: float = 300.0
-    maxConnections: int = 1000
 
 
 @attrs.define
@@ -581,6 +580,7 @@ class POP3Factory(SessionFactory):
 
     protocolName = "pop3"
     refusal = b"-ERR [SYS/TEMP] Too many connections, try again later"
+    addressRefusal = b"-ERR [SYS/TEMP] Too many connections from your address, try again later"
 
     def buildSession(self) -> CapturePOP3:
         p = CapturePOP3(self.store, self.portal, self.settings, self.tlsOptions)

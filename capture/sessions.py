@@ -1,8 +1,10 @@
 # -*- test-case-name: tests.test_smtp_server,tests.test_pop3,tests.test_imap -*-
 """
 What the listeners of every mail protocol (SMTP, POP3, IMAP) share: a
-factory holding what all sessions of a listener use, and a cap on how many
-sessions it serves at once.
+factory holding what all sessions of a listener use, and the refusal a
+connection past the listener's caps gets in the protocol's own words (the
+caps are counted by L{capture.connections.GuardFactory}, for every
+listener alike).
 """
 
 from __future__ import annotations
@@ -21,18 +23,20 @@ class SessionFactory(ServerFactory):
     """
     Builds one protocol's sessions for one listener.  Every listener of the
     process shares the store, the portal, the login throttle and the
-    metrics; past C{settings.maxConnections} sessions at once, a new
-    connection gets L{refusal} and is closed.
+    metrics.
 
     @cvar protocolName: The C{protocol} label of the session metrics.
-    @cvar refusal: The line a connection past the cap gets, in the
-        protocol's own words.
+    @cvar refusal: The line a connection past the listener's cap gets, in
+        the protocol's own words.
+    @cvar addressRefusal: The line a connection past the cap per client
+        address gets.
     @ivar clock: What tells the time (the reactor), for delayed answers.
     """
 
     noisy = False
     protocolName = ""
     refusal = b""
+    addressRefusal = b""
 
     def __init__(
         self,
@@ -53,18 +57,24 @@ class SessionFactory(ServerFactory):
         self.clock = clock
         self.throttle = throttle if throttle is not None else LoginThrottle(clock)
         self.metrics = metrics if metrics is not None else Metrics()
-        self.connections = 0
 
     def buildProtocol(self, addr: Any) -> Protocol:
-        if self.connections >= self.settings.maxConnections:
-            return _Refuse(self.refusal)
-        self.connections += 1
         self.metrics.sessionOpened(self.protocolName)
         return self.buildSession()
 
+    def refuse(self, reason: str) -> Protocol:
+        """
+        What a connection past a cap gets: one line saying why, and the
+        end.
+
+        @param reason: C{"listener"} (the listener is full) or
+            C{"address"} (the client's address has its share).
+        """
+        return _Refuse(self.addressRefusal if reason == "address" else self.refusal)
+
     def buildSession(self) -> Protocol:
         """
-        A new session of this factory's protocol (the cap is checked).
+        A new session of this factory's protocol.
         """
         raise NotImplementedError
 
@@ -72,13 +82,13 @@ class SessionFactory(ServerFactory):
         """
         A session of this factory ended.
         """
-        self.connections -= 1
         self.metrics.sessionClosed(self.protocolName)
 
 
 class _Refuse(Protocol):
     """
-    Say why in one line and hang up: the listener has too many connections.
+    Say why in one line and hang up: the listener, or the client's
+    address, has too many connections.
     """
 
     transport: Any

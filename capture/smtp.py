@@ -95,7 +95,6 @@ class SMTPSettings:
     maxLineLength: int = 1024 * 1024
     maxCommandLength: int = 4096
     maxErrors: int = 10
-    maxConnections: int = 1000
     idleTimeout: float = 300.0
     storeTimeout: float = 60.0
     allowInsecureAuth: bool = False
@@ -917,6 +916,7 @@ class SMTPFactory(SessionFactory):
     protocol = CaptureSMTP  # type: ignore[assignment]
     protocolName = "smtp"
     refusal = b"421 4.7.0 Too many connections, try again later"
+    addressRefusal = b"421 4.7.0 Too many connections from your address, try again later"
 
     def __init__(
         self,

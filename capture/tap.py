@@ -21,14 +21,24 @@ from twisted.application.internet import TimerService
 from twisted.application.service import IService, MultiService, Service
 from twisted.internet import endpoints
 from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, ITCPTransport
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory
 from twisted.internet.testing import MemoryReactor
 from twisted.logger import Logger
-from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python import usage
 from twisted.python.failure import Failure
 
 from capture.auth import LoginThrottle, makePortal
+from capture.connections import (
+    CLOSE_TIMEOUT,
+    DESCRIPTOR_RESERVE,
+    GuardFactory,
+    GuardSettings,
+    Slots,
+    backlogged,
+    fitCaps,
+    raiseDescriptorLimit,
+)
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
 from capture.metrics import Metrics
@@ -201,6 +211,17 @@ class Options(usage.Options):
         ["max-line-length", None, "1MiB", "Longest line inside a message (at least 1000)."],
         ["max-connections", None, "1000", "Most simultaneous connections per SMTP, POP3 or "
          "IMAP listener."],
+        ["max-connections-per-address", None, "128", "Most simultaneous connections from one "
+         "client address, per listener (HTTP too)."],
+        ["max-http-connections", None, "1024", "Most simultaneous connections to the HTTP "
+         "listener; past it API requests get 503."],
+        ["max-streams", None, "512", "Most live streams at once (waits for mail, event "
+         "streams, websockets); past it they get 503."],
+        ["max-streams-per-address", None, "64", "Most live streams at once from one client "
+         "address."],
+        ["anonymous-stream-lifetime", None, "10m", "How long a live stream without a key may "
+         "last (an event stream then ends and EventSource reconnects; a wait answers 408); "
+         "0: for ever."],
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],
@@ -209,6 +230,9 @@ class Options(usage.Options):
          "(try again later)."],
         ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0); "
          "a logged-in IMAP client gets at least 30 minutes (RFC 3501)."],
+        ["tls-handshake-timeout", None, "10s", "Time a TLS handshake may take (implicit TLS "
+         "from accept, STARTTLS/STLS from the command) before the connection is dropped "
+         "(more than 0)."],
         ["public-inbox-limit", None, "500", "Copies kept per public inbox (0: no limit)."],
         ["public-max-age", None, "7d", "How long public mail is kept (0: forever)."],
         ["message-limit", None, "100000", "Default limit on an account's stored mail "
@@ -297,16 +321,22 @@ class Options(usage.Options):
             self._convert(name, parseSize)
         for name in (
             "idle-timeout", "public-max-age", "retention-interval", "webhook-timeout",
-            "sse-heartbeat",
+            "sse-heartbeat", "tls-handshake-timeout", "anonymous-stream-lifetime",
         ):
             self._convert(name, parseDuration)
         for name in (
-            "max-recipients", "max-connections", "public-inbox-limit", "message-limit",
+            "max-recipients", "max-connections", "max-connections-per-address",
+            "max-http-connections", "max-streams", "max-streams-per-address",
+            "public-inbox-limit", "message-limit",
             "max-failed-logins", "webhook-queue", "webhook-retries",
         ):
             self._convert(name, _count)
         self._atLeast("max-recipients", 1, "1")
         self._atLeast("max-connections", 1, "1")
+        self._atLeast("max-connections-per-address", 1, "1")
+        self._atLeast("max-http-connections", 1, "1")
+        self._atLeast("max-streams", 1, "1")
+        self._atLeast("max-streams-per-address", 1, "1")
         self._atLeast("max-failed-logins", 1, "1")
         self._atLeast("webhook-queue", 1, "1")
         self._atLeast("sse-heartbeat", 1, "1 second")
@@ -320,6 +350,8 @@ class Options(usage.Options):
         )
         if self["webhook-timeout"] <= 0:
             raise self._error("webhook-timeout", "must be more than 0 seconds")
+        if self["tls-handshake-timeout"] <= 0:
+            raise self._error("tls-handshake-timeout", "must be more than 0 seconds")
         if self["idle-timeout"] <= 0:
             raise self._error(
                 "idle-timeout", "must be more than 0 seconds (0 would close every connection "
@@ -327,6 +359,18 @@ class Options(usage.Options):
             )
         for name in ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http"):
             self._convert(name, parseListener)
+
+
+def _listenProblem(error: Any) -> str:
+    """
+    Why a listener could not listen, in a few words (C{address already in
+    use}, C{permission denied}).
+    """
+    reason = getattr(error, "socketError", None)
+    number = getattr(reason, "errno", None)
+    if isinstance(number, int):
+        return os.strerror(number).lower()
+    return " ".join(str(reason or error).split()) or type(error).__name__
 
 
 def _isOff(description: str) -> bool:
@@ -338,54 +382,47 @@ def _implicitTLS(reactor: Any, description: str, tlsOptions: Any) -> Any:
     The endpoint of an implicit-TLS listener: C{ssl:} and C{tls:} bring
     their own certificates; anything else is wrapped in TLS with ours.
     """
-    endpoint = endpoints.serverFromString(reactor, description)
+    endpoint = endpoints.serverFromString(reactor, backlogged(description))
     if not description.startswith(("ssl:", "tls:")):
         endpoint = endpoints.wrapServerTLS(tlsOptions, endpoint)
     return endpoint
 
 
-class _NoDelay(ProtocolWrapper):
-    """
-    Turn Nagle's algorithm off on the connection, then get out of the way.
-
-    Every protocol here answers small commands with small replies; with
-    Nagle on, a reply written in two pieces waits for the client's delayed
-    ACK, 40 ms or more per round trip (measured at 44 ms per POP3 RETR or
-    IMAP FETCH before this).  Behind implicit TLS the transport is the TLS
-    wrapper, which hands C{setTcpNoDelay} to the TCP connection beneath.
-    """
-
-    def makeConnection(self, transport: Any) -> None:
-        if ITCPTransport.providedBy(transport):
-            transport.setTcpNoDelay(True)
-        super().makeConnection(transport)
-
-
-class _NoDelayFactory(WrappingFactory):
-    protocol = _NoDelay
-    noisy = False
-
-
 class _Listener(Service):
     """
     Listen on an endpoint while running, and log the address it got (so a
-    C{tcp:0} listener tells which port it took).  A listen failure is raised
-    at once, so C{twistd} stops instead of running without the port.
+    C{tcp:0} listener tells which port it took).  Every connection goes
+    through a L{Guard} (Nagle off, TLS handshake and closing deadlines).
+    A listen failure stops C{twistd} at once with one line naming the
+    option, instead of running without the port.
+
+    @ivar option: The option that configured it (C{"smtp"}), for that line.
     """
 
-    def __init__(self, label: str, endpoint: Any, factory: IProtocolFactory) -> None:
+    def __init__(self, label: str, endpoint: Any, factory: IProtocolFactory,
+                 guard: GuardSettings | None = None, option: str = "",
+                 description: str = "", slots: Slots | None = None) -> None:
         self._label = label
         self._endpoint = endpoint
         self._factory = factory
+        self._guard = guard if guard is not None else GuardSettings()
+        self.slots = slots
         self._port: IListeningPort | None = None
+        self.option = option
+        self.description = description
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
         failures: list[Failure] = []
-        d = self._endpoint.listen(_NoDelayFactory(self._factory))
+        d = self._endpoint.listen(GuardFactory(self._factory, self._guard, slots=self.slots))
         d.addCallbacks(self._listening, failures.append)
         if failures:
-            failures[0].raiseException()
+            failure = failures[0]
+            if failure.check(CannotListenError) and self.option:
+                raise SystemExit(
+                    f"capture: --{self.option} {self.description}: {_listenProblem(failure.value)}"
+                )
+            failure.raiseException()
 
     def boundPort(self) -> int | None:
         """
@@ -527,7 +564,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         maxMessageSize=options["max-message-size"],
         maxRecipients=options["max-recipients"],
         maxLineLength=options["max-line-length"],
-        maxConnections=options["max-connections"],
         idleTimeout=float(options["idle-timeout"]),
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         allowAnonymous=bool(options["allow-anonymous"]),
@@ -540,54 +576,54 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         refuseAfter=options["max-failed-logins"],
         delayAfter=min(10, options["max-failed-logins"]),
     )
-    listeners: list[tuple[str, _Listener]] = []
-    if not _isOff(options["smtp"]):
-        listeners.append(("smtp", _Listener(
-            "SMTP (STARTTLS)",
-            endpoints.serverFromString(reactor, options["smtp"]),
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
-        )))
-    if not _isOff(options["smtps"]):
-        listeners.append(("smtps", _Listener(
-            "SMTPS (implicit TLS)",
-            _implicitTLS(reactor, options["smtps"], tlsOptions),
-            SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
-        )))
     pop3Settings = POP3Settings(
         hostname=options["hostname"],
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         idleTimeout=float(options["idle-timeout"]),
-        maxConnections=options["max-connections"],
     )
     imapSettings = IMAPSettings(
         allowInsecureAuth=bool(options["allow-insecure-auth"]),
         idleTimeout=float(options["idle-timeout"]),
-        maxConnections=options["max-connections"],
     )
-    if not _isOff(options["pop3"]):
-        listeners.append(("pop3", _Listener(
-            "POP3 (STLS)",
-            endpoints.serverFromString(reactor, options["pop3"]),
-            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
-        )))
-    if not _isOff(options["pop3s"]):
-        listeners.append(("pop3s", _Listener(
-            "POP3S (implicit TLS)",
-            _implicitTLS(reactor, options["pop3s"], tlsOptions),
-            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
-        )))
-    if not _isOff(options["imap"]):
-        listeners.append(("imap", _Listener(
-            "IMAP (STARTTLS)",
-            endpoints.serverFromString(reactor, options["imap"]),
-            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
-        )))
-    if not _isOff(options["imaps"]):
-        listeners.append(("imaps", _Listener(
-            "IMAPS (implicit TLS)",
-            _implicitTLS(reactor, options["imaps"], tlsOptions),
-            IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
-        )))
+    handshakeTimeout = float(options["tls-handshake-timeout"])
+    caps = _connectionCaps(options)
+    perAddress = options["max-connections-per-address"]
+    listeners: list[tuple[str, _Listener]] = []
+
+    def listen(name: str, label: str, factory: IProtocolFactory, implicit: bool = False,
+               closeTimeout: float | None = CLOSE_TIMEOUT) -> None:
+        description = options[name]
+        if _isOff(description):
+            return
+        if implicit:
+            endpoint = _implicitTLS(reactor, description, tlsOptions)
+        else:
+            endpoint = endpoints.serverFromString(reactor, backlogged(description))
+        guard = GuardSettings(
+            handshakeTimeout=handshakeTimeout,
+            implicitTLS=implicit or description.startswith(("ssl:", "tls:")),
+            closeTimeout=closeTimeout,
+        )
+        slots = Slots(limit=caps[name], perAddress=min(perAddress, caps[name]))
+        listeners.append(
+            (name, _Listener(label, endpoint, factory, guard, name, description, slots))
+        )
+
+    listen("smtp", "SMTP (STARTTLS)",
+           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics))
+    listen("smtps", "SMTPS (implicit TLS)",
+           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+           implicit=True)
+    listen("pop3", "POP3 (STLS)",
+           POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor))
+    listen("pop3s", "POP3S (implicit TLS)",
+           POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
+           implicit=True)
+    listen("imap", "IMAP (STARTTLS)",
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics))
+    listen("imaps", "IMAPS (implicit TLS)",
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+           implicit=True)
     # Mail clients learn the mail listeners from the HTTP listener
     # (Thunderbird's autoconfig), with the ports they are bound to.
     mailPorts: dict[str, Callable[[], int | None]] = {
@@ -606,6 +642,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             sessions=sessions,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
+        # Streams are HTTP connections: never more than the listener takes.
+        api.limitStreams(
+            min(options["max-streams"], caps["http"]),
+            min(options["max-streams-per-address"], perAddress),
+            float(options["anonymous-stream-lifetime"]),
+        )
         metrics.gauge("capture_live_listeners", "Clients waiting for new mail over HTTP (waits, "
                       "event streams, websockets), once per inbox, domain or account each "
                       "listens to.", api.liveListeners)
@@ -620,9 +662,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             Root(webPages.app.resource(), api.app.resource()), metrics, accessLog=bool(options["access-log"]),
             requestFactory=BoundedRequest,
         )
-        listeners.append(
-            ("http", _Listener("HTTP", endpoints.serverFromString(reactor, options["http"]), site))
-        )
+        # HTTP bounds its own closing (the channel's abortTimeout).
+        listen("http", "HTTP", site, closeTimeout=None)
     for name, listener in listeners:
         listener.setServiceParent(top)
         readiness.listener(name, listener.isBound)
@@ -639,6 +680,35 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # Last, so it runs once everything else has started.
     _FreezeStartupHeap().setServiceParent(top)
     return top
+
+
+_LISTENER_OPTIONS = ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http")
+
+
+def _connectionCaps(options: Options) -> dict[str, int]:
+    """
+    Each enabled listener's cap on connections at once: C{--max-connections}
+    for the mail listeners, C{--max-http-connections} for HTTP, lowered in
+    proportion when together they would not fit in the process's file
+    descriptors with a reserve (after raising the soft limit to the hard
+    one), so that one full listener never makes the others fail to accept.
+    """
+    wanted = {
+        name: options["max-http-connections"] if name == "http" else options["max-connections"]
+        for name in _LISTENER_OPTIONS
+        if not _isOff(options[name])
+    }
+    descriptors = raiseDescriptorLimit()
+    caps = fitCaps(wanted, descriptors)
+    if caps != wanted:
+        _log.warn(
+            "Open file limit {limit}: connection caps lowered to {caps} so that they fit "
+            "with {reserve} descriptors to spare (raise the limit, e.g. ulimit -n, to "
+            "keep them)",
+            limit=descriptors, caps=", ".join(f"{n} {c}" for n, c in caps.items()),
+            reserve=DESCRIPTOR_RESERVE,
+        )
+    return caps
 
 
 def _retentionPass(store: SQLiteStore, retention: Retention) -> Deferred[None]:

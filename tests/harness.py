@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import smtplib
 import socket
@@ -44,7 +45,12 @@ class CaptureServer:
     """
 
     def __init__(self, directory: str | None = None, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None, daemon: bool = False) -> None:
+                 env: dict[str, str] | None = None, daemon: bool = False,
+                 openFiles: int | None = None) -> None:
+        """
+        @param openFiles: The server's open-file limit (soft and hard), to
+            test what it does when descriptors run short.
+        """
         self.directory = directory or tempfile.mkdtemp(prefix="capture-test-")
         self.data = os.path.join(self.directory, "data")
         self.tlsDir = os.path.join(self.directory, "tls")
@@ -57,6 +63,7 @@ class CaptureServer:
         self.logPath = os.path.join(self.directory, "server.log")
         self.daemon = daemon
         self.pidPath = os.path.join(self.directory, "twistd.pid")
+        self.openFiles = openFiles
 
     def start(self, timeout: float = 20.0) -> CaptureServer:
         twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -86,8 +93,15 @@ class CaptureServer:
             log.close()
             log = open(os.devnull, "w")
         env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1"}
+        limit = self.openFiles
+
+        def limited() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+
         self.process = subprocess.Popen(
-            args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, env=env, text=True
+            args, stdout=log, stderr=subprocess.STDOUT, cwd=self.directory, env=env, text=True,
+            preexec_fn=limited if limit is not None else None,
         )
         log.close()
         deadline = time.monotonic() + timeout

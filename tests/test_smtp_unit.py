@@ -31,6 +31,7 @@ from zope.interface import implementer
 
 from capture.addresses import baseInbox
 from capture.auth import LoginThrottle, makePortal
+from capture.connections import GuardFactory, GuardSettings, Slots
 from capture.ids import newApiKey
 from capture.smtp import (
     CaptureSMTP,
@@ -835,23 +836,61 @@ def test_idleTimeout(backend: _Backend) -> None:
 
 def test_tooManyConnections(backend: _Backend) -> None:
     """
-    Past the connection limit a client gets C{421} at once; when a session
-    ends, a new client is served again.
+    Past the listener's cap (counted by the guard every listener has) a
+    client gets C{421} at once; when a session ends, a new client is served
+    again.
     """
-    first = _Session(backend, maxConnections=1)
+    clock = Clock()
+    factory = GuardFactory(
+        SMTPFactory(backend.store, backend.portal, SMTPSettings()), GuardSettings(), clock,
+        Slots(limit=1, perAddress=1),
+    )
     address = IPv4Address("TCP", "127.0.0.1", 40001)
-    refused = first.factory.buildProtocol(address)
+    first = factory.buildProtocol(address)
+    assert first is not None
+    first.wrappedProtocol.callLater = clock.callLater  # type: ignore[attr-defined]
+    first.makeConnection(StringTransport())
+    refused = factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 40001))
+    assert refused is not None
     transport = StringTransport()
     refused.makeConnection(transport)
     assert transport.value() == b"421 4.7.0 Too many connections, try again later\r\n"
     assert transport.disconnecting
-    first.proto.connectionLost(Failure(ConnectionError()))
-    served = first.factory.buildProtocol(address)
-    assert isinstance(served, CaptureSMTP)
-    served.callLater = first.clock.callLater  # type: ignore[method-assign,assignment]
+    refused.connectionLost(Failure(ConnectionError()))
+    first.connectionLost(Failure(ConnectionError()))
+    served = factory.buildProtocol(address)
+    assert served is not None
+    assert isinstance(served.wrappedProtocol, CaptureSMTP)
+    served.wrappedProtocol.callLater = clock.callLater  # type: ignore[method-assign,assignment]
     transport = StringTransport()
     served.makeConnection(transport)
     assert transport.value() == b"220 localhost ESMTP Capture ready\r\n"
+
+
+def test_tooManyConnectionsFromOneAddress(backend: _Backend) -> None:
+    """
+    Past the cap per client address, that address gets its own C{421};
+    another address is still served.
+    """
+    clock = Clock()
+    factory = GuardFactory(
+        SMTPFactory(backend.store, backend.portal, SMTPSettings()), GuardSettings(), clock,
+        Slots(limit=10, perAddress=1),
+    )
+    first = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))
+    assert first is not None
+    first.wrappedProtocol.callLater = clock.callLater  # type: ignore[attr-defined]
+    first.makeConnection(StringTransport())
+    refused = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40002))
+    assert refused is not None
+    transport = StringTransport()
+    refused.makeConnection(transport)
+    assert transport.value() == (
+        b"421 4.7.0 Too many connections from your address, try again later\r\n"
+    )
+    other = factory.buildProtocol(IPv4Address("TCP", "127.0.0.2", 40001))
+    assert other is not None
+    assert isinstance(other.wrappedProtocol, CaptureSMTP)
 
 
 @pytest.mark.parametrize("verb", [b"HELO", b"EHLO"])

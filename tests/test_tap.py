@@ -43,6 +43,11 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "max-recipients": ("7", 7),
     "max-line-length": ("2000", 2000),
     "max-connections": ("12", 12),
+    "max-connections-per-address": ("7", 7),
+    "max-http-connections": ("30", 30),
+    "max-streams": ("20", 20),
+    "max-streams-per-address": ("4", 4),
+    "anonymous-stream-lifetime": ("1h", 3600),
     "max-ingest-memory": ("1GiB", 1024**3),
     "max-failed-logins": ("5", 5),
     "idle-timeout": ("90m", 90 * 60),
@@ -56,6 +61,7 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "webhook-timeout": ("2m", 120),
     "webhook-retries": ("0", 0),
     "sse-heartbeat": ("2m", 120),
+    "tls-handshake-timeout": ("3s", 3),
 }
 _FLAGS = [
     "accept-any-auth", "allow-insecure-auth", "allow-anonymous", "require-key", "no-metrics",
@@ -122,6 +128,11 @@ def test_defaults() -> None:
         "max-recipients": 100,
         "max-line-length": 1024 * 1024,
         "max-connections": 1000,
+        "max-connections-per-address": 128,
+        "max-http-connections": 1024,
+        "max-streams": 512,
+        "max-streams-per-address": 64,
+        "anonymous-stream-lifetime": 600,
         "max-ingest-memory": 512 * 1024 * 1024,
         "max-failed-logins": 30,
         "idle-timeout": 300,
@@ -135,6 +146,7 @@ def test_defaults() -> None:
         "webhook-timeout": 10,
         "webhook-retries": 5,
         "sse-heartbeat": 15,
+        "tls-handshake-timeout": 10,
     }
     assert [options[flag] for flag in _FLAGS] == [0] * len(_FLAGS)
 
@@ -682,3 +694,71 @@ def test_makeServiceWebhookOptions(directory: Path) -> None:
     [dispatcher] = [s for s in services if isinstance(s, WebhookDispatcher)]
     assert services.index(dispatcher) == 1
     assert (dispatcher._queueLimit, dispatcher._timeout, dispatcher._retries) == (7, 3.0, 1)
+
+
+def _listening(directory: Path, *args: str) -> tuple[MemoryReactor, dict[str, Any]]:
+    """
+    Build the service tree on a memory reactor and start its listeners:
+    the reactor's C{tcpServers} then hold what each really asked for.
+    """
+    reactor = MemoryReactor()
+    options = _parse(
+        "--data", str(directory / "data"), "--tls-dir", str(directory / "tls"), *args
+    )
+    service = tap.makeService(options, reactor)
+    listeners = {s.option: s for s in service if isinstance(s, tap._Listener)}
+    for listener in listeners.values():
+        listener.privilegedStartService()
+    return reactor, listeners
+
+
+def test_listenBacklogDefault(directory: Path) -> None:
+    """
+    Every tcp: listener, implicit TLS included, listens with a backlog of
+    1024 (Twisted's 50 left most of a 900-connect burst waiting).
+    """
+    reactor, _ = _listening(directory)
+    backlogs = {port: backlog for port, _, backlog, _ in reactor.tcpServers}
+    assert backlogs == {
+        5587: 1024, 5465: 1024, 1110: 1024, 1995: 1024, 1143: 1024, 1993: 1024, 8025: 1024,
+    }
+
+
+def test_listenBacklogGiven(directory: Path) -> None:
+    """
+    An endpoint that says its backlog keeps it.
+    """
+    reactor, _ = _listening(directory, "--smtp", "tcp:2525:backlog=7", "--imaps",
+                            "tcp:1993:backlog=9")
+    backlogs = {port: backlog for port, _, backlog, _ in reactor.tcpServers}
+    assert backlogs[2525] == 7
+    assert backlogs[1993] == 9
+    assert backlogs[5465] == 1024
+
+
+def test_connectionCaps(directory: Path) -> None:
+    """
+    Each listener counts its connections against its cap and the cap per
+    address.
+    """
+    _, listeners = _listening(directory, "--max-connections", "40",
+                              "--max-connections-per-address", "5",
+                              "--max-http-connections", "60")
+    limits = {name: (s.slots.limit, s.slots.perAddress) for name, s in listeners.items()}
+    assert limits == {name: (40, 5) for name in ("smtp", "smtps", "pop3", "pop3s", "imap",
+                                                  "imaps")} | {"http": (60, 5)}
+
+
+def test_connectionCapsFitTheDescriptors(
+    directory: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    When the caps together do not fit in the open file limit with the
+    reserve, they are lowered in proportion (and that is logged).
+    """
+    monkeypatch.setattr(tap, "raiseDescriptorLimit", lambda: 1024)
+    _, listeners = _listening(directory, "--max-connections", "1000",
+                              "--max-http-connections", "1000")
+    limits = {name: listener.slots.limit for name, listener in listeners.items()}
+    assert set(limits.values()) == {(1024 - 256) // 7}
+    assert sum(limits.values()) + 256 <= 1024

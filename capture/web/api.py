@@ -15,12 +15,14 @@ import html
 import json
 import re
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 import nh3
 from autobahn.twisted.resource import WebSocketResource
 from klein import Klein
 from twisted.internet import defer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -30,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox, isAddress
+from capture.connections import Slots, peerHost
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
@@ -59,6 +62,7 @@ from capture.web.messages import addressJSON, domainJSON, headersJSON, isoTime, 
 from capture.web.openapi import document
 from capture.web.parts import attachmentData, inlineImages, safeFilename, textOf
 from capture.web.responses import ApiError, jsonBody, jsonText, textBody
+from capture.web.site import RETRY_AFTER
 from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
@@ -232,7 +236,9 @@ class MailsacAPI:
         self._readiness = readiness if readiness is not None else Readiness(store)
         self._webhooks = webhooks
         self._live = LiveHub(store, publicReadable)
-        self._incoming = IncomingMessagesFactory(self._live, store, self._inbox)
+        self.streams = Slots(limit=512, perAddress=64)
+        self.anonymousStreamLifetime = 600.0
+        self._incoming = IncomingMessagesFactory(self._live, store, self._inbox, self.streams)
         self._websocket = WebSocketResource(self._incoming)
 
     # Errors
@@ -1109,6 +1115,54 @@ class MailsacAPI:
         """
         return self._live.listeners()
 
+    def limitStreams(self, total: int, perAddress: int, anonymousLifetime: float) -> None:
+        """
+        Set the caps on live streams (waits, event streams, websockets) at
+        once and per client address, and how long one without a key may
+        last (0: for ever).
+        """
+        self.streams.limit = total
+        self.streams.perAddress = perAddress
+        self.anonymousStreamLifetime = anonymousLifetime
+
+    def _streamRefusal(self, request: IRequest) -> ApiError | None:
+        """
+        The 503 a new stream from this client gets now, or L{None}.
+        """
+        reason = self.streams.refusal(peerHost(request.getClientAddress()))
+        if reason is None:
+            return None
+        request.setHeader(b"retry-after", str(RETRY_AFTER).encode())
+        if reason == "address":
+            return ApiError(503, "Too many live streams from your address (waits, event "
+                            "streams, websockets): close one or try again later.")
+        return ApiError(503, "Too many live streams at once, try again later.")
+
+    def _takeStream(self, request: IRequest) -> str | None:
+        """
+        Count a new stream of this client, or refuse it.
+
+        @return: The client address it counts against.
+        @raise ApiError: 503 past a cap.
+        """
+        refusal = self._streamRefusal(request)
+        if refusal is not None:
+            raise refusal
+        host = peerHost(request.getClientAddress())
+        self.streams.take(host)
+        return host
+
+    def _anonymousLimit(self, viewer: str | None) -> float | None:
+        """
+        How long a stream of C{viewer} may last: a stream without a key is
+        cut at L{anonymousStreamLifetime}, so anonymous clients cannot hold
+        the listener's streams for ever (an C{EventSource} reconnects by
+        itself, with C{Last-Event-ID}).
+        """
+        if viewer is None and self.anonymousStreamLifetime > 0:
+            return self.anonymousStreamLifetime
+        return None
+
     @app.route("/api/addresses/<email>/messages/wait", methods=["GET"])
     async def waitForMessage(self, request: IRequest, email: str) -> bytes:
         """
@@ -1127,6 +1181,19 @@ class MailsacAPI:
         since = self._date(request, b"since")
         accepts = messageFilter(_query(request, b"subject"), _query(request, b"from"))
         visible, viewer = await self._listingViewer(request, inbox)
+        limit = self._anonymousLimit(viewer)
+        if limit is not None:
+            timeout = max(1, min(timeout, int(limit)))
+        host = self._takeStream(request)
+        try:
+            return await self._wait(request, inbox, visible, viewer, timeout, since, accepts)
+        finally:
+            self.streams.give(host)
+
+    async def _wait(
+        self, request: IRequest, inbox: str, visible: Visibility, viewer: str | None,
+        timeout: int, since: int | None, accepts: Callable[[Copy], bool] | None,
+    ) -> bytes:
         arrived: defer.Deferred[Copy] = defer.Deferred()
 
         def deliver(copy: Copy, _: Any) -> None:
@@ -1164,6 +1231,11 @@ class MailsacAPI:
         if upgrade.lower() != b"websocket":
             request.setHeader(b"upgrade", b"websocket")
             raise ApiError(426, "This is a websocket endpoint: connect with a websocket client.")
+        # Checked here, before the upgrade, so a refusal is an HTTP 503;
+        # the websocket's protocol counts itself while it is open.
+        refusal = self._streamRefusal(request)
+        if refusal is not None:
+            raise refusal
         return self._websocket
 
     @app.route("/api/addresses/<email>/events", methods=["GET"])
@@ -1198,8 +1270,18 @@ class MailsacAPI:
         Stream the viewer's new mail in C{inboxes} (or its unified inbox) as
         C{event: message}, and the deletions of copies it could list as
         C{event: removed}, until the client goes (Klein then cancels this
-        coroutine).
+        coroutine) or, without a key, L{anonymousStreamLifetime} is over.
         """
+        host = self._takeStream(request)
+        try:
+            return await self._stream(request, viewer, inboxes, unified, replay)
+        finally:
+            self.streams.give(host)
+
+    async def _stream(
+        self, request: IRequest, viewer: str | None, inboxes: list[str], unified: bool,
+        replay: tuple[str, Visibility, str] | None,
+    ) -> bytes:
         from twisted.internet import reactor
 
         request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
@@ -1233,6 +1315,7 @@ class MailsacAPI:
         stop = self._live.listen(listener, inboxes)
         heartbeat = LoopingCall(write, b": heartbeat\n\n")
         heartbeat.clock = reactor
+        lifetime: IDelayedCall | None = None
         try:
             # The first line sends the headers: the client knows it is
             # listening before any mail comes.
@@ -1249,8 +1332,16 @@ class MailsacAPI:
                         write(sseEvent(item))
                 held = None
             heartbeat.start(self.sseHeartbeat, now=False)
-            await defer.Deferred()
+            ended: defer.Deferred[None] = defer.Deferred()
+            limit = self._anonymousLimit(viewer)
+            if limit is not None:
+                lifetime = reactor.callLater(limit, ended.callback, None)
+            await ended
+            # The end of an anonymous stream's life: the client reconnects.
+            write(b": stream lifetime over, reconnect\n\n")
         finally:
+            if lifetime is not None and lifetime.active():
+                lifetime.cancel()
             stop()
             if heartbeat.running:
                 heartbeat.stop()

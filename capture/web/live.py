@@ -33,11 +33,14 @@ import attrs
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, succeed
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility, visibleTo
 from capture.addresses import customDomain
+from capture.connections import Slots, peerHost
 from capture.store.interface import IStore
 from capture.store.model import Bodies, Copy, InboxOwner, OwnedAddress, RemovedCopy
 from capture.web.messages import messageJSON, messageWithBodiesJSON
@@ -391,6 +394,20 @@ class IncomingMessagesProtocol(WebSocketServerProtocol):
     _account: str | None = None
     _backlog: Backlog | None = None
 
+    _counted: str | None | bool = False
+
+    def connectionMade(self) -> None:
+        # A stream while it is open (the route refused past the caps).
+        self._counted = peerHost(self.transport.getPeer())  # type: ignore[union-attr]
+        self.factory.streams.take(self._counted)
+        super().connectionMade()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._counted is not False:
+            counted, self._counted = self._counted, False
+            self.factory.streams.give(counted if isinstance(counted, str) else None)
+        super().connectionLost(reason)
+
     def onConnect(self, request: Any) -> None:
         self._params = request.params
 
@@ -464,11 +481,13 @@ class IncomingMessagesFactory(WebSocketServerFactory):
     maxBacklog = 4 * 1024 * 1024
 
     def __init__(
-        self, hub: LiveHub, store: IStore, inboxOf: Callable[[str], str]
+        self, hub: LiveHub, store: IStore, inboxOf: Callable[[str], str],
+        streams: Slots | None = None,
     ) -> None:
         super().__init__()
         self.hub = hub
         self.store = store
+        self.streams = streams if streams is not None else Slots(limit=512, perAddress=64)
         self._inboxOf = inboxOf
 
     async def authorize(
