@@ -4,9 +4,10 @@ IMAP4rev1 over the store: Thunderbird, mutt, Apple Mail and imaplib read
 captured mail here.
 
 L{CaptureIMAP} keeps what Twisted's L{IMAP4Server} does well (line and
-literal reading, argument parsers, tags, STARTTLS, IDLE, the C{blocked}
-queue that keeps pipelined commands in order) and replaces what it gets
-wrong or does slowly (reference C{twisted-gaps.md} section 2): login goes
+literal reading, argument parsers, STARTTLS, IDLE, the C{blocked} queue
+that keeps pipelined commands in order) and replaces what it gets wrong or
+does slowly (reference C{twisted-gaps.md} section 2): command dispatch
+answers every bad input with BAD or NO and logs none of it; login goes
 through the one Portal as an L{IMailboxReader}; a selected mailbox is a
 snapshot of uids and flags read in one query; FETCH reads every message of
 the set in one store read and writes ready text (ENVELOPE and BODYSTRUCTURE
