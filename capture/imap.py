@@ -4,9 +4,10 @@ IMAP4rev1 over the store: Thunderbird, mutt, Apple Mail and imaplib read
 captured mail here.
 
 L{CaptureIMAP} keeps what Twisted's L{IMAP4Server} does well (line and
-literal reading, argument parsers, tags, STARTTLS, IDLE, the C{blocked}
-queue that keeps pipelined commands in order) and replaces what it gets
-wrong or does slowly (reference C{twisted-gaps.md} section 2): login goes
+literal reading, argument parsers, STARTTLS, IDLE, the C{blocked} queue
+that keeps pipelined commands in order) and replaces what it gets wrong or
+does slowly (reference C{twisted-gaps.md} section 2): command dispatch
+answers every bad input with BAD or NO and logs none of it; login goes
 through the one Portal as an L{IMailboxReader}; a selected mailbox is a
 snapshot of uids and flags read in one query; FETCH reads every message of
 the set in one store read and writes ready text (ENVELOPE and BODYSTRUCTURE
@@ -47,7 +48,8 @@ from capture.imapitems import (
     metadataFlags,
     metadataItems,
 )
-from capture.imapsearch import SearchError, parseSearch
+from capture.imapmatch import MailboxPattern, PatternTooLong
+from capture.imapsearch import SearchError, parseSearch, splitSearchKeys
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
@@ -74,7 +76,14 @@ _FETCH_BATCH_OCTETS = 4 * 1024 * 1024
 # Messages per store read when FETCH asks no whole bodies (the header sync):
 # a mailbox of any size is then answered in bounded memory.
 _FETCH_BATCH_MESSAGES = 2000
-_TRAILING_LITERAL = re.compile(rb"\{(\d+)(\+?)\}$")
+_TRAILING_LITERAL = re.compile(rb"\{(\d{1,19})(\+?)\}$")
+# RFC 3501's tag (ASTRING-CHARs but "+"), here at most 64 of them: a tag
+# that is not one cannot be echoed back, so it gets an untagged BAD.
+_TAG = re.compile(rb"[\x21\x23\x24\x26\x27\x2c-\x5b\x5d-\x7a\x7c-\x7e]{1,64}")
+_COMMAND = re.compile(rb"[A-Za-z][A-Za-z0-9-]{0,31}")
+# Failures of our own (bugs, a failing store) logged per session, one line
+# each; past this they are only counted.
+_LOGGED_FAILURES = 3
 _NOT_SELECTED = {
     b"FETCH", b"STORE", b"SEARCH", b"EXPUNGE", b"CLOSE", b"UNSELECT", b"COPY", b"MOVE",
     b"UID", b"CHECK",
@@ -95,12 +104,15 @@ class IMAPSettings:
         logged in is dropped; after login, at least 30 minutes.
     @ivar maxLiteral: The largest literal a command argument may carry.
     @ivar maxLineLength: The longest command line.
+    @ivar maxErrors: C{BAD} answers in a row (no tagged C{OK} between them)
+        before C{* BYE} and close, as SMTP closes after as many errors.
     """
 
     allowInsecureAuth: bool = False
     idleTimeout: float = 300.0
     maxLiteral: int = 64 * 1024
     maxLineLength: int = 64 * 1024
+    maxErrors: int = 10
 
 
 @attrs.define
@@ -258,6 +270,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._current: tuple[bool, bytes] | None = None
         self._ahead: dict[int, FetchedMessage] = {}
         self._waiting: list[bytes] = []
+        # BAD answers since the last tagged OK (see sendBadResponse), and
+        # failures of our own so far (see _serverBug).
+        self._errors = 0
+        self._closing = False
+        self._bugs = 0
 
     # Connection
 
@@ -267,6 +284,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         super().connectionMade()
 
     def connectionLost(self, reason: Failure | None = None) -> None:
+        if self._bugs > _LOGGED_FAILURES:
+            _log.warn("{count} more failed IMAP commands in this session were not logged",
+                      count=self._bugs - _LOGGED_FAILURES)
         self._unselect()
         super().connectionLost(reason)
         self.factory.connectionClosed()
@@ -363,20 +383,137 @@ class CaptureIMAP(imap4.IMAP4Server):
         raise imap4.IllegalClientResponse("Literal not expected here")
 
     # Dispatch
+    #
+    # Twisted's dispatch is replaced whole: it decodes the command
+    # name as ASCII (a UnicodeDecodeError for any 8-bit byte), hands a
+    # missing argument to the next parser as None (AttributeError), and
+    # answers anything but its three exception classes with "BAD Server
+    # error" and a traceback in the log, one per line received.  Here every
+    # error a parser or handler raises for bad input is a tagged BAD or NO
+    # (_commandFailed), and only our own failures are logged, one bounded
+    # line each (_serverBug).
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._closing:
+            return
+        if self.blocked is not None:
+            self.blocked.append(line)
+            return
+        self.resetTimeout()
+        try:
+            getattr(self, "parse_" + self.parseState)(line)
+        except Exception:
+            self._serverBug(Failure(), None)
+
+    def parse_command(self, line: bytes) -> None:
+        if not line.strip():
+            self.sendBadResponse(None, b"Null command")
+            return
+        tag, _, rest = line.partition(b" ")
+        if _TAG.fullmatch(tag) is None:
+            self.sendBadResponse(None, b"Invalid tag")
+            return
+        parts = rest.split(None, 1)
+        if not parts:
+            self.sendBadResponse(tag, b"Missing command")
+            return
+        try:
+            self.dispatchCommand(tag, parts[0].upper(), parts[1] if len(parts) > 1 else None)
+        except Exception:
+            self._commandFailed(Failure(), tag)
+
+    def lookupCommand(self, cmd: bytes) -> Any:
+        if _COMMAND.fullmatch(cmd) is None:
+            return None
+        return getattr(self, self.state + "_" + cmd.decode("ascii").upper(), None)
 
     def dispatchCommand(self, tag: bytes, cmd: bytes, rest: bytes | None, uid: Any = None) -> None:
         self._current = _fetchShape(cmd, rest)
         if self._current is None:
             # Anything but a FETCH may change what a read-ahead read.
             self._ahead.clear()
-        if self.lookupCommand(cmd) is None:
+        entry = self.lookupCommand(cmd)
+        if entry is None:
             if self.state == "unauth" and cmd.upper() in _AFTER_LOGIN:
                 self.sendBadResponse(tag, b"Log in first (LOGIN or AUTHENTICATE)")
-                return
-            if self.state == "auth" and cmd.upper() in _NOT_SELECTED:
+            elif self.state == "auth" and cmd.upper() in _NOT_SELECTED:
                 self.sendBadResponse(tag, b"No mailbox selected")
+            else:
+                self.sendBadResponse(tag, b"Unsupported command")
+            return
+        self._doCommand(tag, entry[0], [self, tag], entry[1:], rest or b"", uid)
+
+    def _doCommand(self, tag: bytes, handler: Any, args: list[Any], parsers: Any, line: bytes,
+                   uid: Any) -> None:
+        """
+        Parse the next argument of a command (maybe waiting for its
+        literal), or with all of them parsed run the handler.  Whatever a
+        parser or handler raises reaches L{_commandFailed}: synchronously
+        through L{parse_command}, or through the Deferred of a parser.
+        """
+        for i, parser in enumerate(parsers):
+            if callable(parser):
+                d = defer.maybeDeferred(parser, self, line)
+                d.addCallback(self._parsedArgument, tag, handler, args, parsers[i + 1 :], uid)
+                d.addErrback(self._commandFailed, tag)
                 return
-        super().dispatchCommand(tag, cmd, rest, uid)
+            args.append(parser)
+        if line.strip():
+            raise imap4.IllegalClientResponse("Too many arguments for command: " + repr(line))
+        if uid is not None:
+            handler(*args, uid=uid)
+        else:
+            handler(*args)
+
+    def _parsedArgument(self, result: tuple[Any, bytes | None], tag: bytes, handler: Any,
+                        args: list[Any], parsers: Any, uid: Any) -> None:
+        arg, rest = result
+        # Twisted's parsers give None for "nothing left".
+        self._doCommand(tag, handler, [*args, arg], parsers, rest or b"", uid)
+
+    def _commandFailed(self, failure: Failure, tag: bytes) -> None:
+        """
+        A command's arguments or handler raised: bad input is a tagged BAD
+        (syntax) or NO (refused), logged nowhere; anything else is ours.
+        """
+        value = failure.value
+        if isinstance(value, imap4.IllegalClientResponse):
+            self.sendBadResponse(tag, b"Illegal syntax: " + _said(value))
+        elif isinstance(value, SearchError):
+            self.sendBadResponse(tag, _said(value))
+        elif isinstance(value, imap4.MismatchedNesting):
+            self.sendBadResponse(tag, b"Illegal syntax: Mismatched parentheses")
+        elif isinstance(value, imap4.MismatchedQuoting):
+            self.sendBadResponse(tag, b"Illegal syntax: Mismatched quotes")
+        elif isinstance(value, imap4.IllegalOperation):
+            self.sendNegativeResponse(tag, b"Illegal operation: " + _said(value))
+        elif isinstance(value, imap4.IllegalMailboxEncoding):
+            self.sendNegativeResponse(tag, b"Illegal mailbox name: " + _said(value))
+        elif isinstance(value, _No):
+            self.sendNegativeResponse(tag, _said(value))
+        else:
+            self._serverBug(failure, tag)
+
+    def _serverBug(self, failure: Failure, tag: bytes | None, refusal: bytes = b"") -> None:
+        """
+        The last resort, for a failure of our own: the command is answered
+        (C{BAD}, or the given C{NO} text), and the first few of a session
+        are logged in one line each, naming where it was raised; the rest
+        are counted (L{connectionLost}), so no client can fill the log.
+        """
+        self._bugs += 1
+        if self._bugs <= _LOGGED_FAILURES:
+            frames = failure.frames
+            where = f"{frames[-1][1]}:{frames[-1][2]} in {frames[-1][0]}" if frames else "?"
+            _log.error(
+                "IMAP command failed at {where}: {kind}: {text}",
+                where=where, kind=getattr(failure.type, "__name__", "?"),
+                text=_said(failure.value).decode("ascii"),
+            )
+        if refusal:
+            self.sendNegativeResponse(tag, refusal)
+        else:
+            self.sendBadResponse(tag, b"Server error")
 
     def sendBadResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
         # Twisted prefixes every parse error; a response code must come
@@ -385,6 +522,17 @@ class CaptureIMAP(imap4.IMAP4Server):
         if message.startswith(prefix + b"["):
             message = message[len(prefix) :]
         super().sendBadResponse(tag, message)
+        # A session that only errs is closed, as SMTP closes one (10 errors).
+        self._errors += 1
+        if self._errors >= self.settings.maxErrors and not self._closing:
+            self._closing = True
+            self.sendLine(b"* BYE Too many errors, closing connection")
+            self.transport.loseConnection()
+
+    def sendPositiveResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
+        if tag is not None:
+            self._errors = 0
+        super().sendPositiveResponse(tag, message)
 
     def do_IDLE(self, tag: bytes) -> None:
         self.sendLine(b"+ idling")
@@ -426,14 +574,13 @@ class CaptureIMAP(imap4.IMAP4Server):
             self.blocked.extend(commands)
 
     def _failed(self, failure: Failure, tag: bytes) -> None:
-        if failure.check(imap4.IllegalClientResponse):
-            self.sendBadResponse(tag, str(failure.value).encode("utf-8", "replace"))
+        if failure.check(imap4.IllegalClientResponse, SearchError):
+            self.sendBadResponse(tag, _said(failure.value))
             return
         if failure.check(_No):
-            self.sendNegativeResponse(tag, str(failure.value).encode("utf-8", "replace"))
+            self.sendNegativeResponse(tag, _said(failure.value))
             return
-        _log.failure("IMAP command failed", failure)
-        self.sendNegativeResponse(tag, b"[SERVERBUG] Internal error; try again")
+        self._serverBug(failure, tag, b"[SERVERBUG] Internal error; try again")
 
     # Capabilities, ID, ENABLE
 
@@ -616,9 +763,12 @@ class CaptureIMAP(imap4.IMAP4Server):
             # LIST "" "": the hierarchy delimiter.
             self.sendUntaggedResponse(cmdName + b' (\\Noselect) "/" ""')
         else:
-            matcher = imap4.wildcardToRegexp(wildcard, DELIMITER)
+            try:
+                matcher = MailboxPattern.compile(wildcard, DELIMITER)
+            except PatternTooLong as e:
+                raise _No(f"[LIMIT] {e}") from None
             for name, attributes in await self._folders():
-                if matcher.match(name) or (name == "INBOX" and matcher.match("inbox")):
+                if matcher.matches(name):
                     self.sendUntaggedResponse(
                         b"%s (%s) \"/\" %s"
                         % (cmdName, attributes.encode("ascii"), _mailboxName(name))
@@ -832,7 +982,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if stripped.endswith(b"+}") and b"{" in stripped:
             size = stripped[stripped.rindex(b"{") + 1 : -2]
             if size.isdigit():
-                if int(size) > 64 * 1024 * 1024:
+                if len(size) > 9 or int(size) > 64 * 1024 * 1024:
                     self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
                     self.transport.loseConnection()
                     return
@@ -920,7 +1070,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         # and go on parsing what follows it.
         literal = _TRAILING_LITERAL.search(line)
         if literal is None:
-            return super().arg_searchkeys(line)
+            return splitSearchKeys(line), b""
         self._nonSync = bool(literal.group(2))
         size = int(literal.group(1))
         d = self._stringLiteral(size)
@@ -932,15 +1082,26 @@ class CaptureIMAP(imap4.IMAP4Server):
 
         return d.addCallback(got)
 
+    def arg_flaglist(self, line: bytes) -> Any:
+        # Twisted's takes no flags at all for an empty list.
+        if not line.strip():
+            raise imap4.IllegalClientResponse("Missing flag list")
+        return super().arg_flaglist(line)
+
     def arg_fetchatt(self, line: bytes) -> Any:
         try:
-            return super().arg_fetchatt(line)
+            items, rest = super().arg_fetchatt(line)
         except Exception as e:
             raise imap4.IllegalClientResponse(f"Unknown FETCH item: {e}") from None
+        if not items:
+            raise imap4.IllegalClientResponse("Missing FETCH items")
+        return items, rest
 
     def arg_seqset(self, line: bytes) -> Any:
         # Twisted's, with the set parsed in one pass (capture.imapsets).
-        text, _, rest = line.partition(b" ")
+        text, _, rest = line.lstrip().partition(b" ")
+        if not text:
+            raise imap4.IllegalClientResponse("Missing message set")
         try:
             return parseSequenceSet(text), rest
         except imap4.IllegalIdentifierError as e:
@@ -1155,8 +1316,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         texts = [f.decode("utf-8", "replace") if isinstance(f, bytes) else str(f) for f in flags]
         self._run(tag, self._store(tag, uids, texts, modes[name], silent, bool(uid)))
 
-    select_STORE = _command(do_STORE, arg_seqset, imap4.IMAP4Server.arg_atom,
-                    imap4.IMAP4Server.arg_flaglist)
+    select_STORE = _command(do_STORE, arg_seqset, imap4.IMAP4Server.arg_atom, arg_flaglist)
 
     async def _store(self, tag: bytes, uids: list[int], flags: list[str], mode: int,
                      silent: bool, uid: bool) -> None:
@@ -1221,7 +1381,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         try:
             search = parseSearch(query, view.uids)
         except SearchError as e:
-            self.sendBadResponse(tag, str(e).encode("utf-8", "replace"))
+            self.sendBadResponse(tag, _said(e))
             return
         self._run(tag, self._search(tag, search, bool(uid)))
 
@@ -1295,6 +1455,17 @@ class _No(Exception):
     """
     A command refused with a tagged C{NO} and this text.
     """
+
+
+def _said(error: BaseException | None) -> bytes:
+    """
+    An exception's text as a reply may quote it: printable ASCII, at most
+    200 characters (errors quote what the client sent, up to a whole line).
+    """
+    text = re.sub(r"[^\x20-\x7e]", "?", str(error))
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return text.encode("ascii")
 
 
 def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:

@@ -10,23 +10,96 @@ decodes headers) and, only when a key needs them, its bodies.
 
 from __future__ import annotations
 
+import bisect
 import calendar
 import time
 from collections.abc import Callable
 from typing import Any
 
 import attrs
-from twisted.mail.imap4 import IllegalIdentifierError
+from twisted.mail.imap4 import IllegalIdentifierError, MessageSet
 
-from capture.imapsets import parseSequenceSet, uidsIn
+from capture.imapsets import parseSequenceSet
 from capture.mime import decodeHeaderValue, headerBlock
 from capture.store.model import FetchedMessage, FlagState
+
+MAX_DEPTH = 32
+"""
+How deeply search keys may nest (parentheses, C{NOT} and C{OR} alike): the
+parse and the predicate recurse once a level, and a client's search
+(Thunderbird's longest C{OR} chains included) nests a few levels.
+"""
+
+MAX_KEYS = 1000
+"""
+Search keys in one SEARCH: the predicate runs every key on every message
+of the mailbox, so 30,000 keys on a long line would hold a read thread
+(and the GIL) for seconds.
+"""
 
 
 class SearchError(ValueError):
     """
     The search keys are malformed (answered C{BAD}).
     """
+
+
+def splitSearchKeys(line: bytes) -> list[Any]:
+    """
+    SEARCH's arguments as tokens: atoms and quoted strings as L{bytes}
+    (backslash escapes undone), parenthesised groups as lists, nested at
+    most L{MAX_DEPTH} deep.
+
+    One pass and no recursion: Twisted's C{parseNestedParens} recurses per
+    level when it collapses its result (C{RecursionError} on a thousand
+    parentheses), raises several kinds of errors, and takes C{[} for a
+    parenthesis (C{SUBJECT [JIRA]} split in two).
+
+    @raise SearchError: Unbalanced parentheses or quotes, or groups nested
+        too deeply.
+    """
+    stack: list[list[Any]] = [[]]
+    i, end = 0, len(line)
+    while i < end:
+        c = line[i]
+        if c in b" \t":
+            i += 1
+        elif c == 0x28:  # (
+            if len(stack) > MAX_DEPTH:
+                raise SearchError(f"Search keys nested too deeply (the limit is {MAX_DEPTH})")
+            group: list[Any] = []
+            stack[-1].append(group)
+            stack.append(group)
+            i += 1
+        elif c == 0x29:  # )
+            if len(stack) == 1:
+                raise SearchError("Unmatched ')' in search keys")
+            stack.pop()
+            i += 1
+        elif c == 0x22:  # "
+            i += 1
+            text = bytearray()
+            while True:
+                if i >= end:
+                    raise SearchError("Unterminated quoted string in search keys")
+                q = line[i]
+                if q == 0x22:
+                    break
+                if q == 0x5C and i + 1 < end:
+                    i += 1
+                    q = line[i]
+                text.append(q)
+                i += 1
+            stack[-1].append(bytes(text))
+            i += 1
+        else:
+            start = i
+            while i < end and line[i] not in b' \t()"':
+                i += 1
+            stack[-1].append(line[start:i])
+    if len(stack) != 1:
+        raise SearchError("Unmatched '(' in search keys")
+    return stack[0]
 
 
 @attrs.define
@@ -85,7 +158,7 @@ def _date(token: Any) -> int:
     try:
         parsed = time.strptime(_text(token), "%d-%b-%Y")
     except ValueError:
-        raise SearchError(f"Bad date {_text(token)!r} (use 1-Feb-2024)") from None
+        raise SearchError(f"Bad date {_text(token)[:100]!r} (use 1-Feb-2024)") from None
     return calendar.timegm(parsed) * 1000
 
 
@@ -118,47 +191,88 @@ def _sentDate(message: _Message) -> int | None:
 _DAY = 86400 * 1000
 
 
+def _inRanges(ranges: list[tuple[int, int]]) -> Predicate:
+    """
+    Whether a message's uid is in one of C{ranges} (ascending, disjoint):
+    a bisection a message, and no set as large as the mailbox built on the
+    reactor for each of a thousand C{1:*} keys.
+    """
+    starts = [low for low, _ in ranges]
+    ends = [high for _, high in ranges]
+
+    def member(m: _Message) -> bool:
+        uid = m.state.uid
+        i = bisect.bisect_right(starts, uid) - 1
+        return i >= 0 and uid <= ends[i]
+
+    return member
+
+
 class _Parser:
     def __init__(self, tokens: list[Any], uids: list[int]) -> None:
-        self.tokens = list(tokens)
         self.uids = uids
         self.bodies = False
+        self.keys = 0
+        self.depth = 0
+        self._groups: list[tuple[list[Any], int]] = [(tokens, 0)]
+
+    def _more(self) -> bool:
+        tokens, at = self._groups[-1]
+        return at < len(tokens)
 
     def take(self) -> Any:
-        if not self.tokens:
+        tokens, at = self._groups[-1]
+        if at >= len(tokens):
             raise SearchError("Missing search argument")
-        return self.tokens.pop(0)
+        self._groups[-1] = (tokens, at + 1)
+        return tokens[at]
 
     def all(self) -> Predicate:
         keys = []
-        while self.tokens:
+        while self._more():
             keys.append(self.key())
         if not keys:
             raise SearchError("Empty search")
+        if len(keys) == 1:
+            return keys[0]
         return lambda m: all(k(m) for k in keys)
 
     def _set(self, token: bytes, uid: bool) -> Predicate:
         try:
-            messages = parseSequenceSet(token)
-        except (IllegalIdentifierError, ValueError) as e:
-            raise SearchError(f"Bad message set {token!r}: {e}") from None
+            messages: MessageSet = parseSequenceSet(token)
+        except (IllegalIdentifierError, ValueError):
+            raise SearchError(f"Bad message set {token[:100]!r}") from None
         uids = self.uids
         if uid:
-            # A set: one lookup a message, not a pass over every range.
-            named = set(uidsIn(messages, uids))
-            return lambda m: m.state.uid in named
+            messages.last = uids[-1] if uids else 1
+            return _inRanges(messages.ranges)
         messages.last = max(len(uids), 1)
-        chosen = {uids[s - 1] for low, high in messages.ranges
-                  for s in range(low, min(high, len(uids)) + 1)}
-        return lambda m: m.state.uid in chosen
+        # Positions low..high are the uids from the low-th to the high-th.
+        return _inRanges([
+            (uids[low - 1], uids[min(high, len(uids)) - 1])
+            for low, high in messages.ranges if low <= len(uids)
+        ])
 
     def key(self) -> Predicate:
+        self.keys += 1
+        if self.keys > MAX_KEYS:
+            raise SearchError(f"Too many search keys (the limit is {MAX_KEYS})")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise SearchError(f"Search keys nested too deeply (the limit is {MAX_DEPTH})")
+            return self._key()
+        finally:
+            self.depth -= 1
+
+    def _key(self) -> Predicate:
         token = self.take()
         if isinstance(token, list):
-            inner = _Parser(token, self.uids)
-            predicate = inner.all()
-            self.bodies |= inner.bodies
-            return predicate
+            self._groups.append((token, 0))
+            try:
+                return self.all()
+            finally:
+                self._groups.pop()
         name = _text(token).upper()
         flags: dict[str, Predicate] = {
             "ALL": lambda m: True,
@@ -220,8 +334,8 @@ class _Parser:
             return sent
         if name in ("LARGER", "SMALLER"):
             size = _text(self.take())
-            if not size.isdigit():
-                raise SearchError(f"Bad size {size!r}")
+            if not (size.isascii() and size.isdigit() and len(size) < 20):
+                raise SearchError(f"Bad size {size[:100]!r}")
             limit = int(size)
             if name == "LARGER":
                 return lambda m: m.fetched.size > limit
@@ -237,13 +351,13 @@ class _Parser:
             return self._set(token if isinstance(token, bytes) else b"", uid=True)
         if isinstance(token, bytes) and token[:1].isdigit() or token == b"*":
             return self._set(token, uid=False)
-        raise SearchError(f"Unknown search key {name!r}")
+        raise SearchError(f"Unknown search key {name[:100]!r}")
 
 
 def parseSearch(tokens: list[Any], uids: list[int]) -> Search:
     """
-    Turn SEARCH's keys (as Twisted's C{parseNestedParens} splits them) into
-    a L{Search}.
+    Turn SEARCH's keys (as L{splitSearchKeys} splits them) into a
+    L{Search}.
 
     @param uids: The selected mailbox's uids, ascending: sequence numbers
         in the keys are positions in it.

@@ -13,6 +13,7 @@ import imaplib
 import re
 import secrets
 import socket
+import ssl
 import subprocess
 import time
 from typing import Any
@@ -939,6 +940,65 @@ def test_pipelinedAfterSTARTTLSIsDiscarded(server: CaptureServer) -> None:
         data += tls.recv(4096)
     assert b"BYE" not in data and b"b OK" not in data
     tls.close()
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2])
+def test_commandInTheFinishedFlightIsAnswered(server: CaptureServer,
+                                              version: ssl.TLSVersion) -> None:
+    """
+    After STARTTLS, a client whose first command leaves in the same TCP
+    segment as its TLS Finished message (the client side run on memory BIOs,
+    so the test decides the flights) gets it answered: bytes that arrive
+    inside TLS with the end of the handshake are read, only what came in
+    the clear is dropped.  (The offlineimap hang of issue 10 is not this:
+    see README, "offlineimap".)
+    """
+    plain = socket.create_connection(("127.0.0.1", server.ports["imap"]), timeout=10)
+    buffered = b""
+
+    def clearLine() -> bytes:
+        nonlocal buffered
+        while b"\r\n" not in buffered:
+            buffered += plain.recv(1)
+        line, buffered = buffered.split(b"\r\n", 1)
+        return line
+
+    assert clearLine().startswith(b"* OK")
+    plain.sendall(b"a STARTTLS\r\n")
+    assert clearLine() == b"a OK Begin TLS negotiation now"
+    context = server.tlsContext()
+    context.minimum_version = context.maximum_version = version
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+    while True:
+        try:
+            tls.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            if outgoing.pending:
+                plain.sendall(outgoing.read())
+            incoming.write(plain.recv(65536))
+    # The client's last handshake flight (TLS 1.3: its Finished) is still
+    # in the BIO: the command goes out in the same segment.
+    tls.write(b"b CAPABILITY\r\n")
+    plain.sendall(outgoing.read())
+    answer = b""
+    while b"b OK" not in answer:
+        data = plain.recv(65536)
+        assert data, answer
+        incoming.write(data)
+        try:
+            while True:
+                answer += tls.read(65536)
+        except ssl.SSLWantReadError:
+            pass
+    assert tls.version() == {ssl.TLSVersion.TLSv1_3: "TLSv1.3",
+                             ssl.TLSVersion.TLSv1_2: "TLSv1.2"}[version]
+    lines = answer.split(b"\r\n")
+    assert lines[0].startswith(b"* CAPABILITY IMAP4rev1 ") and b"AUTH=PLAIN" in lines[0]
+    assert lines[1:] == [b"b OK CAPABILITY completed", b""]
+    plain.close()
+    _stillServes(server)
 
 
 def test_badSequencesAndNames(server: CaptureServer) -> None:

@@ -1,17 +1,26 @@
 """
 The pure pieces of the IMAP server: flag arithmetic, header field
-selection, dates, FETCH batching, SEARCH and sequence set parsing.
+selection, dates, FETCH batching, SEARCH and sequence set parsing, LIST
+patterns.
 """
 
 from __future__ import annotations
 
+import itertools
 import random
+import sys
 
 import pytest
-from twisted.mail.imap4 import IllegalIdentifierError, parseIdList, parseNestedParens
+from twisted.mail.imap4 import (
+    IllegalIdentifierError,
+    parseIdList,
+    parseNestedParens,
+    wildcardToRegexp,
+)
 
 from capture.imapitems import applyFlags, fetchBatches, flagList, headerFields, internalDate
-from capture.imapsearch import SearchError, parseSearch
+from capture.imapmatch import MAX_PATTERN, MailboxPattern, PatternTooLong
+from capture.imapsearch import MAX_DEPTH, MAX_KEYS, SearchError, parseSearch, splitSearchKeys
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.store.model import FetchedMessage, FlagState
 
@@ -169,3 +178,172 @@ def test_searchByLongUidSet() -> None:
         return search.match(state, FetchedMessage(uid, 1, 0, 0, raw=b""), None, None)
 
     assert [u for u in uids if matches(u)] == named
+
+
+def _matchesByDefinition(pattern: str, name: str) -> bool:
+    """
+    RFC 3501 6.3.8 read literally, by trying every split (exponential: for
+    short strings only): C{*} takes any characters, C{%} any but C{/}.
+    """
+    if not pattern:
+        return not name
+    first, rest = pattern[0], pattern[1:]
+    if first == "*":
+        return any(_matchesByDefinition(rest, name[i:]) for i in range(len(name) + 1))
+    if first == "%":
+        for i in range(len(name) + 1):
+            if _matchesByDefinition(rest, name[i:]):
+                return True
+            if name[i : i + 1] == "/":
+                return False
+        return False
+    return name[:1].lower() == first.lower() and _matchesByDefinition(rest, name[1:])
+
+
+def test_mailboxPatternsAgainstTheDefinition() -> None:
+    """
+    Every pattern of up to 4 items over C{a b / * %} and every name of up to
+    5 characters over C{a B /}: the compiled pattern matches exactly when
+    the definition does and when Twisted's regular expression matches the
+    whole name (case aside).
+    """
+    names = ["".join(t) for k in range(6) for t in itertools.product("aB/", repeat=k)]
+    for size in range(5):
+        for items in itertools.product("ab/*%", repeat=size):
+            pattern = "".join(items)
+            compiled = MailboxPattern.compile(pattern, "/")
+            theirs = wildcardToRegexp(pattern, "/")
+            for name in names:
+                expected = _matchesByDefinition(pattern, name)
+                assert compiled.matches(name) == expected, (pattern, name)
+                assert bool(theirs.fullmatch(name)) == expected, (pattern, name)
+
+
+def test_percentStopsAtTheDelimiter() -> None:
+    """
+    C{%} matches within one level, C{*} across levels; a pattern matches
+    the whole name, not a prefix of it; INBOX in any case.
+    """
+    names = ["INBOX", "Trash", "Inboxes", "Inboxes/a@x.test", "Inboxes/b@y.test"]
+
+    def listed(pattern: str) -> list[str]:
+        compiled = MailboxPattern.compile(pattern, "/")
+        return [n for n in names if compiled.matches(n)]
+
+    assert listed("%") == ["INBOX", "Trash", "Inboxes"]
+    assert listed("*") == names
+    assert listed("Inboxes/%") == ["Inboxes/a@x.test", "Inboxes/b@y.test"]
+    assert listed("%/%") == ["Inboxes/a@x.test", "Inboxes/b@y.test"]
+    assert listed("%@x.test") == []
+    assert listed("*@x.test") == ["Inboxes/a@x.test"]
+    assert listed("Inboxes") == ["Inboxes"]
+    assert listed("inbox") == ["INBOX"]
+    assert listed("Inbox%") == ["INBOX", "Inboxes"]
+    assert listed("%*%*%*%*%*%*%*%*%*%*%*%*Z") == []
+    assert listed("%*%*%*%*%*%*%*%*%*%*%*%*t") == ["Inboxes/a@x.test", "Inboxes/b@y.test"]
+
+
+def test_longPatternsRefused() -> None:
+    """
+    A pattern longer than L{MAX_PATTERN} is refused before any matching;
+    one at the limit, all wildcards, matches a long name.
+    """
+    with pytest.raises(PatternTooLong):
+        MailboxPattern.compile("%*" * (MAX_PATTERN // 2) + "Z", "/")
+    compiled = MailboxPattern.compile("%*" * (MAX_PATTERN // 2), "/")
+    assert compiled.matches("Inboxes/" + "x" * 300 + "@example.com")
+
+
+@pytest.mark.parametrize("line", [
+    b"ALL", b"FROM alice SUBJECT \"two words\"", b"(OR SEEN DELETED) NOT (FLAGGED UNSEEN)",
+    b'HEADER X-Note "a \\"quoted\\" b" 1:3,5', b"((SEEN))", b"UID 1:*",
+])
+def test_searchKeysSplitAsTwistedSplitsThem(line: bytes) -> None:
+    """
+    For the search keys clients send, the one-pass split gives what
+    Twisted's C{parseNestedParens} gives.
+    """
+    assert splitSearchKeys(line) == parseNestedParens(line)
+
+
+@pytest.mark.parametrize("line, problem", [
+    (b"(SEEN", "Unmatched '\\('"),
+    (b"SEEN)", "Unmatched '\\)'"),
+    (b")", "Unmatched '\\)'"),
+    (b'SUBJECT "open', "Unterminated quoted string"),
+    (b"(" * (MAX_DEPTH + 1) + b"ALL" + b")" * (MAX_DEPTH + 1), "nested too deeply"),
+    (b"(" * 100_000, "nested too deeply"),
+])
+def test_badSearchKeySyntax(line: bytes, problem: str) -> None:
+    """
+    Unbalanced parentheses or quotes, and groups nested deeper than
+    L{MAX_DEPTH}, are a SearchError (BAD), never Twisted's exceptions or a
+    RecursionError.
+    """
+    with pytest.raises(SearchError, match=problem):
+        splitSearchKeys(line)
+
+
+def test_searchBracketsAreText() -> None:
+    """
+    A bracket is a character of an atom (C{SUBJECT [JIRA]}), not a group
+    as Twisted's parser takes it.
+    """
+    assert splitSearchKeys(b"SUBJECT [JIRA]") == [b"SUBJECT", b"[JIRA]"]
+
+
+@pytest.mark.parametrize("keys", [
+    b"NOT " * (MAX_DEPTH + 1) + b"ALL",
+    b"OR ALL " * (MAX_DEPTH + 1) + b"ALL",
+    b"(" * MAX_DEPTH + b"NOT ALL" + b")" * MAX_DEPTH,
+    b"NOT " * 100_000 + b"ALL",
+])
+def test_deepSearchRefused(keys: bytes) -> None:
+    """
+    Parentheses, NOT and OR together nest at most L{MAX_DEPTH} levels (the
+    parse and the predicate recurse once a level); deeper is a SearchError
+    even far past Python's recursion limit.
+    """
+    assert sys.getrecursionlimit() < 100_000
+    with pytest.raises(SearchError, match="nested too deeply"):
+        parseSearch(splitSearchKeys(keys), [1, 2])
+
+
+def test_deepestSearchAllowedRuns() -> None:
+    """
+    Keys nested exactly L{MAX_DEPTH} levels parse and match.
+    """
+    search = parseSearch(splitSearchKeys(b"NOT " * (MAX_DEPTH - 1) + b"SEEN"), [1])
+    state = FlagState(1, read=False, deleted=False, answered=False, flagged=False, labels=())
+    # MAX_DEPTH - 1 NOTs of SEEN, on an unread message.
+    assert search.match(state, FetchedMessage(1, 1, 0, 0, raw=b""), None, None) is (
+        (MAX_DEPTH - 1) % 2 == 1)
+
+
+def test_tooManySearchKeys() -> None:
+    """
+    More than L{MAX_KEYS} keys in one SEARCH are refused (each would run on
+    every message); L{MAX_KEYS} of them are fine, however large the
+    mailbox, and sequence sets match by position.
+    """
+    uids = list(range(1, 100_001))
+    with pytest.raises(SearchError, match="Too many search keys"):
+        parseSearch(splitSearchKeys(b"1:* " * (MAX_KEYS + 1)), uids)
+    search = parseSearch(splitSearchKeys(b"2:5 " * (MAX_KEYS - 1) + b"UID 4:*"), uids)
+
+    def matches(uid: int) -> bool:
+        state = FlagState(uid, False, False, False, False, ())
+        return search.match(state, FetchedMessage(uid, 1, 0, 0, raw=b""), None, None)
+
+    assert [u for u in range(1, 10) if matches(u)] == [4, 5]
+
+
+@pytest.mark.parametrize("keys", [b"LARGER \xc2\xb2", b"LARGER " + b"9" * 5000, b"SMALLER -1"])
+def test_badSizes(keys: bytes) -> None:
+    """
+    A size that is not a plain decimal number of a sane length (a Unicode
+    superscript digit, 5,000 digits) is a SearchError, not a ValueError
+    from int().
+    """
+    with pytest.raises(SearchError, match="Bad size"):
+        parseSearch(splitSearchKeys(keys), [1])
