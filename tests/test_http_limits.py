@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -161,8 +162,17 @@ def test_streamCaps(streams: CaptureServer) -> None:
 
 
 def test_websocketCountsAsAStream(streams: CaptureServer) -> None:
+    # Mailsac's websocket carries only owned addresses with enablews on.
+    key = streams.key or ""
+    for method, body in (("POST", None), ("PUT", b'{"enablews": true}')):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{streams.ports['http']}/api/addresses/ws@public.test",
+            data=body, method=method,
+            headers={"Content-Type": "application/json", "Mailsac-Key": key})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert response.status == 200
     ws = HTTP(streams, "127.0.0.5")
-    ws.get(b"/incoming-messages?key=" + (streams.key or "").encode() + b"&addresses=x@public.test",
+    ws.get(b"/incoming-messages?key=" + key.encode() + b"&addresses=ws@public.test",
            b"Upgrade: websocket", b"Connection: Upgrade",
            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==", b"Sec-WebSocket-Version: 13")
     assert ws.until(b"Listening").startswith(b"HTTP/1.1 101")
