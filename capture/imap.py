@@ -30,6 +30,7 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
@@ -532,7 +533,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             self.factory.metrics.authFailed("imap")
             wait = throttle.failed(self._peerIP)
             if wait:
-                await _sleep(wait)
+                await deferLater(self.factory.clock, wait, lambda: None)
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] Invalid credentials")
             return
         throttle.succeeded(self._peerIP)
@@ -1300,13 +1301,6 @@ class _No(Exception):
 
 def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:
     return seen is not None and (seen.everything or savedBy is None or savedBy == seen.starredBy)
-
-
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, seconds, lambda: None)
 
 
 def _mailboxName(name: str) -> bytes:

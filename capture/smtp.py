@@ -396,6 +396,12 @@ class CaptureSMTP(ESMTP):
             self._heldFor = None
             if self._lost:
                 return None
+            if isinstance(result, Failure):
+                # The command's own callbacks answer every expected outcome:
+                # a failure here is a bug, and the client must still hear
+                # something rather than wait for an answer that never comes.
+                self._internalError(result)
+                return None
             self.setTimeout(self.timeout)
             if self._paused:
                 self._paused = False
@@ -407,22 +413,23 @@ class CaptureSMTP(ESMTP):
                     self._drain()
                 except Exception:
                     # Nothing may leave a session hanging without a reply.
-                    _log.failure("SMTP session failed")
-                    self.sendCode(421, b"4.3.0 " + self.host + b" Internal error, closing connection")
-                    self.transport.loseConnection()
+                    self._internalError(Failure())
             return None
 
         d.addBoth(release)
 
-    def _clock(self) -> Any:
+    def _internalError(self, reason: Failure) -> None:
+        _log.failure("SMTP session failed", reason)
+        self.sendCode(421, b"4.3.0 " + self.host + b" Internal error, closing connection")
+        self.transport.loseConnection()
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
         """
-        The reactor whose C{callLater} this session uses (tests give the
-        protocol a L{Clock}).
+        Every timer of the session (idle, store and bare-LF deadlines, late
+        answers) runs on the factory's clock: the reactor, or a L{Clock} in
+        tests.
         """
-        owner = getattr(self.callLater, "__self__", None)
-        if owner is None:
-            from twisted.internet import reactor as owner
-        return owner
+        return self.factory.clock.callLater(period, func)
 
     def sendCode(self, code: int, message: bytes = b"") -> None:
         """
@@ -619,7 +626,7 @@ class CaptureSMTP(ESMTP):
             if wait:
                 # Answered late: the session (held until this fires) reads
                 # nothing meanwhile.
-                return deferLater(self._clock(), wait, self._error, 535, _BAD_CREDENTIALS)
+                return deferLater(self.factory.clock, wait, self._error, 535, _BAD_CREDENTIALS)
             self._error(535, _BAD_CREDENTIALS)
         else:
             _log.failure("SMTP authentication error", reason)
@@ -895,8 +902,9 @@ class SMTPFactory(SessionFactory):
         budget: IngestBudget | None = None,
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
+        clock: Any = None,
     ) -> None:
-        super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
+        super().__init__(store, portal, settings, tlsOptions, throttle, metrics, clock)
         self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
 
     def buildSession(self) -> CaptureSMTP:

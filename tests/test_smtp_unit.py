@@ -142,11 +142,10 @@ class _Session:
         self.clock = Clock()
         self.factory = SMTPFactory(
             backend.store, backend.portal, SMTPSettings(**settings),
-            tlsOptions=object() if tls else None,
+            tlsOptions=object() if tls else None, clock=self.clock,
         )
         proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         assert isinstance(proto, CaptureSMTP)
-        proto.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self.proto = proto
         transportClass = _TLSStringTransport if tls else StringTransport
         self.transport = transportClass(
@@ -1065,3 +1064,25 @@ def test_failedLoginsSlowedThenRefused(backend: _Backend) -> None:
     again.new()
     again.feed(wrong)
     assert again.new() == [b"421 4.7.0 localhost Too many failed logins, try again later"]
+
+
+def test_failureInAHeldCommandIsAnswered(backend: _Backend) -> None:
+    """
+    A bug in what answers a held command (here the throttle failing while
+    a wrong login is answered) still gets the client an answer, C{421},
+    and the connection closes, instead of a session that waits forever.
+    """
+
+    class _Broken(LoginThrottle):
+        def failed(self, client: str) -> float:
+            raise RuntimeError("broken throttle")
+
+    session = _Session(backend, allowInsecureAuth=True)
+    session.factory.throttle = _Broken(session.clock)
+    session.new()
+    wrong = b"AUTH PLAIN " + base64.b64encode(b"\0" + ACCOUNT.encode() + b"\0k_wrong") + b"\r\n"
+    session.feed(wrong)
+    assert session.waitForReplies(1) == [
+        b"421 4.3.0 localhost Internal error, closing connection"
+    ]
+    assert session.transport.disconnecting
