@@ -34,7 +34,7 @@ import re
 import time
 from collections.abc import Callable
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -110,27 +110,41 @@ def _rfc5322Date(seconds: int) -> str:
 @attrs.define
 class IngestBudget:
     """
-    How much message data every SMTP session together may hold in memory,
-    from the first data line until the store has it: without it, a thousand
-    clients each sending a message of the maximum size would exhaust memory.
+    How much memory the message data of every SMTP session together may
+    take, from the first data line until the store has it: without it, a
+    thousand clients each sending a message of the maximum size would
+    exhaust memory.
 
-    @ivar used: Octets held now.
+    Each octet of data counts L{copies} times, reserved as it arrives: the
+    data itself (one buffer per message, the C{Received:} line put in front
+    in place), what parsing makes (a text body as text, an attachment
+    decoded) and the copy SQLite binds when it writes the message.  Measured
+    by C{bench/ingest_memory.py}; text of characters outside the Basic
+    Multilingual Plane costs more (Python keeps it at 4 octets a character).
+
+    @ivar used: Octets reserved now (L{copies} per octet of data).
     """
 
     limit: int
     used: int = 0
+    copies: ClassVar[int] = 3
 
     def take(self, octets: int) -> bool:
         """
-        Reserve C{octets}, unless that would cross the limit.
+        Reserve room for C{octets} of message data, unless that would
+        cross the limit.
         """
-        if self.used + octets > self.limit:
+        cost = octets * self.copies
+        if self.used + cost > self.limit:
             return False
-        self.used += octets
+        self.used += cost
         return True
 
     def give(self, octets: int) -> None:
-        self.used -= octets
+        """
+        Give back the room of C{octets} of message data.
+        """
+        self.used -= octets * self.copies
 
 
 class SMTPError(Exception):
@@ -142,6 +156,14 @@ class SMTPError(Exception):
         super().__init__(code, text)
         self.code = code
         self.text = text
+
+
+def _longestLine(data: bytearray | memoryview) -> int:
+    """
+    The length of the longest CRLF-ended line in C{data}.
+    """
+    found = bytes(data) if isinstance(data, memoryview) else data
+    return max(len(line) for line in found.split(b"\r\n"))
 
 
 def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
@@ -205,6 +227,8 @@ class CaptureSMTP(ESMTP):
     portal: Portal  # type: ignore[assignment]
     challenger: Any
     timeout: float  # type: ignore[assignment]
+    # Not LineReceiver's bytes: see _newBuffer.
+    _buffer: bytearray  # type: ignore[assignment]
 
     def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
         challengers: dict[bytes, Callable[[], IChallengeResponse]] = {
@@ -216,7 +240,7 @@ class CaptureSMTP(ESMTP):
         self.settings = settings
         self.host = settings.hostname.encode("idna")
         self.timeout = settings.idleTimeout
-        self._buffer = b""
+        self._newBuffer()
         self._held = False
         self._heldFor: Deferred[Any] | None = None
         self._draining = False
@@ -258,7 +282,7 @@ class CaptureSMTP(ESMTP):
         self._lost = True
         self.setTimeout(None)
         self._cancelBareLF()
-        self._buffer = b""
+        self._newBuffer()
         self._resetTransaction()
         self.factory.connectionClosed()
 
@@ -268,6 +292,21 @@ class CaptureSMTP(ESMTP):
         Whether this session is encrypted, by STARTTLS or implicit TLS.
         """
         return self._implicitTLS or self.startedTLS
+
+    def _newBuffer(self) -> None:
+        """
+        Start with nothing buffered, dropping what was (a new object, so a
+        loop still reading the old one sees that it was replaced).
+
+        The buffer is a C{bytearray}, grown in place and cut from the
+        front: a line arriving in thousands of segments is neither copied
+        nor searched whole again for each one (C{_scanned}), so assembling
+        lines costs time linear in the octets received.
+        """
+        self._buffer = bytearray()
+        # No CRLF starts before this offset of the buffer: searches resume
+        # here (one octet back from the end, for a CR whose LF is to come).
+        self._scanned = 0
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -301,15 +340,17 @@ class CaptureSMTP(ESMTP):
         buf = self._buffer
         pos = 0
         while not self._held and not self.transport.disconnecting:
+            scan = max(pos, self._scanned)
             if self.mode == _DATA and not self._skippingLine:
-                consumed = self._dataChunk(buf, pos)
+                consumed = self._dataChunk(buf, pos, scan)
                 if consumed != pos:
                     pos = consumed
                     continue
                 # No whole line buffered: only the length check below is left.
-            end = buf.find(b"\r\n", pos)
+            end = buf.find(b"\r\n", scan)
             limit = self._lineLimit()
             if end < 0:
+                self._scanned = len(buf) - 1
                 # A trailing CR may be the first half of the CRLF ending a
                 # line of exactly the limit: it does not count.
                 if len(buf) - pos - buf.endswith(b"\r") > limit:
@@ -318,7 +359,7 @@ class CaptureSMTP(ESMTP):
                     pos = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
                     self._skippingLine = True
                 break
-            line = buf[pos:end]
+            line = bytes(buf[pos:end])
             pos = end + 2
             if self._skippingLine:
                 self._skippingLine = False
@@ -330,7 +371,9 @@ class CaptureSMTP(ESMTP):
             if self._buffer is not buf:
                 # STARTTLS threw away what was pipelined after it.
                 return
-        self._buffer = buf[pos:]
+        # Cutting a bytearray's front moves its start, not its contents.
+        del buf[:pos]
+        self._scanned = max(self._scanned - pos, 0)
 
     def _lineLimit(self) -> int:
         if self.mode == _DATA:
@@ -369,7 +412,7 @@ class CaptureSMTP(ESMTP):
         commands (SMTP smuggling).
         """
         self._bareLFCall = None
-        self._buffer = b""
+        self._newBuffer()
         self.mode = _COMMAND
         self._resetTransaction()
         self.sendCode(554, b"5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>")
@@ -484,7 +527,7 @@ class CaptureSMTP(ESMTP):
         self._overBudget = False
         self._from: str | None = None
         self._to: list[Recipient] = []
-        self._lines: list[bytes] = []
+        self._data = bytearray()
         self._size = 0
         self._tooBig = False
         self._tooLongLine = False
@@ -542,7 +585,7 @@ class CaptureSMTP(ESMTP):
         self.sendCode(220, b"2.0.0 Ready to start TLS")
         # RFC 3207 4.2: forget everything learnt before TLS, including lines
         # the client pipelined after STARTTLS (gap S1).
-        self._buffer = b""
+        self._newBuffer()
         self._resetTransaction()
         self._helo = (None, self._peerIP)
         self._submitter = None
@@ -725,56 +768,73 @@ class CaptureSMTP(ESMTP):
 
     # Message data
 
-    def _dataChunk(self, buf: bytes, pos: int) -> int:
+    def _dataChunk(self, buf: bytearray, pos: int, scan: int) -> int:
         """
         Take the message data in C{buf} from C{pos} (a line start): every
         whole line at once, up to and including the end of DATA if it is
         there.  Handling a chunk rather than line by line keeps a message's
         cost off Python's per-call overhead.
 
+        @param scan: No CRLF starts between C{pos} and this offset (searched
+            already), so neither does CRLF.CRLF: searching from here keeps
+            a long line's cost linear.
         @return: Where the unconsumed bytes start.
         """
         if buf.startswith(b".\r\n", pos):
             self._endOfData()
             return pos + 3
-        end = buf.find(b"\r\n.\r\n", pos)
+        end = buf.find(b"\r\n.\r\n", scan)
         if end >= 0:
-            self._dataBytes(buf[pos : end + 2])
+            self._dataBytes(buf, pos, end + 2)
             self._endOfData()
             return end + 5
-        last = buf.rfind(b"\r\n", pos)
+        last = buf.rfind(b"\r\n", scan)
         if last < 0:
             return pos
-        self._dataBytes(buf[pos : last + 2])
+        self._dataBytes(buf, pos, last + 2)
         return last + 2
 
-    def _dataBytes(self, chunk: bytes) -> None:
+    def _dataBytes(self, buf: bytearray, start: int, stop: int) -> None:
         """
-        Keep whole lines of message data, dot-unstuffed (RFC 5321 4.5.2).
+        Keep the whole lines of message data in C{buf[start:stop]},
+        dot-unstuffed (RFC 5321 4.5.2), at the end of the message's one
+        buffer: copied once from what was received, never joined again.
         """
-        if chunk.startswith(b"."):
-            chunk = chunk[1:]
-        # One pass: replace() hands back the same object when nothing matches.
-        chunk = chunk.replace(b"\r\n.", b"\r\n")
+        if buf.startswith(b".", start):
+            start += 1
+        chunk: bytes | bytearray | memoryview
+        if buf.find(b"\r\n.", start, stop) >= 0:
+            chunk = buf[start:stop].replace(b"\r\n.", b"\r\n")
+        else:
+            chunk = memoryview(buf)[start:stop]
+        try:
+            self._keep(chunk)
+        finally:
+            if isinstance(chunk, memoryview):
+                # The receive buffer cannot be resized while a view is out.
+                chunk.release()
+
+    def _keep(self, chunk: bytearray | memoryview) -> None:
+        size = len(chunk)
         limit = self.settings.maxLineLength
-        if len(chunk) > limit and any(len(line) > limit for line in chunk.split(b"\r\n")):
+        if size > limit and _longestLine(chunk) > limit:
             self._tooLongLine = True
-        self._size += len(chunk)
+        self._size += size
         if self._size > self.settings.maxMessageSize:
             self._tooBig = True
-            self._lines = []
+            self._data = bytearray()
         if self._tooBig or self._overBudget:
             return
-        if not self.factory.budget.take(len(chunk)):
+        if not self.factory.budget.take(size):
             # The server holds all the message data it may: the client gets
             # a temporary failure at the end and tries again later.
             self._overBudget = True
-            self._lines = []
+            self._data = bytearray()
             self.factory.budget.give(self._budgeted)
             self._budgeted = 0
             return
-        self._budgeted += len(chunk)
-        self._lines.append(chunk)
+        self._budgeted += size
+        self._data += chunk
 
     def _endOfData(self) -> None:
         self.mode = _COMMAND
@@ -825,19 +885,20 @@ class CaptureSMTP(ESMTP):
             received=int(time.time() * 1000),
         )
 
-    def _messageBytes(self, received: bytes) -> bytes:
+    def _messageBytes(self, received: bytes) -> bytearray:
         """
-        The message as stored: our C{Received:} line and the data, joined
-        in one copy (a message may be as large as C{--max-message-size}).
+        The message as stored: our C{Received:} line put in front of the
+        data, in the data's own buffer (a message may be as large as
+        C{--max-message-size}: a joined copy would double it).  The buffer
+        is the store's from here on.
         """
-        parts = [received]
-        first = self._lines[0] if self._lines else b""
+        data, self._data = self._data, bytearray()
         # A message that starts without a header gets the empty line that
         # separates our Received: header from its body.
-        if first and not first.startswith(b"\r\n") and not HEADER_LINE_RE.match(first):
-            parts.append(b"\r\n")
-        parts += self._lines
-        return b"".join(parts)
+        if data and not data.startswith(b"\r\n") and not HEADER_LINE_RE.match(data):
+            received += b"\r\n"
+        data[:0] = received
+        return data
 
     def _receivedLine(self, envelope: Envelope) -> bytes:
         """

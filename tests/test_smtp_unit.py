@@ -964,7 +964,7 @@ def test_ingestBudgetRefusesPastItsLimit(backend: _Backend) -> None:
     nothing stored, while another session's message under way is unharmed;
     every octet goes back to the budget once stored or refused.
     """
-    budget = IngestBudget(4096)
+    budget = IngestBudget(4096 * IngestBudget.copies)
     first = _session(backend)
     second = _session(backend)
     first.factory.budget = second.factory.budget = budget
@@ -1086,3 +1086,31 @@ def test_failureInAHeldCommandIsAnswered(backend: _Backend) -> None:
         b"421 4.3.0 localhost Internal error, closing connection"
     ]
     assert session.transport.disconnecting
+
+
+@pytest.mark.parametrize("segment", [1, 7, 200, 4096])
+def test_longLinesInSegmentsStoredExactly(backend: _Backend, segment: int) -> None:
+    """
+    Long lines arriving in small segments (the receive buffer searched
+    from where the last search stopped) are stored byte for byte: CRLFs,
+    stuffed dots and the end of DATA falling at any place in a segment,
+    with a lone CR inside a line.
+    """
+    session = _session(backend)
+    session.feed(_ENVELOPE)
+    body = (
+        b"Subject: long\r\n\r\n" + b"x" * 20_000 + b"\r\n"
+        + b"..dot after a long line" + b"y" * 9_999 + b"\r\n"
+        + b"cr\rinside" + b"z" * 5_003 + b"\r\n.\r\n"
+    )
+    for i in range(0, len(body), segment):
+        session.feed(body[i : i + segment])
+    replies = session.waitForReplies(5)
+    queueId = _queueId(replies[-1])
+    assert _body(backend.raw(queueId)) == (
+        b"Subject: long\r\n\r\n" + b"x" * 20_000 + b"\r\n"
+        + b".dot after a long line" + b"y" * 9_999 + b"\r\n"
+        + b"cr\rinside" + b"z" * 5_003 + b"\r\n"
+    )
+    session.feed(b"NOOP\r\n")
+    assert session.new() == [b"250 2.0.0 OK"]
