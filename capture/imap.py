@@ -37,7 +37,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility
-from capture.auth import IMailboxReader, LoginThrottle
+from capture.auth import MECHANISMS, IMailboxReader, LoginLogin, LoginThrottle, PlainLogin
 from capture.imapitems import (
     METADATA_ITEMS,
     applyFlags,
@@ -446,7 +446,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             if not self._secure() and self.ctx is not None and self.canStartTLS:
                 caps.append(b"STARTTLS")
             if self._loginAllowed():
-                caps.append(b"AUTH=PLAIN")
+                caps += [b"AUTH=" + m for m in MECHANISMS]
             else:
                 caps.append(b"LOGINDISABLED")
         return caps
@@ -490,7 +490,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not self._loginAllowed():
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
-        self._run(tag, self._login(tag, user, password))
+        self._run(tag, self._login(tag, UsernamePassword(user, password)))
 
     unauth_LOGIN = _command(do_LOGIN, arg_astring, arg_finalastring)
 
@@ -498,36 +498,49 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not self._loginAllowed():
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
-        if mechanism.upper() != b"PLAIN":
-            self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN")
+        factory = MECHANISMS.get(mechanism.upper())
+        if factory is None:
+            self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN or LOGIN")
             return
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self.parseState = "pending"
-        self._pendingLiteral = d
-        self.sendLine(b"+ ")
-        d.addCallback(self._plainResponse, tag)
+        challenger = factory()
+        self._ask(tag, challenger, challenger.getChallenge())
 
     unauth_AUTHENTICATE = _command(do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
 
-    def _plainResponse(self, line: bytes, tag: bytes) -> None:
+    def _ask(self, tag: bytes, challenger: PlainLogin | LoginLogin, challenge: bytes) -> None:
+        """
+        Send one SASL challenge; the client's next line is its response.
+        """
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = d
+        self.sendLine(b"+ " + base64.b64encode(challenge))
+        d.addCallback(self._saslResponse, tag, challenger)
+
+    def _saslResponse(self, line: bytes, tag: bytes, challenger: PlainLogin | LoginLogin) -> None:
         if line.strip() == b"*":
             self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
             return
         try:
-            _, user, password = base64.b64decode(line.strip(), validate=True).split(b"\0")
+            challenger.setResponse(base64.b64decode(line.strip(), validate=True))
         except (binascii.Error, ValueError):
-            self.sendBadResponse(tag, b"Malformed PLAIN response")
+            self.sendBadResponse(tag, b"Malformed " + challenger.name + b" response")
             return
-        self._run(tag, self._login(tag, user, password))
+        if challenger.moreChallenges():
+            self._ask(tag, challenger, challenger.getChallenge())
+            return
+        # A PLAIN authorization identity is the checker's to judge
+        # (auth.mayActAs), as for every protocol.
+        self._run(tag, self._login(tag, challenger))
 
-    async def _login(self, tag: bytes, user: bytes, password: bytes) -> None:
+    async def _login(self, tag: bytes, credentials: UsernamePassword) -> None:
         throttle = self.factory.throttle
         if throttle.refused(self._peerIP):
             self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins; try later")
             return
         try:
             _, reader, logout = await self.portal.login(
-                UsernamePassword(user, password), None, IMailboxReader
+                credentials, None, IMailboxReader
             )
         except UnauthorizedLogin:
             self.factory.metrics.authFailed("imap")

@@ -43,13 +43,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.mail._cred import LOGINCredentials, PLAINCredentials
 from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from capture.addresses import baseInbox
-from capture.auth import ISubmitter, LoginThrottle
+from capture.auth import MECHANISMS, ISubmitter, LoginThrottle
 from capture.ids import newQueueId
 from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
@@ -231,10 +230,7 @@ class CaptureSMTP(ESMTP):
     _buffer: bytearray  # type: ignore[assignment]
 
     def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
-        challengers: dict[bytes, Callable[[], IChallengeResponse]] = {
-            b"PLAIN": PLAINCredentials,
-            b"LOGIN": LOGINCredentials,
-        }
+        challengers: dict[bytes, Callable[[], IChallengeResponse]] = dict(MECHANISMS)
         super().__init__(chal=challengers, contextFactory=tlsOptions)
         self._store = store
         self.settings = settings
@@ -568,7 +564,7 @@ class CaptureSMTP(ESMTP):
         if self.canStartTLS and not self.secure:
             ext[b"STARTTLS"] = None
         if self._authAllowed() and self._submitter is None:
-            ext[b"AUTH"] = [b"PLAIN", b"LOGIN"]
+            ext[b"AUTH"] = list(MECHANISMS)
         ext[b"HELP"] = None
         return ext
 
@@ -639,8 +635,8 @@ class CaptureSMTP(ESMTP):
             decoded = base64.b64decode(response, validate=True)
             self.challenger.setResponse(decoded)
         except Exception:
-            # binascii.Error for bad base64; IllegalClientResponse for a
-            # PLAIN response without its two NULs.
+            # binascii.Error for bad base64; IllegalResponse for a PLAIN
+            # response without its two NULs.
             self.mode = _COMMAND
             self._error(501, b"5.5.2 Cannot decode the authentication response")
             return

@@ -759,10 +759,10 @@ def test_tooManyErrorsCloses(backend: _Backend) -> None:
             [b"501 5.5.2 Cannot decode the authentication response"],
         ),
         ([b"AUTH CRAM-MD5"], [b"504 5.5.4 Unrecognized authentication type"]),
-        ([b"AUTH LOGIN", b"*"], [b"334 VXNlciBOYW1lAA==", b"501 5.0.0 Authentication cancelled"]),
+        ([b"AUTH LOGIN", b"*"], [b"334 VXNlcm5hbWU6", b"501 5.0.0 Authentication cancelled"]),
         (
             [b"AUTH LOGIN " + base64.b64encode(b"alice"), b"*"],
-            [b"334 UGFzc3dvcmQA", b"501 5.0.0 Authentication cancelled"],
+            [b"334 UGFzc3dvcmQ6", b"501 5.0.0 Authentication cancelled"],
         ),
         ([b"AUTH PLAIN", b"*"], [b"334 ", b"501 5.0.0 Authentication cancelled"]),
     ],
@@ -804,7 +804,7 @@ def test_authLoginStepByStep(backend: _Backend) -> None:
     session = _Session(backend, allowInsecureAuth=True)
     session.new()
     session.feed(b"AUTH LOGIN\r\n", base64.b64encode(ACCOUNT.encode()) + b"\r\n")
-    assert session.new() == [b"334 VXNlciBOYW1lAA==", b"334 UGFzc3dvcmQA"]
+    assert session.new() == [b"334 VXNlcm5hbWU6", b"334 UGFzc3dvcmQ6"]
     session.feed(base64.b64encode(backend.key.encode()) + b"\r\n")
     assert session.waitForReplies(1) == [b"235 2.7.0 Authentication successful"]
     session.feed(b"AUTH PLAIN =\r\n")
