@@ -161,6 +161,8 @@ class CapturePOP3(pop3.POP3):
     """
 
     factory: POP3Factory  # type: ignore[assignment]
+    # Not LineReceiver's bytes: see __init__.
+    _buffer: bytearray  # type: ignore[assignment]
     portal: Portal  # type: ignore[assignment]
     transport: Any
 
@@ -171,7 +173,9 @@ class CapturePOP3(pop3.POP3):
         self.settings = settings
         self.ctx = tlsOptions
         self.timeOut = int(settings.idleTimeout)
-        self._buffer = b""
+        # Cut from the front line by line: a bytearray moves its start
+        # instead of copying what follows (pipelined lines cost linear time).
+        self._buffer = bytearray()
         self._skipping = False
         self._held: Deferred[Any] | None = None
         self._writePaused = False
@@ -246,9 +250,10 @@ class CapturePOP3(pop3.POP3):
                     if not self._skipping:
                         self._tooLong()
                     self._skipping = True
-                    self._buffer = b""
+                    self._buffer.clear()
                 return
-            line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
             if self._skipping:
                 self._skipping = False
                 continue
@@ -333,7 +338,7 @@ class CapturePOP3(pop3.POP3):
         self.transport.write(b"+OK Begin TLS negotiation\r\n")
         # RFC 2595 section 4: nothing the client sent before the handshake
         # may count as sent over it (gap P1, the S1 injection).
-        self._buffer = b""
+        self._buffer = bytearray()
         self._user = None
         self.transport.startTLS(self.ctx)
         self._tls = True
