@@ -13,6 +13,10 @@ that is enough:
     address's inbox alone, when the key's account may list it over HTTP
     (L{capture.access.visibility}: an address it owns or in its private
     domains, or any public address).
+
+SASL (L{PlainLogin}, L{LoginLogin}, L{MECHANISMS}) is here too, one for
+SMTP's AUTH, POP3's AUTH and IMAP's AUTHENTICATE, and so is its one rule on
+the authorization identity (L{mayActAs}), applied by the checker.
 """
 
 from __future__ import annotations
@@ -22,11 +26,12 @@ from typing import Any
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import IUsernamePassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import IRealm, Portal
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred, fail
 from twisted.logger import Logger
+from twisted.mail.interfaces import IChallengeResponse
 from zope.interface import Attribute, Interface, implementer
 
 from capture.access import visibility
@@ -95,6 +100,86 @@ def _text(value: bytes | str) -> str:
     return value
 
 
+class IllegalResponse(ValueError):
+    """
+    A SASL response that does not have its mechanism's shape.
+    """
+
+
+def mayActAs(authzid: bytes | str, authcid: bytes | str) -> bool:
+    """
+    Whether a client that authenticates as C{authcid} may act as
+    C{authzid} (SASL's authorization identity, RFC 4616 PLAIN): only as
+    itself, named or not.  Capture has no proxy logins (no account may
+    read as another), so anything else is a failed login, the same in
+    every protocol.
+    """
+    return not authzid or _text(authzid) == _text(authcid)
+
+
+@implementer(IChallengeResponse)
+class PlainLogin(UsernamePassword):
+    """
+    SASL PLAIN (RFC 4616): one response, C{authzid NUL authcid NUL
+    password}, after an empty challenge.
+
+    @ivar authzid: The authorization identity (empty when not given).
+    """
+
+    name = b"PLAIN"
+
+    def __init__(self) -> None:
+        super().__init__(b"", b"")
+        self.authzid = b""
+
+    def getChallenge(self) -> bytes:
+        return b""
+
+    def setResponse(self, response: bytes) -> None:
+        parts = response.split(b"\0")
+        if len(parts) != 3:
+            raise IllegalResponse("a PLAIN response has three parts")
+        self.authzid, self.username, self.password = parts
+
+    def moreChallenges(self) -> bool:
+        return False
+
+
+@implementer(IChallengeResponse)
+class LoginLogin(UsernamePassword):
+    """
+    SASL LOGIN (draft-murchison-sasl-login): the user name, then the
+    password, each asked for with the prompts other servers send
+    (C{Username:}, C{Password:}; Twisted's end in a NUL byte).
+    """
+
+    name = b"LOGIN"
+    authzid = b""
+
+    def __init__(self) -> None:
+        super().__init__(b"", b"")
+        self._prompts = [b"Password:", b"Username:"]
+        self._fields = ["password", "username"]
+
+    def getChallenge(self) -> bytes:
+        return self._prompts.pop()
+
+    def setResponse(self, response: bytes) -> None:
+        if not self._fields:
+            raise IllegalResponse("LOGIN takes two responses")
+        setattr(self, self._fields.pop(), response)
+
+    def moreChallenges(self) -> bool:
+        return bool(self._prompts)
+
+
+# The SASL mechanisms every protocol offers, in the order they are listed.
+MECHANISMS: dict[bytes, Callable[[], PlainLogin | LoginLogin]] = {
+    b"PLAIN": PlainLogin,
+    b"LOGIN": LoginLogin,
+}
+
+
 @implementer(ICredentialsChecker)
 @attrs.define
 class ApiKeyChecker:
@@ -111,6 +196,8 @@ class ApiKeyChecker:
     credentialInterfaces = (IUsernamePassword,)
 
     def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        if not mayActAs(getattr(credentials, "authzid", b""), credentials.username):
+            return fail(UnauthorizedLogin())
         return ensureDeferred(self._check(_text(credentials.username), _text(credentials.password)))
 
     async def _check(self, username: str, key: str) -> LoginId:

@@ -31,13 +31,14 @@ from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
 from twisted.internet import defer, interfaces
 from twisted.internet.interfaces import IPushProducer
+from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.mail import imap4
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility
-from capture.auth import IMailboxReader, LoginThrottle
+from capture.auth import MECHANISMS, IMailboxReader, LoginLogin, LoginThrottle, PlainLogin
 from capture.imapitems import (
     METADATA_ITEMS,
     applyFlags,
@@ -591,7 +592,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             if not self._secure() and self.ctx is not None and self.canStartTLS:
                 caps.append(b"STARTTLS")
             if self._loginAllowed():
-                caps.append(b"AUTH=PLAIN")
+                caps += [b"AUTH=" + m for m in MECHANISMS]
             else:
                 caps.append(b"LOGINDISABLED")
         return caps
@@ -635,7 +636,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not self._loginAllowed():
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
-        self._run(tag, self._login(tag, user, password))
+        self._run(tag, self._login(tag, UsernamePassword(user, password)))
 
     unauth_LOGIN = _command(do_LOGIN, arg_astring, arg_finalastring)
 
@@ -643,42 +644,55 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not self._loginAllowed():
             self.sendNegativeResponse(tag, b"[PRIVACYREQUIRED] Use STARTTLS (or the IMAPS port) first")
             return
-        if mechanism.upper() != b"PLAIN":
-            self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN")
+        factory = MECHANISMS.get(mechanism.upper())
+        if factory is None:
+            self.sendNegativeResponse(tag, b"Unsupported mechanism; use PLAIN or LOGIN")
             return
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self.parseState = "pending"
-        self._pendingLiteral = d
-        self.sendLine(b"+ ")
-        d.addCallback(self._plainResponse, tag)
+        challenger = factory()
+        self._ask(tag, challenger, challenger.getChallenge())
 
     unauth_AUTHENTICATE = _command(do_AUTHENTICATE, imap4.IMAP4Server.arg_atom)
 
-    def _plainResponse(self, line: bytes, tag: bytes) -> None:
+    def _ask(self, tag: bytes, challenger: PlainLogin | LoginLogin, challenge: bytes) -> None:
+        """
+        Send one SASL challenge; the client's next line is its response.
+        """
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self.parseState = "pending"
+        self._pendingLiteral = d
+        self.sendLine(b"+ " + base64.b64encode(challenge))
+        d.addCallback(self._saslResponse, tag, challenger)
+
+    def _saslResponse(self, line: bytes, tag: bytes, challenger: PlainLogin | LoginLogin) -> None:
         if line.strip() == b"*":
             self.sendBadResponse(tag, b"AUTHENTICATE cancelled")
             return
         try:
-            _, user, password = base64.b64decode(line.strip(), validate=True).split(b"\0")
+            challenger.setResponse(base64.b64decode(line.strip(), validate=True))
         except (binascii.Error, ValueError):
-            self.sendBadResponse(tag, b"Malformed PLAIN response")
+            self.sendBadResponse(tag, b"Malformed " + challenger.name + b" response")
             return
-        self._run(tag, self._login(tag, user, password))
+        if challenger.moreChallenges():
+            self._ask(tag, challenger, challenger.getChallenge())
+            return
+        # A PLAIN authorization identity is the checker's to judge
+        # (auth.mayActAs), as for every protocol.
+        self._run(tag, self._login(tag, challenger))
 
-    async def _login(self, tag: bytes, user: bytes, password: bytes) -> None:
+    async def _login(self, tag: bytes, credentials: UsernamePassword) -> None:
         throttle = self.factory.throttle
         if throttle.refused(self._peerIP):
             self.sendNegativeResponse(tag, b"[UNAVAILABLE] Too many failed logins; try later")
             return
         try:
             _, reader, logout = await self.portal.login(
-                UsernamePassword(user, password), None, IMailboxReader
+                credentials, None, IMailboxReader
             )
         except UnauthorizedLogin:
             self.factory.metrics.authFailed("imap")
             wait = throttle.failed(self._peerIP)
             if wait:
-                await _sleep(wait)
+                await deferLater(self.factory.clock, wait, lambda: None)
             self.sendNegativeResponse(tag, b"[AUTHENTICATIONFAILED] Invalid credentials")
             return
         throttle.succeeded(self._peerIP)
@@ -1470,13 +1484,6 @@ def _said(error: BaseException | None) -> bytes:
 
 def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:
     return seen is not None and (seen.everything or savedBy is None or savedBy == seen.starredBy)
-
-
-def _sleep(seconds: float) -> defer.Deferred[None]:
-    from twisted.internet import reactor
-    from twisted.internet.task import deferLater
-
-    return deferLater(reactor, seconds, lambda: None)
 
 
 def _mailboxName(name: str) -> bytes:

@@ -16,6 +16,7 @@ part's header block and decodes leaf bodies.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 from email.header import decode_header, make_header
@@ -66,6 +67,8 @@ class _Headers(Message):
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.lower() in self._index
+# What a body is read from: the stored message's bytes, or a view of them.
+_Octets = bytes | bytearray | memoryview
 _MAX_DEPTH = 20
 _MAX_LINKS = 500
 _ENCODED_WORD_RE = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
@@ -242,6 +245,9 @@ def _fromSurrogates(value: str) -> str:
     and any other lone surrogate (a codec such as C{unicode_escape} can make
     them) replaced, since SQLite and JSON take only valid UTF-8.
     """
+    if value.isascii():
+        # Constant time, and no copy: a message body may be megabytes.
+        return value
     try:
         value.encode("utf-8")
         return value
@@ -563,7 +569,9 @@ class _Parser:
         path: str,
         inMessage: bool,
     ) -> str | None:
-        decoded = decodeBody(self.buf[bodyStart:end], headers.get("content-transfer-encoding"))
+        # A view, not a slice: the part's octets are not copied to decode them.
+        body = memoryview(self.buf)[bodyStart:end]
+        decoded = decodeBody(body, headers.get("content-transfer-encoding"))
         filename = _filename(params, dispositionParams)
         isBody = (
             mainType == "text"
@@ -575,11 +583,11 @@ class _Parser:
         if isBody:
             charset = dict(params).get("charset") or "utf-8"
             try:
-                text = decoded.decode(charset, "replace")
-            except (LookupError, ValueError):
+                text = str(decoded, charset, "replace")
+            except (LookupError, ValueError, TypeError, AttributeError):
                 # An unknown charset, or a codec that refuses "replace"
-                # (idna) or is not a text codec at all.
-                text = decoded.decode("utf-8", "replace")
+                # (idna), or a view, or is not a text codec at all.
+                text = str(decoded, "utf-8", "replace")
             (self.html if subType == "html" else self.text).append(_fromSurrogates(text))
             return None
         if inMessage:
@@ -598,16 +606,31 @@ class _Parser:
         return md5
 
 
-def decodeBody(raw: bytes, encoding: str | None) -> bytes:
+def decodeBody(raw: _Octets, encoding: str | None) -> _Octets:
     """
     A part's body with its Content-Transfer-Encoding undone (base64,
     quoted-printable, uuencode); anything unknown is returned as it is.
+
+    Base64 and quoted-printable are decoded by C{binascii} straight from
+    C{raw} (a view of the message, at ingest): the C{email} package's way
+    makes text of the body, bytes of that, and a list of its lines first,
+    several copies of what may be a 25 MiB attachment.  It is still what
+    decodes base64 that C{binascii} refuses (bad padding), as before.
     """
     if encoding is None or encoding.strip().lower() in ("7bit", "8bit", "binary"):
         return raw
+    # Matched as the email package matches it (lower case, not stripped).
+    cte = encoding.lower()
+    if cte == "quoted-printable":
+        return binascii.a2b_qp(raw)
+    if cte == "base64":
+        try:
+            return binascii.a2b_base64(raw)
+        except binascii.Error:
+            pass
     leaf = Message()
     leaf["Content-Transfer-Encoding"] = _fromSurrogates(str(encoding))
-    leaf.set_payload(raw.decode("ascii", "surrogateescape"))
+    leaf.set_payload(bytes(raw).decode("ascii", "surrogateescape"))
     payload = leaf.get_payload(decode=True)
     return payload if isinstance(payload, bytes) else raw
 

@@ -16,7 +16,7 @@ of C{reference/twisted-gaps.md} section 3:
   - P4: bad arguments answer C{-ERR} and the session goes on;
   - P5: C{CAPA} lists only what is implemented.
 
-A login (C{USER}/C{PASS} or C{AUTH PLAIN}) goes through the one portal for
+A login (C{USER}/C{PASS}, or C{AUTH} PLAIN or LOGIN) goes through the one portal for
 an L{IMailboxReader}: an address opens that inbox (the copies the API
 lists), the account's own name its C{INBOX} (the mail it sent through
 Capture).  The session numbers a snapshot taken at login
@@ -46,7 +46,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from capture.access import Action, permits, visibility
-from capture.auth import IMailboxReader, MailboxReader
+from capture.auth import MECHANISMS, IMailboxReader, LoginLogin, MailboxReader, PlainLogin
 from capture.sessions import SessionFactory
 from capture.store.interface import IStore
 from capture.store.model import MailboxEntry, NotFound
@@ -160,6 +160,8 @@ class CapturePOP3(pop3.POP3):
     """
 
     factory: POP3Factory  # type: ignore[assignment]
+    # Not LineReceiver's bytes: see __init__.
+    _buffer: bytearray  # type: ignore[assignment]
     portal: Portal  # type: ignore[assignment]
     transport: Any
 
@@ -170,7 +172,9 @@ class CapturePOP3(pop3.POP3):
         self.settings = settings
         self.ctx = tlsOptions
         self.timeOut = int(settings.idleTimeout)
-        self._buffer = b""
+        # Cut from the front line by line: a bytearray moves its start
+        # instead of copying what follows (pipelined lines cost linear time).
+        self._buffer = bytearray()
         self._skipping = False
         self._held: Deferred[Any] | None = None
         self._writePaused = False
@@ -178,7 +182,8 @@ class CapturePOP3(pop3.POP3):
         self._lost = False
         self._tls = False
         self._user: bytes | None = None
-        self._plainPending = False
+        # The SASL exchange waiting for the client's next response.
+        self._sasl: PlainLogin | LoginLogin | None = None
         self.view: MailboxView | None = None
         self._peerIP = ""
 
@@ -244,9 +249,10 @@ class CapturePOP3(pop3.POP3):
                     if not self._skipping:
                         self._tooLong()
                     self._skipping = True
-                    self._buffer = b""
+                    self._buffer.clear()
                 return
-            line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+            line = bytes(self._buffer[:end])
+            del self._buffer[: end + 1]
             if self._skipping:
                 self._skipping = False
                 continue
@@ -260,9 +266,9 @@ class CapturePOP3(pop3.POP3):
         self.transport.write(b"-ERR Line too long\r\n")
 
     def lineReceived(self, line: bytes) -> None:
-        if self._plainPending:
-            self._plainPending = False
-            self._plainResponse(line.strip())
+        if self._sasl is not None:
+            challenger, self._sasl = self._sasl, None
+            self._saslResponse(challenger, line.strip())
             return
         parts = line.split(None, 1)
         if not parts:
@@ -314,7 +320,7 @@ class CapturePOP3(pop3.POP3):
         if self._canStartTLS():
             capabilities.append(b"STLS")
         if self.view is None and self._loginAllowed():
-            capabilities += [b"USER", b"SASL PLAIN"]
+            capabilities += [b"USER", b"SASL " + b" ".join(MECHANISMS)]
         capabilities.append(b"IMPLEMENTATION Capture")
         self.transport.write(
             b"+OK Capability list follows\r\n" + b"".join(c + b"\r\n" for c in capabilities)
@@ -331,7 +337,7 @@ class CapturePOP3(pop3.POP3):
         self.transport.write(b"+OK Begin TLS negotiation\r\n")
         # RFC 2595 section 4: nothing the client sent before the handshake
         # may count as sent over it (gap P1, the S1 injection).
-        self._buffer = b""
+        self._buffer = bytearray()
         self._user = None
         self.transport.startTLS(self.ctx)
         self._tls = True
@@ -369,47 +375,58 @@ class CapturePOP3(pop3.POP3):
             self.transport.write(b"-ERR USER first\r\n")
             return
         user, self._user = self._user, None
-        self._login(user, argument)
+        self._login(UsernamePassword(user, argument))
 
     def pop3_AUTH(self, argument: bytes) -> None:
         if not argument:
             # The mechanism list some clients ask for (RFC 1734 practice).
-            self.transport.write(b"+OK\r\nPLAIN\r\n.\r\n")
+            self.transport.write(b"+OK\r\n" + b"".join(m + b"\r\n" for m in MECHANISMS) + b".\r\n")
             return
         if self._refuseLogin():
             return
         parts = argument.split(None, 1)
-        if parts[0].upper() != b"PLAIN":
-            self.transport.write(b"-ERR Unsupported mechanism (only PLAIN)\r\n")
+        factory = MECHANISMS.get(parts[0].upper())
+        if factory is None:
+            self.transport.write(b"-ERR Unsupported mechanism (PLAIN or LOGIN)\r\n")
             return
+        challenger = factory()
+        challenge = challenger.getChallenge()
         if len(parts) == 1:
-            self._plainPending = True
-            self.transport.write(b"+ \r\n")
+            self._ask(challenger, challenge)
             return
-        self._plainResponse(parts[1].strip())
+        # An initial response (RFC 5034): "=" stands for an empty one.
+        initial = parts[1].strip()
+        self._saslResponse(challenger, b"" if initial == b"=" else initial)
 
-    def _plainResponse(self, response: bytes) -> None:
+    def _ask(self, challenger: PlainLogin | LoginLogin, challenge: bytes) -> None:
+        self._sasl = challenger
+        self.transport.write(b"+ " + base64.b64encode(challenge) + b"\r\n")
+
+    def _saslResponse(self, challenger: PlainLogin | LoginLogin, response: bytes) -> None:
         if response == b"*":
             self.transport.write(b"-ERR Authentication cancelled\r\n")
             return
         try:
-            authzid, user, key = base64.b64decode(response, validate=True).split(b"\0")
+            challenger.setResponse(base64.b64decode(response, validate=True))
         except (binascii.Error, ValueError):
-            self.transport.write(b"-ERR Cannot decode the PLAIN response\r\n")
+            self.transport.write(b"-ERR Cannot decode the " + challenger.name + b" response\r\n")
             return
-        if authzid and authzid != user:
-            key = b""  # acting as someone else: a failed login
-        self._login(user, key)
+        if challenger.moreChallenges():
+            self._ask(challenger, challenger.getChallenge())
+            return
+        # A PLAIN authorization identity is the checker's to judge
+        # (auth.mayActAs), as for every protocol.
+        self._login(challenger)
 
-    def _login(self, user: bytes, key: bytes) -> None:
+    def _login(self, credentials: UsernamePassword) -> None:
         self._hold(
-            ensureDeferred(self._open(user, key)).addCallbacks(
+            ensureDeferred(self._open(credentials)).addCallbacks(
                 self._loggedIn, self._loginFailed
             )
         )
 
-    async def _open(self, user: bytes, key: bytes) -> MailboxView:
-        _, avatar, _ = await self.portal.login(UsernamePassword(user, key), None, IMailboxReader)
+    async def _open(self, credentials: UsernamePassword) -> MailboxView:
+        _, avatar, _ = await self.portal.login(credentials, None, IMailboxReader)
         reader = cast(MailboxReader, avatar)
         if reader.inbox is None:
             entries = await self.store.listSent(reader.account)

@@ -35,7 +35,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -44,13 +44,12 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
-from twisted.mail._cred import LOGINCredentials, PLAINCredentials
 from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
 from capture.addresses import inboxOf, shown
-from capture.auth import ISubmitter, LoginThrottle
+from capture.auth import MECHANISMS, ISubmitter, LoginThrottle
 from capture.ids import newQueueId
 from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
@@ -113,27 +112,41 @@ def _rfc5322Date(seconds: int) -> str:
 @attrs.define
 class IngestBudget:
     """
-    How much message data every SMTP session together may hold in memory,
-    from the first data line until the store has it: without it, a thousand
-    clients each sending a message of the maximum size would exhaust memory.
+    How much memory the message data of every SMTP session together may
+    take, from the first data line until the store has it: without it, a
+    thousand clients each sending a message of the maximum size would
+    exhaust memory.
 
-    @ivar used: Octets held now.
+    Each octet of data counts L{copies} times, reserved as it arrives: the
+    data itself (one buffer per message, the C{Received:} line put in front
+    in place), what parsing makes (a text body as text, an attachment
+    decoded) and the copy SQLite binds when it writes the message.  Measured
+    by C{bench/ingest_memory.py}; text of characters outside the Basic
+    Multilingual Plane costs more (Python keeps it at 4 octets a character).
+
+    @ivar used: Octets reserved now (L{copies} per octet of data).
     """
 
     limit: int
     used: int = 0
+    copies: ClassVar[int] = 3
 
     def take(self, octets: int) -> bool:
         """
-        Reserve C{octets}, unless that would cross the limit.
+        Reserve room for C{octets} of message data, unless that would
+        cross the limit.
         """
-        if self.used + octets > self.limit:
+        cost = octets * self.copies
+        if self.used + cost > self.limit:
             return False
-        self.used += octets
+        self.used += cost
         return True
 
     def give(self, octets: int) -> None:
-        self.used -= octets
+        """
+        Give back the room of C{octets} of message data.
+        """
+        self.used -= octets * self.copies
 
 
 class SMTPError(Exception):
@@ -145,6 +158,14 @@ class SMTPError(Exception):
         super().__init__(code, text)
         self.code = code
         self.text = text
+
+
+def _longestLine(data: bytearray | memoryview) -> int:
+    """
+    The length of the longest CRLF-ended line in C{data}.
+    """
+    found = bytes(data) if isinstance(data, memoryview) else data
+    return max(len(line) for line in found.split(b"\r\n"))
 
 
 def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
@@ -224,18 +245,17 @@ class CaptureSMTP(ESMTP):
     portal: Portal  # type: ignore[assignment]
     challenger: Any
     timeout: float  # type: ignore[assignment]
+    # Not LineReceiver's bytes: see _newBuffer.
+    _buffer: bytearray  # type: ignore[assignment]
 
     def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
-        challengers: dict[bytes, Callable[[], IChallengeResponse]] = {
-            b"PLAIN": PLAINCredentials,
-            b"LOGIN": LOGINCredentials,
-        }
+        challengers: dict[bytes, Callable[[], IChallengeResponse]] = dict(MECHANISMS)
         super().__init__(chal=challengers, contextFactory=tlsOptions)
         self._store = store
         self.settings = settings
         self.host = settings.hostname.encode("idna")
         self.timeout = settings.idleTimeout
-        self._buffer = b""
+        self._newBuffer()
         self._held = False
         self._heldFor: Deferred[Any] | None = None
         self._draining = False
@@ -277,7 +297,7 @@ class CaptureSMTP(ESMTP):
         self._lost = True
         self.setTimeout(None)
         self._cancelBareLF()
-        self._buffer = b""
+        self._newBuffer()
         self._resetTransaction()
         self.factory.connectionClosed()
 
@@ -287,6 +307,21 @@ class CaptureSMTP(ESMTP):
         Whether this session is encrypted, by STARTTLS or implicit TLS.
         """
         return self._implicitTLS or self.startedTLS
+
+    def _newBuffer(self) -> None:
+        """
+        Start with nothing buffered, dropping what was (a new object, so a
+        loop still reading the old one sees that it was replaced).
+
+        The buffer is a C{bytearray}, grown in place and cut from the
+        front: a line arriving in thousands of segments is neither copied
+        nor searched whole again for each one (C{_scanned}), so assembling
+        lines costs time linear in the octets received.
+        """
+        self._buffer = bytearray()
+        # No CRLF starts before this offset of the buffer: searches resume
+        # here (one octet back from the end, for a CR whose LF is to come).
+        self._scanned = 0
 
     def dataReceived(self, data: bytes) -> None:
         self.resetTimeout()
@@ -320,15 +355,17 @@ class CaptureSMTP(ESMTP):
         buf = self._buffer
         pos = 0
         while not self._held and not self.transport.disconnecting:
+            scan = max(pos, self._scanned)
             if self.mode == _DATA and not self._skippingLine:
-                consumed = self._dataChunk(buf, pos)
+                consumed = self._dataChunk(buf, pos, scan)
                 if consumed != pos:
                     pos = consumed
                     continue
                 # No whole line buffered: only the length check below is left.
-            end = buf.find(b"\r\n", pos)
+            end = buf.find(b"\r\n", scan)
             limit = self._lineLimit()
             if end < 0:
+                self._scanned = len(buf) - 1
                 # A trailing CR may be the first half of the CRLF ending a
                 # line of exactly the limit: it does not count.
                 if len(buf) - pos - buf.endswith(b"\r") > limit:
@@ -337,7 +374,7 @@ class CaptureSMTP(ESMTP):
                     pos = len(buf) - 1 if buf.endswith(b"\r") else len(buf)
                     self._skippingLine = True
                 break
-            line = buf[pos:end]
+            line = bytes(buf[pos:end])
             pos = end + 2
             if self._skippingLine:
                 self._skippingLine = False
@@ -349,7 +386,9 @@ class CaptureSMTP(ESMTP):
             if self._buffer is not buf:
                 # STARTTLS threw away what was pipelined after it.
                 return
-        self._buffer = buf[pos:]
+        # Cutting a bytearray's front moves its start, not its contents.
+        del buf[:pos]
+        self._scanned = max(self._scanned - pos, 0)
 
     def _lineLimit(self) -> int:
         if self.mode == _DATA:
@@ -388,7 +427,7 @@ class CaptureSMTP(ESMTP):
         commands (SMTP smuggling).
         """
         self._bareLFCall = None
-        self._buffer = b""
+        self._newBuffer()
         self.mode = _COMMAND
         self._resetTransaction()
         self.sendCode(554, b"5.6.0 Message ended with a bare LF; end DATA with <CRLF>.<CRLF>")
@@ -415,6 +454,12 @@ class CaptureSMTP(ESMTP):
             self._heldFor = None
             if self._lost:
                 return None
+            if isinstance(result, Failure):
+                # The command's own callbacks answer every expected outcome:
+                # a failure here is a bug, and the client must still hear
+                # something rather than wait for an answer that never comes.
+                self._internalError(result)
+                return None
             self.setTimeout(self.timeout)
             if self._paused:
                 self._paused = False
@@ -426,22 +471,23 @@ class CaptureSMTP(ESMTP):
                     self._drain()
                 except Exception:
                     # Nothing may leave a session hanging without a reply.
-                    _log.failure("SMTP session failed")
-                    self.sendCode(421, b"4.3.0 " + self.host + b" Internal error, closing connection")
-                    self.transport.loseConnection()
+                    self._internalError(Failure())
             return None
 
         d.addBoth(release)
 
-    def _clock(self) -> Any:
+    def _internalError(self, reason: Failure) -> None:
+        _log.failure("SMTP session failed", reason)
+        self.sendCode(421, b"4.3.0 " + self.host + b" Internal error, closing connection")
+        self.transport.loseConnection()
+
+    def callLater(self, period: float, func: Callable[[], object]) -> Any:
         """
-        The reactor whose C{callLater} this session uses (tests give the
-        protocol a L{Clock}).
+        Every timer of the session (idle, store and bare-LF deadlines, late
+        answers) runs on the factory's clock: the reactor, or a L{Clock} in
+        tests.
         """
-        owner = getattr(self.callLater, "__self__", None)
-        if owner is None:
-            from twisted.internet import reactor as owner
-        return owner
+        return self.factory.clock.callLater(period, func)
 
     def sendCode(self, code: int, message: bytes = b"") -> None:
         """
@@ -497,7 +543,7 @@ class CaptureSMTP(ESMTP):
         self._from: str | None = None
         self._smtputf8 = False
         self._to: list[Recipient] = []
-        self._lines: list[bytes] = []
+        self._data = bytearray()
         self._size = 0
         self._tooBig = False
         self._tooLongLine = False
@@ -538,7 +584,7 @@ class CaptureSMTP(ESMTP):
         if self.canStartTLS and not self.secure:
             ext[b"STARTTLS"] = None
         if self._authAllowed() and self._submitter is None:
-            ext[b"AUTH"] = [b"PLAIN", b"LOGIN"]
+            ext[b"AUTH"] = list(MECHANISMS)
         ext[b"HELP"] = None
         return ext
 
@@ -555,7 +601,7 @@ class CaptureSMTP(ESMTP):
         self.sendCode(220, b"2.0.0 Ready to start TLS")
         # RFC 3207 4.2: forget everything learnt before TLS, including lines
         # the client pipelined after STARTTLS (gap S1).
-        self._buffer = b""
+        self._newBuffer()
         self._resetTransaction()
         self._helo = (None, self._peerIP)
         self._submitter = None
@@ -609,8 +655,8 @@ class CaptureSMTP(ESMTP):
             decoded = base64.b64decode(response, validate=True)
             self.challenger.setResponse(decoded)
         except Exception:
-            # binascii.Error for bad base64; IllegalClientResponse for a
-            # PLAIN response without its two NULs.
+            # binascii.Error for bad base64; IllegalResponse for a PLAIN
+            # response without its two NULs.
             self.mode = _COMMAND
             self._error(501, b"5.5.2 Cannot decode the authentication response")
             return
@@ -639,7 +685,7 @@ class CaptureSMTP(ESMTP):
             if wait:
                 # Answered late: the session (held until this fires) reads
                 # nothing meanwhile.
-                return deferLater(self._clock(), wait, self._error, 535, _BAD_CREDENTIALS)
+                return deferLater(self.factory.clock, wait, self._error, 535, _BAD_CREDENTIALS)
             self._error(535, _BAD_CREDENTIALS)
         else:
             _log.failure("SMTP authentication error", reason)
@@ -749,56 +795,73 @@ class CaptureSMTP(ESMTP):
 
     # Message data
 
-    def _dataChunk(self, buf: bytes, pos: int) -> int:
+    def _dataChunk(self, buf: bytearray, pos: int, scan: int) -> int:
         """
         Take the message data in C{buf} from C{pos} (a line start): every
         whole line at once, up to and including the end of DATA if it is
         there.  Handling a chunk rather than line by line keeps a message's
         cost off Python's per-call overhead.
 
+        @param scan: No CRLF starts between C{pos} and this offset (searched
+            already), so neither does CRLF.CRLF: searching from here keeps
+            a long line's cost linear.
         @return: Where the unconsumed bytes start.
         """
         if buf.startswith(b".\r\n", pos):
             self._endOfData()
             return pos + 3
-        end = buf.find(b"\r\n.\r\n", pos)
+        end = buf.find(b"\r\n.\r\n", scan)
         if end >= 0:
-            self._dataBytes(buf[pos : end + 2])
+            self._dataBytes(buf, pos, end + 2)
             self._endOfData()
             return end + 5
-        last = buf.rfind(b"\r\n", pos)
+        last = buf.rfind(b"\r\n", scan)
         if last < 0:
             return pos
-        self._dataBytes(buf[pos : last + 2])
+        self._dataBytes(buf, pos, last + 2)
         return last + 2
 
-    def _dataBytes(self, chunk: bytes) -> None:
+    def _dataBytes(self, buf: bytearray, start: int, stop: int) -> None:
         """
-        Keep whole lines of message data, dot-unstuffed (RFC 5321 4.5.2).
+        Keep the whole lines of message data in C{buf[start:stop]},
+        dot-unstuffed (RFC 5321 4.5.2), at the end of the message's one
+        buffer: copied once from what was received, never joined again.
         """
-        if chunk.startswith(b"."):
-            chunk = chunk[1:]
-        # One pass: replace() hands back the same object when nothing matches.
-        chunk = chunk.replace(b"\r\n.", b"\r\n")
+        if buf.startswith(b".", start):
+            start += 1
+        chunk: bytes | bytearray | memoryview
+        if buf.find(b"\r\n.", start, stop) >= 0:
+            chunk = buf[start:stop].replace(b"\r\n.", b"\r\n")
+        else:
+            chunk = memoryview(buf)[start:stop]
+        try:
+            self._keep(chunk)
+        finally:
+            if isinstance(chunk, memoryview):
+                # The receive buffer cannot be resized while a view is out.
+                chunk.release()
+
+    def _keep(self, chunk: bytearray | memoryview) -> None:
+        size = len(chunk)
         limit = self.settings.maxLineLength
-        if len(chunk) > limit and any(len(line) > limit for line in chunk.split(b"\r\n")):
+        if size > limit and _longestLine(chunk) > limit:
             self._tooLongLine = True
-        self._size += len(chunk)
+        self._size += size
         if self._size > self.settings.maxMessageSize:
             self._tooBig = True
-            self._lines = []
+            self._data = bytearray()
         if self._tooBig or self._overBudget:
             return
-        if not self.factory.budget.take(len(chunk)):
+        if not self.factory.budget.take(size):
             # The server holds all the message data it may: the client gets
             # a temporary failure at the end and tries again later.
             self._overBudget = True
-            self._lines = []
+            self._data = bytearray()
             self.factory.budget.give(self._budgeted)
             self._budgeted = 0
             return
-        self._budgeted += len(chunk)
-        self._lines.append(chunk)
+        self._budgeted += size
+        self._data += chunk
 
     def _endOfData(self) -> None:
         self.mode = _COMMAND
@@ -849,19 +912,20 @@ class CaptureSMTP(ESMTP):
             received=int(time.time() * 1000),
         )
 
-    def _messageBytes(self, received: bytes) -> bytes:
+    def _messageBytes(self, received: bytes) -> bytearray:
         """
-        The message as stored: our C{Received:} line and the data, joined
-        in one copy (a message may be as large as C{--max-message-size}).
+        The message as stored: our C{Received:} line put in front of the
+        data, in the data's own buffer (a message may be as large as
+        C{--max-message-size}: a joined copy would double it).  The buffer
+        is the store's from here on.
         """
-        parts = [received]
-        first = self._lines[0] if self._lines else b""
+        data, self._data = self._data, bytearray()
         # A message that starts without a header gets the empty line that
         # separates our Received: header from its body.
-        if first and not first.startswith(b"\r\n") and not HEADER_LINE_RE.match(first):
-            parts.append(b"\r\n")
-        parts += self._lines
-        return b"".join(parts)
+        if data and not data.startswith(b"\r\n") and not HEADER_LINE_RE.match(data):
+            received += b"\r\n"
+        data[:0] = received
+        return data
 
     def _receivedLine(self, envelope: Envelope) -> bytes:
         """
@@ -927,8 +991,9 @@ class SMTPFactory(SessionFactory):
         budget: IngestBudget | None = None,
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
+        clock: Any = None,
     ) -> None:
-        super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
+        super().__init__(store, portal, settings, tlsOptions, throttle, metrics, clock)
         self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
 
     def buildSession(self) -> CaptureSMTP:

@@ -41,6 +41,7 @@ from capture.connections import (
 )
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
+from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
@@ -225,9 +226,9 @@ class Options(usage.Options):
         ["max-failed-logins", None, "30", "Failed logins one client address may make in "
          "5 minutes; past 10, each answer is a second late, past this number logins are "
          "refused with 421 until older failures age out."],
-        ["max-ingest-memory", None, "512MiB", "Most message data all SMTP sessions together "
-         "hold in memory while receiving and storing; past it, mail gets 452 4.3.1 "
-         "(try again later)."],
+        ["max-ingest-memory", None, "512MiB", "Memory all SMTP sessions' message data "
+         "may take while receiving, parsing and storing (each octet counts 3 times, for "
+         "its copies); past it, mail gets 452 4.3.1 (try again later)."],
         ["idle-timeout", None, "5m", "Close a connection silent this long (more than 0); "
          "a logged-in IMAP client gets at least 30 minutes (RFC 3501)."],
         ["tls-handshake-timeout", None, "10s", "Time a TLS handshake may take (implicit TLS "
@@ -344,9 +345,10 @@ class Options(usage.Options):
         # RFC 5321 4.5.3.1.6: a text line may be 1000 octets with its CRLF.
         self._atLeast("max-line-length", 1000, "1000 octets (RFC 5321's line length)")
         self._atLeast(
-            "max-ingest-memory", self["max-message-size"],
-            f"--max-message-size ({self['max-message-size']} octets), or no message that "
-            "large could ever be taken",
+            "max-ingest-memory", self["max-message-size"] * IngestBudget.copies,
+            f"--max-message-size × {IngestBudget.copies} "
+            f"({self['max-message-size'] * IngestBudget.copies} octets: each octet of a message "
+            "counts for its copies), or no message that large could ever be taken",
         )
         if self["webhook-timeout"] <= 0:
             raise self._error("webhook-timeout", "must be more than 0 seconds")
@@ -517,6 +519,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         from twisted.internet import reactor as _reactor
 
         reactor = _reactor
+    # Big messages' buffers go back to the system once stored.
+    returnLargeBlocks()
     top = MultiService()
     metrics = Metrics()
     store = SQLiteStore(

@@ -13,7 +13,17 @@ from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.trial import unittest
 
-from capture.auth import IMailboxReader, ISubmitter, MailboxReader, Submitter, makePortal
+from capture.auth import (
+    IllegalResponse,
+    IMailboxReader,
+    ISubmitter,
+    LoginLogin,
+    MailboxReader,
+    PlainLogin,
+    Submitter,
+    makePortal,
+    mayActAs,
+)
 from capture.store.sqlite import SQLiteStore
 
 
@@ -54,6 +64,21 @@ class ReaderLoginTests(unittest.TestCase):
             await self.portal.login(
                 UsernamePassword(username.encode(), key.encode()), None, interface
             )
+
+    async def test_plainAuthorizationIdentity(self) -> None:
+        """
+        A PLAIN login acting as itself (authzid empty or the user name)
+        opens the view; acting as anyone else is refused, right key or not.
+        """
+        for authzid, opens in ((b"", True), (b"alice", True), (b"bob", False), (b"Alice", False)):
+            plain = PlainLogin()
+            plain.setResponse(authzid + b"\0alice\0" + self.alice.encode())
+            if opens:
+                _, avatar, _ = await self.portal.login(plain, None, IMailboxReader)
+                self.assertEqual(avatar, MailboxReader("alice", None))
+            else:
+                with self.assertRaises(UnauthorizedLogin):
+                    await self.portal.login(plain, None, IMailboxReader)
 
     async def test_accountName(self) -> None:
         """
@@ -179,3 +204,43 @@ class AcceptAnyTests(unittest.TestCase):
     async def test_readerNeedsLiveKey(self) -> None:
         with self.assertRaises(UnauthorizedLogin):
             await self.portal.login(UsernamePassword(b"alice", b"wrong"), None, IMailboxReader)
+
+
+class SASLTests(unittest.SynchronousTestCase):
+    """
+    The SASL mechanisms every protocol shares.
+    """
+
+    def test_mayActAs(self) -> None:
+        """
+        Only an empty authorization identity or the user name itself.
+        """
+        self.assertTrue(mayActAs(b"", b"alice"))
+        self.assertTrue(mayActAs(b"alice", b"alice"))
+        self.assertFalse(mayActAs(b"bob", b"alice"))
+
+    def test_plainShape(self) -> None:
+        """
+        PLAIN takes exactly three NUL-separated parts.
+        """
+        plain = PlainLogin()
+        self.assertEqual(plain.getChallenge(), b"")
+        plain.setResponse(b"z\0u\0p")
+        self.assertEqual((plain.authzid, plain.username, plain.password), (b"z", b"u", b"p"))
+        self.assertFalse(plain.moreChallenges())
+        for bad in (b"u\0p", b"a\0b\0c\0d", b""):
+            self.assertRaises(IllegalResponse, PlainLogin().setResponse, bad)
+
+    def test_loginPrompts(self) -> None:
+        """
+        LOGIN asks C{Username:} then C{Password:}, and takes no third answer.
+        """
+        login = LoginLogin()
+        self.assertEqual(login.getChallenge(), b"Username:")
+        login.setResponse(b"alice")
+        self.assertTrue(login.moreChallenges())
+        self.assertEqual(login.getChallenge(), b"Password:")
+        login.setResponse(b"key")
+        self.assertFalse(login.moreChallenges())
+        self.assertEqual((login.username, login.password, login.authzid), (b"alice", b"key", b""))
+        self.assertRaises(IllegalResponse, login.setResponse, b"more")

@@ -912,7 +912,7 @@ def test_commandsBeforeLogin(server: CaptureServer) -> None:
     assert raw.command(b"e FROB") == b"e BAD Unsupported command"
     assert raw.command(b"f NOOP") == b"f OK NOOP completed"
     assert raw.command(b'g ID ("name" "test")') == b"g OK ID completed"
-    assert raw.command(b"h AUTHENTICATE CRAM-MD5") == b"h NO Unsupported mechanism; use PLAIN"
+    assert raw.command(b"h AUTHENTICATE CRAM-MD5") == b"h NO Unsupported mechanism; use PLAIN or LOGIN"
     raw.send(b"i AUTHENTICATE PLAIN\r\n")
     assert raw.line().startswith(b"+ ")
     raw.send(b"!!!notbase64\r\n")

@@ -311,7 +311,7 @@ def test_capaAndLoginBeforeTLS(server: CaptureServer) -> None:
     client.stls(context=server.tlsContext())
     assert client.capa() == {
         "TOP": [], "UIDL": [], "RESP-CODES": [], "AUTH-RESP-CODE": [], "PIPELINING": [],
-        "USER": [], "SASL": ["PLAIN"], "IMPLEMENTATION": ["Capture"],
+        "USER": [], "SASL": ["PLAIN", "LOGIN"], "IMPLEMENTATION": ["Capture"],
     }
     client.quit()
     secure = poplib.POP3_SSL(

@@ -418,9 +418,9 @@ def test_badAuthInputKeepsConnection(server: CaptureServer) -> None:
         b"501 5.5.2 Cannot decode the authentication response"
     )
     assert raw.command(b"AUTH CRAM-MD5") == b"504 5.5.4 Unrecognized authentication type"
-    assert raw.command(b"AUTH LOGIN") == b"334 VXNlciBOYW1lAA=="
+    assert raw.command(b"AUTH LOGIN") == b"334 VXNlcm5hbWU6"
     assert raw.command(b"*") == b"501 5.0.0 Authentication cancelled"
-    assert raw.command(b"AUTH LOGIN " + base64.b64encode(b"admin")) == b"334 UGFzc3dvcmQA"
+    assert raw.command(b"AUTH LOGIN " + base64.b64encode(b"admin")) == b"334 UGFzc3dvcmQ6"
     assert raw.command(b"*") == b"501 5.0.0 Authentication cancelled"
     assert raw.command(b"AUTH PLAIN") == b"334 "
     assert raw.command(b"!!") == b"501 5.5.2 Cannot decode the authentication response"

@@ -143,11 +143,10 @@ class _Session:
         self.clock = Clock()
         self.factory = SMTPFactory(
             backend.store, backend.portal, SMTPSettings(**settings),
-            tlsOptions=object() if tls else None,
+            tlsOptions=object() if tls else None, clock=self.clock,
         )
         proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         assert isinstance(proto, CaptureSMTP)
-        proto.callLater = self.clock.callLater  # type: ignore[method-assign,assignment]
         self.proto = proto
         transportClass = _TLSStringTransport if tls else StringTransport
         self.transport = transportClass(
@@ -764,10 +763,10 @@ def test_tooManyErrorsCloses(backend: _Backend) -> None:
             [b"501 5.5.2 Cannot decode the authentication response"],
         ),
         ([b"AUTH CRAM-MD5"], [b"504 5.5.4 Unrecognized authentication type"]),
-        ([b"AUTH LOGIN", b"*"], [b"334 VXNlciBOYW1lAA==", b"501 5.0.0 Authentication cancelled"]),
+        ([b"AUTH LOGIN", b"*"], [b"334 VXNlcm5hbWU6", b"501 5.0.0 Authentication cancelled"]),
         (
             [b"AUTH LOGIN " + base64.b64encode(b"alice"), b"*"],
-            [b"334 UGFzc3dvcmQA", b"501 5.0.0 Authentication cancelled"],
+            [b"334 UGFzc3dvcmQ6", b"501 5.0.0 Authentication cancelled"],
         ),
         ([b"AUTH PLAIN", b"*"], [b"334 ", b"501 5.0.0 Authentication cancelled"]),
     ],
@@ -809,7 +808,7 @@ def test_authLoginStepByStep(backend: _Backend) -> None:
     session = _Session(backend, allowInsecureAuth=True)
     session.new()
     session.feed(b"AUTH LOGIN\r\n", base64.b64encode(ACCOUNT.encode()) + b"\r\n")
-    assert session.new() == [b"334 VXNlciBOYW1lAA==", b"334 UGFzc3dvcmQA"]
+    assert session.new() == [b"334 VXNlcm5hbWU6", b"334 UGFzc3dvcmQ6"]
     session.feed(base64.b64encode(backend.key.encode()) + b"\r\n")
     assert session.waitForReplies(1) == [b"235 2.7.0 Authentication successful"]
     session.feed(b"AUTH PLAIN =\r\n")
@@ -1007,7 +1006,7 @@ def test_ingestBudgetRefusesPastItsLimit(backend: _Backend) -> None:
     nothing stored, while another session's message under way is unharmed;
     every octet goes back to the budget once stored or refused.
     """
-    budget = IngestBudget(4096)
+    budget = IngestBudget(4096 * IngestBudget.copies)
     first = _session(backend)
     second = _session(backend)
     first.factory.budget = second.factory.budget = budget
@@ -1107,3 +1106,53 @@ def test_failedLoginsSlowedThenRefused(backend: _Backend) -> None:
     again.new()
     again.feed(wrong)
     assert again.new() == [b"421 4.7.0 localhost Too many failed logins, try again later"]
+
+
+def test_failureInAHeldCommandIsAnswered(backend: _Backend) -> None:
+    """
+    A bug in what answers a held command (here the throttle failing while
+    a wrong login is answered) still gets the client an answer, C{421},
+    and the connection closes, instead of a session that waits forever.
+    """
+
+    class _Broken(LoginThrottle):
+        def failed(self, client: str) -> float:
+            raise RuntimeError("broken throttle")
+
+    session = _Session(backend, allowInsecureAuth=True)
+    session.factory.throttle = _Broken(session.clock)
+    session.new()
+    wrong = b"AUTH PLAIN " + base64.b64encode(b"\0" + ACCOUNT.encode() + b"\0k_wrong") + b"\r\n"
+    session.feed(wrong)
+    assert session.waitForReplies(1) == [
+        b"421 4.3.0 localhost Internal error, closing connection"
+    ]
+    assert session.transport.disconnecting
+
+
+@pytest.mark.parametrize("segment", [1, 7, 200, 4096])
+def test_longLinesInSegmentsStoredExactly(backend: _Backend, segment: int) -> None:
+    """
+    Long lines arriving in small segments (the receive buffer searched
+    from where the last search stopped) are stored byte for byte: CRLFs,
+    stuffed dots and the end of DATA falling at any place in a segment,
+    with a lone CR inside a line.
+    """
+    session = _session(backend)
+    session.feed(_ENVELOPE)
+    body = (
+        b"Subject: long\r\n\r\n" + b"x" * 20_000 + b"\r\n"
+        + b"..dot after a long line" + b"y" * 9_999 + b"\r\n"
+        + b"cr\rinside" + b"z" * 5_003 + b"\r\n.\r\n"
+    )
+    for i in range(0, len(body), segment):
+        session.feed(body[i : i + segment])
+    replies = session.waitForReplies(5)
+    queueId = _queueId(replies[-1])
+    assert _body(backend.raw(queueId)) == (
+        b"Subject: long\r\n\r\n" + b"x" * 20_000 + b"\r\n"
+        + b".dot after a long line" + b"y" * 9_999 + b"\r\n"
+        + b"cr\rinside" + b"z" * 5_003 + b"\r\n"
+    )
+    session.feed(b"NOOP\r\n")
+    assert session.new() == [b"250 2.0.0 OK"]

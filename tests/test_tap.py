@@ -349,7 +349,7 @@ def test_errorFromEnvironmentNamesVariable(monkeypatch: pytest.MonkeyPatch) -> N
         ("--max-line-length", "0", "at least 1000"),
         ("--max-connections", "0", "at least 1"),
         ("--max-recipients", "0", "at least 1"),
-        ("--max-ingest-memory", "24MiB", "at least --max-message-size"),
+        ("--max-ingest-memory", "74MiB", "at least --max-message-size × 3"),
         ("--max-failed-logins", "0", "at least 1"),
         ("--webhook-queue", "0", "at least 1"),
         ("--webhook-timeout", "0", "more than 0"),

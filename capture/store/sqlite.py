@@ -389,29 +389,42 @@ class _Writer:
         conn = _connect(self._path)
         if self._maxPageCount:
             conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            while len(batch) < _BATCH_LIMIT:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            started = time.perf_counter()
-            results = self._commit(conn, batch)
-            # Timed here, recorded on the reactor with the results it
-            # already receives: no counter is shared between threads.
-            elapsed = time.perf_counter() - started
-            self._reactor.callFromThread(self._deliver, results, elapsed)
+        while self._writeBatch(conn):
+            pass
         conn.close()
         self._reactor.callFromThread(self._stopped.callback, None)
+
+    def _writeBatch(self, conn: sqlite3.Connection) -> bool:
+        """
+        Wait for operations and commit what is waiting as one batch.
+
+        A method of its own so that the batch (messages of up to
+        C{--max-message-size} each) is freed once written, not kept alive
+        by the loop's variables while the writer waits for the next one.
+
+        @return: Whether to go on (no stop was asked).
+        """
+        first = self._queue.get()
+        if first is None:
+            return False
+        batch = [first]
+        going = True
+        while len(batch) < _BATCH_LIMIT:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                going = False
+                break
+            batch.append(item)
+        started = time.perf_counter()
+        results = self._commit(conn, batch)
+        # Timed here, recorded on the reactor with the results it
+        # already receives: no counter is shared between threads.
+        elapsed = time.perf_counter() - started
+        self._reactor.callFromThread(self._deliver, results, elapsed)
+        return going
 
     def _commit(
         self,
@@ -1898,7 +1911,8 @@ def _prepare(envelope: Envelope, raw: bytes) -> _PreparedMessage:
         prepared = _rows(envelope, raw, parseMessage(raw))
         for row in (prepared.messageRow, prepared.bodiesRow):
             for value in row:
-                if isinstance(value, str):
+                # ASCII text is known to encode (constant time, no copy).
+                if isinstance(value, str) and not value.isascii():
                     value.encode("utf-8")
         return prepared
     except Exception:

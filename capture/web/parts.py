@@ -59,7 +59,7 @@ def partData(raw: bytes, structure: Part, attachment: Attachment) -> bytes | Non
     part = findPart(structure, attachment.part)
     if part is None:
         return None
-    return decodeBody(raw[part.bodyStart : part.end], part.encoding)
+    return bytes(decodeBody(raw[part.bodyStart : part.end], part.encoding))
 
 
 async def attachmentData(store: IStore, copy: Copy, attachment: Attachment) -> bytes | None:
