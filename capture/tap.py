@@ -604,6 +604,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             webhooks=webhooks,
             mailSettings=mailSettings,
             sessions=sessions,
+            messageLimit=options["message-limit"],
         )
         api.sseHeartbeat = options["sse-heartbeat"]
         metrics.gauge("capture_live_listeners", "Clients waiting for new mail over HTTP (waits, "
@@ -615,9 +616,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             throttle,
             mailSettings=mailSettings,
             publicReadable=not options["require-key"],
+            messageLimit=options["message-limit"],
         )
         site = MeteredSite(
-            Root(webPages.app.resource(), api.app.resource()), metrics, accessLog=bool(options["access-log"]),
+            Root(webPages, api), metrics, accessLog=bool(options["access-log"]),
             requestFactory=BoundedRequest,
         )
         listeners.append(

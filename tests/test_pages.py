@@ -38,6 +38,27 @@ def test_homePage(server: CaptureServer) -> None:
     assert client.csrf
 
 
+def test_signInPage(server: CaptureServer) -> None:
+    """
+    C{GET /signin} (a bookmark, a typed address) is the sign-in form, not
+    the 405 page; its C{next} is kept (when local) and signing in there
+    lands on it; signed in, the page says so.
+    """
+    client = WebClient(server)
+    status, headers, body = client.get("/signin?next=/account/settings")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    main = mainContent(body)
+    assert b'action="/signin" method="post"' in main
+    assert b'name="next" value="/account/settings"' in main
+    status, headers, _ = client.post("/signin", {"key": server.key or "",
+                                                 "next": "/account/settings"})
+    assert status == 303 and headers["location"] == "/account/settings"
+    status, _, body = client.get("/signin")
+    assert status == 200 and b"Signed in as " in mainContent(body)
+    status, _, body = WebClient(server).get("/signin?next=//evil.example")
+    assert status == 200 and b"evil" not in mainContent(body)
+
+
 def test_checkTheMailOpensTheInbox(server: CaptureServer) -> None:
     """
     The form's GET goes to the inbox's page, the address lower-cased.
@@ -175,15 +196,23 @@ def test_apiTakesTheSessionCookieForReadingOnly(server: CaptureServer) -> None:
 
 def test_pagesAndApiSideBySide(server: CaptureServer) -> None:
     """
-    Page paths answer HTML (also for a page that does not exist); every
-    other path is the API's and answers JSON.
+    Paths under the API's own segments (C{/api/}, C{/livez}, ...) answer
+    JSON, also for one that does not exist; every other path is a page and
+    answers HTML, a path that is nothing the pages' 404 (a browser sent to
+    C{/nope} or C{/docs} gets a page, not JSON).
     """
     client = WebClient(server)
     status, headers, body = client.get("/inbox/a/b/c/d/e")
     assert status == 404 and headers["content-type"] == "text/html; charset=utf-8"
     assert b"Nothing here" in mainContent(body)
-    status, headers, body = client.get("/nope")
-    assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+    for path in ("/nope", "/docs", "/api.json", "/favicon.ico"):
+        status, headers, body = client.get(path)
+        assert status == 404 and headers["content-type"] == "text/html; charset=utf-8", path
+        assert b"Nothing here" in mainContent(body)
+    for path in ("/api/nope", "/api", "/livez/x", "/mail/nope"):
+        status, headers, body = client.get(path)
+        assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+        assert json.loads(body)["error"] == "Not Found"
     status, headers, _ = client.get("/livez")
     assert status == 200
     status, headers, body = client.request("DELETE", "/")

@@ -62,6 +62,13 @@ class Account:
     capturePrivate: bool
     messageLimit: int | None
 
+    def effectiveLimit(self, default: int) -> int:
+        """
+        The limit retention applies to this account: its own, else the
+        server's C{default}; 0 is no limit.
+        """
+        return default if self.messageLimit is None else self.messageLimit
+
 
 @attrs.frozen
 class ApiKeyInfo:
@@ -288,6 +295,11 @@ class Bodies:
     structure: dict[str, object]
 
 
+# Copies an account keeps (owned inboxes and starred) unless it has a
+# limit of its own: --message-limit's default.
+DEFAULT_MESSAGE_LIMIT = 100_000
+
+
 @attrs.frozen
 class Retention:
     """
@@ -301,7 +313,7 @@ class Retention:
 
     publicInboxLimit: int = 500
     publicMaxAge: int = 7 * 86400
-    messageLimit: int = 100_000
+    messageLimit: int = DEFAULT_MESSAGE_LIMIT
 
 
 @attrs.frozen

@@ -81,7 +81,8 @@ def inboxPath(address: str) -> str:
 
 class HomePages(PageBase):
     """
-    C{/}, C{/inbox?address=}, C{/signin}, C{/signout} and C{/static/}.
+    C{/}, C{/inbox?address=}, C{/signin} (the form, and signing in),
+    C{/signout} and C{/static/}.
     """
 
     @pages.route("/", methods=["GET"])
@@ -174,6 +175,18 @@ class HomePages(PageBase):
                 address=address,
             )
         return self.redirect(request, inboxPath(address.lower()))
+
+    @pages.route("/signin", methods=["GET"])
+    async def signInPage(self, request: IRequest) -> bytes:
+        """
+        The sign-in form on a page of its own, for a browser that asks for
+        C{/signin} (a bookmark, a typed address); C{next} as the form's.
+        """
+        viewer = await self.viewer(request)
+        nextValues = request.args.get(b"next")
+        next = localPath(nextValues[0].decode("utf-8", "replace")) if nextValues else None
+        content = self._signIn(viewer, self._sessions.csrfToken(request), None, next or "")
+        return await self.render(request, "Sign in", content, viewer)
 
     @pages.route("/signin", methods=["POST"])
     async def signIn(self, request: IRequest) -> bytes:

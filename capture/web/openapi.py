@@ -294,8 +294,10 @@ def _components() -> Json:
                     "capturePrivate": {"type": "boolean",
                                        "description": "Captured mail is starred by its "
                                        "sender's account, so private to it."},
-                    "messageLimit": {"type": ["integer", "null"],
-                                     "description": "null: the server's default."},
+                    "messageLimit": {"type": "integer", "minimum": 0,
+                                     "description": "The limit on the account's stored mail "
+                                     "that applies: its own, else the server's default "
+                                     "(`--message-limit`); 0: no limit."},
                     "apiAccess": {"const": 1},
                     "recents": _arrayOf({"type": "string"}),
                     "labels": _arrayOf({"type": "string"}),
