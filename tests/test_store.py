@@ -1238,6 +1238,53 @@ class SizeLimitTests(_StoreCase):
         self.assertConsistent()
         await self._smallWriteWorksOrFailsCleanly()
 
+    async def test_reserveKeepsRoomForDeletesAndSettings(self) -> None:
+        """
+        New mail stops a reserve short of the limit (a quarter of it, at
+        most C{reserve}); what was refused left nothing, and deletes,
+        stars, accounts, keys and reserved addresses still commit in the
+        reserve; once a message is deleted, one as large fits again.
+        """
+        await self.restart(maxSize=1024 * 1024)
+        stored: list[Copy] = []
+        for i in range(200):
+            try:
+                (copy,) = await self.store.addMessage(
+                    envelope("a@example.com"), message(f"m{i}", os.urandom(8000).hex().encode()))
+            except StoreFull:
+                break
+            stored.append(copy)
+        else:
+            self.fail("the store never filled")
+        self.assertEqual(self.count("messages"), len(stored))
+        used = self.db().execute("PRAGMA page_count").fetchone()[0] * 4096
+        self.assertLess(used, 1024 * 1024 - 200 * 1024)
+        await self.store.setStarred(stored[0], "alice")
+        await self.store.createAccount("late")
+        await self.store.createKey("late")
+        await self.store.reserveAddress("late", "late@example.com")
+        await self.store.deleteCopy(stored[1])
+        await self.store.deleteCopy(stored[2])
+        (again,) = await self.store.addMessage(
+            envelope("a@example.com"), message("again", os.urandom(8000).hex().encode()))
+        self.assertEqual(self.count("messages"), len(stored) - 1)
+        self.assertConsistent()
+
+    async def test_diskReserveRefusesMailOnly(self) -> None:
+        """
+        With less free disk than the reserve, new mail is refused with
+        L{StoreFull} and nothing of it is kept, while other writes commit:
+        the reserve is the disk's free space new mail may not take.
+        """
+        await self.restart(reserve=1 << 62)
+        await self.assertFails(StoreFull, self.add("a@example.com"))
+        self.assertEqual(self.count("messages"), 0)
+        await self.store.createAccount("still")
+        self.assertEqual((await self.store.getAccount("still")).name, "still")
+        await self.restart()
+        (copy,) = await self.add("a@example.com")
+        self.assertEqual(copy.inbox, "a@example.com")
+
     async def test_fullInsideBatchUndoesNothingElse(self) -> None:
         """
         When one message of a batch does not fit, each other message of the

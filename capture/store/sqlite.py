@@ -73,6 +73,15 @@ DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
 _INLINE_PARSE_LIMIT = 32 * 1024
+_PAGE_SIZE = 4096
+# Octets a message's rows take besides its raw bytes and bodies.
+_ROW_OVERHEAD = 16 * 1024
+# What new mail leaves free of the disk (and of --max-store-size, up to a
+# quarter of it) for deletions, purges, retention and settings: a delete
+# writes its pages to the WAL, and a checkpoint copies them into the
+# database file, so both grow before anything is freed.  The WAL
+# checkpoints at 1,000 pages (4 MiB), hence four times that.
+DEFAULT_RESERVE = 16 * 1024 * 1024
 _OPS_FLUSH_INTERVAL = 1.0
 _KEY_LENGTH = len(newApiKey())
 # What is kept of a key besides its hash, to name it: "k_" and 6 characters.
@@ -305,11 +314,22 @@ class _Writer:
         reactor: IReactorFromThreads,
         maxPageCount: int,
         observeCommit: Callable[[float, int], None] | None = None,
+        reserve: int = 0,
     ) -> None:
+        """
+        @param reserve: Octets of the disk, and of C{maxPageCount}'s size,
+            that new mail may not use (L{makeRoom}): deletions, purges,
+            retention and settings write into them, so a full store can
+            always be emptied through Capture.
+        """
         self._path = path
         self._reactor = reactor
         self._maxPageCount = maxPageCount
         self._observeCommit = observeCommit
+        self._reserve = reserve
+        # What the messages of the running batch will take, not yet on
+        # disk: each one's room is checked with the ones before it counted.
+        self._batchBytes = 0
         # SimpleQueue: a C queue, several times cheaper per put than
         # queue.Queue, and a put per message is on the ingest path.
         self._queue: queue.SimpleQueue[
@@ -333,6 +353,28 @@ class _Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def makeRoom(self, conn: sqlite3.Connection, size: int) -> None:
+        """
+        Count C{size} octets of new mail into the running batch, or refuse
+        it: new mail stops while the disk (or C{--max-store-size}) has no
+        more than the reserve left beyond it.  Called on the writer
+        thread, by the operation that inserts a message, before it writes.
+
+        @raise StoreFull: There is no room for it outside the reserve.
+        """
+        needed = self._batchBytes + size + self._reserve
+        # Pages freed by deletions stay in the file, on its free list, and
+        # are used again before the file grows.
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0] * _PAGE_SIZE
+        if self._maxPageCount:
+            pageCount = conn.execute("PRAGMA page_count").fetchone()[0]
+            if pageCount * _PAGE_SIZE - free + needed > self._maxPageCount * _PAGE_SIZE:
+                raise StoreFull("the store is full up to its reserve (--max-store-size)")
+        disk = os.statvfs(os.path.dirname(self._path))
+        if disk.f_bavail * disk.f_frsize + free < needed:
+            raise StoreFull("the disk is full up to the store's reserve")
+        self._batchBytes += size
+
     def depth(self) -> int:
         """
         Operations waiting for the writer (approximate, as any queue size
@@ -342,6 +384,12 @@ class _Writer:
 
     def _run(self) -> None:
         conn = _connect(self._path)
+        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
+        # freed page: a delete then writes as much to the WAL as it frees,
+        # so on a full disk nothing could be deleted, and every retention
+        # pass doubled its I/O.  FAST zeroes only what is written anyway;
+        # freed pages keep old bytes until reused (disposable test mail).
+        conn.execute("PRAGMA secure_delete = FAST")
         if self._maxPageCount:
             conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
         stopping = False
@@ -379,9 +427,11 @@ class _Writer:
         again with a savepoint per operation, so that the failure stays its
         operation's own.
         """
+        self._batchBytes = 0
         whole = self._commitWhole(conn, batch)
         if whole is not None:
             return whole
+        self._batchBytes = 0
         return self._commitEach(conn, batch)
 
     def _commitWhole(
@@ -483,7 +533,13 @@ class SQLiteStore:
         maxSize: int = 0,
         readThreads: int = 4,
         observeCommit: Callable[[float, int], None] | None = None,
+        reserve: int = DEFAULT_RESERVE,
     ) -> None:
+        """
+        @param reserve: Octets of the disk new mail may not use (at most a
+            quarter of C{maxSize} of the store), kept for deletions, purges,
+            retention and settings, so that a full store can be emptied.
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -492,6 +548,7 @@ class SQLiteStore:
         self._path = os.path.join(directory, DATABASE_NAME)
         self._reactor = reactor
         self._maxSize = maxSize
+        self._reserve = reserve
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
         self._subscribers: list[Callable[[list[Copy]], None]] = []
@@ -544,9 +601,11 @@ class SQLiteStore:
         thread and the read pool.
         """
         self.open()
-        pageSize = 4096
-        maxPages = self._maxSize // pageSize if self._maxSize else 0
-        self._writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit)
+        maxPages = self._maxSize // _PAGE_SIZE if self._maxSize else 0
+        reserve = min(self._reserve, self._maxSize // 4) if self._maxSize else self._reserve
+        self._writer = _Writer(
+            self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve
+        )
         self._writer.start()
         self._pool.start()
         self._running = True
@@ -1020,7 +1079,17 @@ class SQLiteStore:
         return d.addCallback(stored)
 
     def _submitPrepared(self, prepared: _PreparedMessage) -> Deferred[_Inserted]:
-        return self._write(lambda conn: _insertMessage(conn, prepared))
+        writer = self._writer
+        assert writer is not None, "store not started"
+        # The raw bytes, and about as much again for the parsed bodies and
+        # rows (the text and HTML are stored beside the raw message).
+        size = 2 * len(prepared.raw) + _ROW_OVERHEAD
+
+        def insert(conn: sqlite3.Connection) -> _Inserted:
+            writer.makeRoom(conn, size)
+            return _insertMessage(conn, prepared)
+
+        return self._write(insert)
 
     def getCopy(self, copyId: str) -> Deferred[Copy]:
         split = splitCopyId(copyId)

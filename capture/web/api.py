@@ -42,6 +42,7 @@ from capture.store.model import (
     InboxOwner,
     NotFound,
     RemovedCopy,
+    StoreFull,
 )
 from capture.web import accountrules
 from capture.web.autoconfig import MailSettings
@@ -79,6 +80,7 @@ _BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _MAX_BULK = 100
+STORE_FULL = "The store is full: delete or purge mail to make room, then try again."
 _log = Logger()
 
 
@@ -282,6 +284,13 @@ class MailsacAPI:
         error = failure.value
         assert isinstance(error, ApiError)
         return jsonBody(request, error.body(), error.code)
+
+    @app.handle_errors(StoreFull)
+    def _storeFull(self, request: IRequest, failure: Failure) -> bytes:
+        # The store's reserve is for exactly this: deletes and purges
+        # commit while new mail is refused; a write that still finds no
+        # room is the client's to retry after making some.
+        return jsonBody(request, ApiError(507, STORE_FULL).body(), 507)
 
     @app.handle_errors(HTTPException)
     def _routingError(self, request: IRequest, failure: Failure) -> bytes:

@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from capture.auth import LoginThrottle
 from capture.store.interface import IStore
-from capture.store.model import DEFAULT_MESSAGE_LIMIT
+from capture.store.model import DEFAULT_MESSAGE_LIMIT, StoreFull
 from capture.web.autoconfig import MailSettings
 from capture.web.websession import WebSessions
 
@@ -267,6 +267,12 @@ class PageBase:
         error = failure.value
         assert isinstance(error, PageError)
         return self._errorPage(request, error)
+
+    @pages.handle_errors(StoreFull)
+    def _storeFull(self, request: IRequest, failure: Failure) -> Deferred[bytes]:
+        return self._errorPage(request, PageError(
+            507, "The store is full", "Delete or purge mail to make room, then try again.",
+        ))
 
     @pages.handle_errors(HTTPException)
     def _routingError(self, request: IRequest, failure: Failure) -> Deferred[bytes]:
