@@ -277,6 +277,26 @@ class AccountTests(_StoreCase):
         self.assertFalse(second.encode() in data, "second key stored in clear")
         self.assertTrue(hashlib.sha256(first.encode()).digest() in data, "no key hash")
 
+    async def test_sessionGenerations(self) -> None:
+        """
+        A session is checked against the account's generation while its
+        key is live: 0 at first, raised by each L{endSessions} (kept across
+        a restart), L{None} for a revoked key, an unknown prefix or
+        account; ending the sessions of no account is not found.
+        """
+        _, key = await self.store.createAccount("alice")
+        prefix = key[:8]
+        self.assertEqual(await self.store.sessionGeneration("alice", prefix), 0)
+        self.assertEqual(await self.store.endSessions("alice"), 1)
+        self.assertEqual(await self.store.endSessions("alice"), 2)
+        await self.restart()
+        self.assertEqual(await self.store.sessionGeneration("alice", prefix), 2)
+        self.assertIsNone(await self.store.sessionGeneration("alice", "k_nope00"))
+        self.assertIsNone(await self.store.sessionGeneration("bob", prefix))
+        await self.assertFails(NotFound, self.store.endSessions("bob"))
+        await self.store.revokeKey("alice", prefix)
+        self.assertIsNone(await self.store.sessionGeneration("alice", prefix))
+
     async def test_revokeByPrefix(self) -> None:
         """
         A prefix naming one live key revokes it; the key stops working,
@@ -1068,6 +1088,8 @@ class PersistenceTests(_StoreCase):
         # As a version 1 store was: no summary column (nor the later ones).
         for column in ("imap_envelope", "imap_structure", "header_size", "summary_json"):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # Later migrations run again: undo what they added.
+        db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
         db.execute("PRAGMA user_version = 1")
         db.commit()
         db.close()
@@ -1093,6 +1115,8 @@ class PersistenceTests(_StoreCase):
         db = sqlite3.connect(self.path)
         for column in ("imap_envelope", "imap_structure", "header_size"):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # Later migrations run again: undo what they added.
+        db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()

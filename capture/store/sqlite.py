@@ -796,6 +796,32 @@ class SQLiteStore:
 
         return self._read(op)
 
+    def sessionGeneration(self, account: str, keyPrefix: str) -> Deferred[int | None]:
+        def op(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT a.session_generation FROM accounts a JOIN api_keys k "
+                "ON k.account = a.name WHERE a.name = ? AND k.prefix = ? "
+                "AND k.revoked IS NULL LIMIT 1",
+                (account, keyPrefix),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return self._read(op)
+
+    def endSessions(self, account: str) -> Deferred[int]:
+        def op(conn: sqlite3.Connection) -> int:
+            _account(conn, account)
+            conn.execute(
+                "UPDATE accounts SET session_generation = session_generation + 1 "
+                "WHERE name = ?",
+                (account,),
+            )
+            return int(conn.execute(
+                "SELECT session_generation FROM accounts WHERE name = ?", (account,)
+            ).fetchone()[0])
+
+        return self._write(op)
+
     def revokeKey(self, account: str, prefix: str) -> Deferred[ApiKeyInfo]:
         def op(conn: sqlite3.Connection) -> ApiKeyInfo:
             _account(conn, account)

@@ -1040,16 +1040,21 @@ class MailsacAPI:
         )
 
     @app.route("/api/auth/logout", methods=["POST"])
-    def logout(self, request: IRequest) -> bytes:
+    async def logout(self, request: IRequest) -> bytes:
         """
-        L3: the older clients' sign-out.  The web page's session cookie (the
-        only session there is) is cleared; a key has none to end.
+        L3: the older clients' sign-out.  The web page's session (the only
+        session there is) ends, as signing out of the pages ends it; a key
+        has none to end.
         """
-        # IRequest's addCookie does not declare httpOnly and sameSite;
-        # twisted.web's Request, which Klein hands us, takes them.
-        cast(Request, request).addCookie(
-            b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True, sameSite="strict"
-        )
+        if self._sessions is not None:
+            await self._sessions.end(request, self._store)
+        else:
+            # IRequest's addCookie does not declare httpOnly and sameSite;
+            # twisted.web's Request, which Klein hands us, takes them.
+            cast(Request, request).addCookie(
+                b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True,
+                sameSite="strict",
+            )
         return jsonBody(request, {"ok": True})
 
     @app.route("/api/me", methods=["GET"])

@@ -217,13 +217,18 @@ class HomePages(PageBase):
                 signInError="That API key is wrong or was revoked.", next=next or "",
             )
         self._throttle.succeeded(host)
-        self._sessions.signIn(request, account, prefix)
+        generation = await self._store.sessionGeneration(account, prefix)
+        self._sessions.signIn(request, account, prefix, generation or 0)
         return self.redirect(request, next or "/account")
 
     @pages.route("/signout", methods=["POST"])
-    def signOut(self, request: IRequest) -> bytes:
+    async def signOut(self, request: IRequest) -> bytes:
+        """
+        Sign out: this browser's cookie is cleared and every session of the
+        account ends (the old cookie no longer opens anything).
+        """
         self.checkCsrf(request)
-        self._sessions.signOut(request)
+        await self._sessions.end(request, self._store)
         return self.redirect(request, "/")
 
     @pages.route("/static/", branch=True, methods=["GET", "HEAD"])
