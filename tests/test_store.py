@@ -37,6 +37,7 @@ from capture.store import sqlite as sqliteBackend
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
+    AccountDeletion,
     Conflict,
     Copy,
     Envelope,
@@ -296,6 +297,40 @@ class AccountTests(_StoreCase):
         await self.assertFails(NotFound, self.store.endSessions("bob"))
         await self.store.revokeKey("alice", prefix)
         self.assertIsNone(await self.store.sessionGeneration("alice", prefix))
+
+    async def test_deleteAccount(self) -> None:
+        """
+        Deleting an account removes its keys, addresses, domains, the
+        unstarred mail in them and its usage; another account's star in its
+        inbox keeps that copy; its stars elsewhere are dropped; what it
+        sent stays with the recipient but is no longer its sent mail; the
+        name can be made again, empty.  Unknown: not found.
+        """
+        _, key = await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("alice", "own@example.com")
+        await self.store.addDomain("alice", "alice.test", isPrivate=False)
+        (mine,) = await self.add("own@example.com")
+        (inDomain,) = await self.add("x@alice.test")
+        (keptForBob,) = await self.add("y@alice.test")
+        await self.store.setStarred(keptForBob, "bob")
+        (public,) = await self.add("pub@example.com", account="alice")
+        await self.store.setStarred(public, "alice")
+        self.store.countOp("alice")
+        deleted = await self.store.deleteAccount("alice")
+        self.assertEqual(deleted, AccountDeletion(1, ("own@example.com",), ("alice.test",), 2, 1))
+        self.assertIsNone(await self.store.accountForKey(key))
+        await self.assertFails(NotFound, self.store.getCopy(mine.id))
+        await self.assertFails(NotFound, self.store.getCopy(inDomain.id))
+        self.assertEqual((await self.store.getCopy(keptForBob.id)).savedBy, "bob")
+        self.assertIsNone((await self.store.getCopy(public.id)).savedBy)
+        self.assertEqual((await self.store.inboxOwner("own@example.com")).account, None)
+        await self.store.createAccount("alice")
+        self.assertEqual(await self.store.listSent("alice"), [])
+        self.assertEqual(await self.store.listAddresses("alice"), [])
+        self.assertEqual(self.count("usage"), 0)
+        await self.assertFails(NotFound, self.store.deleteAccount("nobody"))
+        self.assertConsistent()
 
     async def test_revokeByPrefix(self) -> None:
         """

@@ -96,6 +96,19 @@ class IStore(Interface):
         L{Conflict}.  @return: Deferred firing with its L{ApiKeyInfo}.
         """
 
+    def deleteAccount(name):
+        """
+        Delete an account and what is only its: its keys, its owned
+        addresses and custom domains (released), the mail in them (but
+        copies another account starred), its star on any other copy, its
+        usage counts; mail it sent stays in its recipients' inboxes, no
+        longer counted as sent by it (an account made later with the same
+        name starts empty).  Its sessions end with it.
+
+        @return: Deferred firing with an L{AccountDeletion}; failing with
+            L{NotFound} for no such account.
+        """
+
     def sessionGeneration(account, keyPrefix):
         """
         What a web session of C{account} signed in with the key starting

@@ -295,6 +295,26 @@ class Bodies:
     structure: dict[str, object]
 
 
+@attrs.frozen
+class AccountDeletion:
+    """
+    What deleting an account removed.
+
+    @ivar keys: Its API keys (live or revoked).
+    @ivar addresses: The addresses it owned, released.
+    @ivar domains: The custom domains it owned, released.
+    @ivar copiesDeleted: Copies deleted from its owned addresses and
+        domains (other accounts' starred copies there are kept).
+    @ivar starsDropped: Copies elsewhere it had starred, starred no more.
+    """
+
+    keys: int
+    addresses: tuple[str, ...]
+    domains: tuple[str, ...]
+    copiesDeleted: int
+    starsDropped: int
+
+
 # Copies an account keeps (owned inboxes and starred) unless it has a
 # limit of its own: --message-limit's default.
 DEFAULT_MESSAGE_LIMIT = 100_000

@@ -41,6 +41,7 @@ from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
     Account,
+    AccountDeletion,
     AccountStats,
     ApiKeyInfo,
     Bodies,
@@ -795,6 +796,42 @@ class SQLiteStore:
             return [ApiKeyInfo(*r) for r in rows]
 
         return self._read(op)
+
+    def deleteAccount(self, name: str) -> Deferred[AccountDeletion]:
+        def op(conn: sqlite3.Connection) -> tuple[AccountDeletion, list[RemovedCopy]]:
+            _account(conn, name)
+            keys = conn.execute(
+                "SELECT count(*) FROM api_keys WHERE account = ?", (name,)
+            ).fetchone()[0]
+            addresses = tuple(r[0] for r in conn.execute(
+                "SELECT address FROM addresses WHERE account = ? ORDER BY address", (name,)))
+            domains = tuple(r[0] for r in conn.execute(
+                "SELECT domain FROM domains WHERE account = ? ORDER BY domain", (name,)))
+            # Its inboxes' copies, but those another account starred (theirs
+            # to keep) and, in its domains, addresses others reserved.
+            uids = [r[0] for r in conn.execute(
+                "SELECT c.uid FROM copies c WHERE (c.saved_by IS NULL OR c.saved_by = ?) AND ("
+                "c.inbox IN (SELECT address FROM addresses WHERE account = ?) OR ("
+                "c.domain IN (SELECT domain FROM domains WHERE account = ?) AND "
+                f"{_NOT_OTHERS}))",
+                (name, name, name, name),
+            )]
+            removed = _deleteCopies(conn, uids)
+            stars = conn.execute(
+                "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
+            ).rowcount
+            conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
+            conn.execute("DELETE FROM usage WHERE account = ?", (name,))
+            # Keys, addresses and domains go with it (ON DELETE CASCADE).
+            conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return AccountDeletion(keys, addresses, domains, len(removed), stars), removed
+
+        def done(result: tuple[AccountDeletion, list[RemovedCopy]]) -> AccountDeletion:
+            self._pendingOps = {k: v for k, v in self._pendingOps.items() if k[0] != name}
+            self._removed(result[1])
+            return result[0]
+
+        return self._write(op).addCallback(done)
 
     def sessionGeneration(self, account: str, keyPrefix: str) -> Deferred[int | None]:
         def op(conn: sqlite3.Connection) -> int | None:
