@@ -30,7 +30,7 @@ from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
 
 from capture.access import visibility
-from capture.addresses import baseInbox, isAddress
+from capture.addresses import inboxOf
 from capture.store.interface import IStore
 from capture.store.model import Conflict
 
@@ -235,12 +235,10 @@ class CaptureRealm:
             raise UnauthorizedLogin()
         if login.username == account:
             return IMailboxReader, MailboxReader(account=account), lambda: None
-        if not isAddress(login.username) or await self.store.resolveLogin(login.username) == (
-            login.username
-        ):
+        inbox = inboxOf(login.username)
+        if inbox is None or await self.store.resolveLogin(login.username) == login.username:
             # Another account's name, a domain, or nothing readable.
             raise UnauthorizedLogin()
-        inbox = baseInbox(login.username)
         owner = await self.store.inboxOwner(inbox)
         if visibility(account, owner) is None:
             raise UnauthorizedLogin()

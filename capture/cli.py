@@ -24,7 +24,7 @@ from typing import Any, NoReturn
 from twisted.internet.task import react
 
 from capture.access import Visibility
-from capture.addresses import baseInbox, isAddress, isDomain
+from capture.addresses import customDomain, inboxOf
 from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 from capture.summary import isoTime
@@ -372,15 +372,17 @@ def _checkArguments(args: argparse.Namespace) -> None:
     Refuse, before opening the store, what can be told wrong without it.
     """
     if hasattr(args, "address"):
-        args.address = args.address.strip().lower()
-        if not isAddress(args.address):
-            raise CommandError(f"not an email address: {args.address!r}")
-        # user+tag@example.org is filed in user@example.org.
-        args.address = baseInbox(args.address)
+        # user+tag@example.org is filed in user@example.org, and
+        # info@xn--exmple-cua.test in info@exämple.test.
+        inbox = inboxOf(args.address.strip())
+        if inbox is None:
+            raise CommandError(f"not an email address: {args.address.strip()!r}")
+        args.address = inbox
     if hasattr(args, "domain"):
-        args.domain = args.domain.strip().lower()
-        if not isDomain(args.domain):
-            raise CommandError(f"not a domain name: {args.domain!r}")
+        domain = customDomain(args.domain.strip())
+        if domain is None:
+            raise CommandError(f"not a domain name: {args.domain.strip().lower()!r}")
+        args.domain = domain
     args.newStore = not os.path.exists(os.path.join(args.data, DATABASE_NAME))
     if args.newStore and not getattr(args, "creates", False):
         raise CommandError(

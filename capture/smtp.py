@@ -32,6 +32,7 @@ import datetime
 import functools
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from email.utils import format_datetime
 from typing import Any
@@ -48,7 +49,7 @@ from twisted.mail.interfaces import IChallengeResponse
 from twisted.mail.smtp import ESMTP
 from twisted.python.failure import Failure
 
-from capture.addresses import baseInbox
+from capture.addresses import inboxOf, shown
 from capture.auth import ISubmitter, LoginThrottle
 from capture.ids import newQueueId
 from capture.metrics import Metrics
@@ -72,6 +73,9 @@ _BAD_CREDENTIALS = b"5.7.8 Authentication credentials invalid"
 _BARE_LF_WAIT = 1.0
 _POSTMASTER_RE = re.compile(rb"(?<=^TO:)\s*<postmaster>$", re.IGNORECASE)
 _SPACE_RE = re.compile(r"\s")
+# RFC 6531 3.4: non-ASCII in the envelope needs MAIL's SMTPUTF8 parameter
+# (RFC 6533's X.6.7, "Non-ASCII addresses not permitted").
+_NEEDS_SMTPUTF8 = b"5.6.7 <%s>: a non-ASCII address needs SMTPUTF8 on MAIL FROM"
 _QUOTED_RE = re.compile(r'"(?:[^"\\\x00-\x1f\x7f]|\\[ -~])*"')
 
 
@@ -179,14 +183,30 @@ def parsePath(argument: bytes, keyword: bytes) -> tuple[str, dict[str, str]]:
         # RFC 5321 allows spaces inside a quoted local part, nowhere else.
         unquoted = _QUOTED_RE.sub('""', address)
         if not at or not local or not domain or _SPACE_RE.search(unquoted):
-            raise SMTPError(
-                501 if keyword == b"FROM" else 553,
-                (b"5.1.7 Bad sender" if keyword == b"FROM" else b"5.1.3 Bad recipient")
-                + b" address syntax",
-            )
+            if keyword == b"FROM":
+                raise SMTPError(501, b"5.1.7 Bad sender address syntax")
+            raise SMTPError(553, b"5.1.3 <" + shown(address) + b">: not a valid address")
     elif keyword == b"TO":
         raise SMTPError(553, b"5.1.3 Bad recipient address syntax")
     return address, params
+
+
+def _checkSender(address: str, smtputf8: bool) -> None:
+    """
+    Refuse a reverse-path no record of it should hold: control or format
+    characters (a NUL, a CR), or non-ASCII without C{SMTPUTF8}.  A sender
+    names no inbox, so it is not held to the whole address rule: mail from
+    an unusual but harmless sender is still captured.
+
+    @raise SMTPError: 553 with the address escaped.
+    """
+    if any(
+        not (" " <= c <= "~") and (c.isascii() or unicodedata.category(c) in ("Cc", "Cf", "Cs"))
+        for c in address
+    ):
+        raise SMTPError(553, b"5.1.7 <" + shown(address) + b">: not a valid sender address")
+    if not smtputf8 and not address.isascii():
+        raise SMTPError(553, _NEEDS_SMTPUTF8 % shown(address))
 
 
 class CaptureSMTP(ESMTP):
@@ -476,6 +496,7 @@ class CaptureSMTP(ESMTP):
         self._budgeted = 0
         self._overBudget = False
         self._from: str | None = None
+        self._smtputf8 = False
         self._to: list[Recipient] = []
         self._lines: list[bytes] = []
         self._size = 0
@@ -636,11 +657,13 @@ class CaptureSMTP(ESMTP):
         try:
             address, params = parsePath(argument, b"FROM")
             self._checkMailParams(params)
+            _checkSender(address, "SMTPUTF8" in params)
         except SMTPError as e:
             self._error(e.code, e.text)
             return
         self._resetTransaction()
         self._from = address
+        self._smtputf8 = "SMTPUTF8" in params
         self.sendCode(250, b"2.1.0 Accepted")
 
     def _checkMailParams(self, params: dict[str, str]) -> None:
@@ -671,12 +694,21 @@ class CaptureSMTP(ESMTP):
         if params:
             self._error(555, b"5.5.4 Unsupported parameter " + next(iter(params)).encode())
             return
+        # The one rule of capture.addresses: what no reader could open is
+        # refused here rather than stored where nobody can reach it.
+        inbox = inboxOf(address)
+        if inbox is None:
+            self._error(553, b"5.1.3 <" + shown(address) + b">: not a valid address")
+            return
+        if not self._smtputf8 and not address.isascii():
+            self._error(553, _NEEDS_SMTPUTF8 % shown(address))
+            return
         if len(self._to) >= self.settings.maxRecipients:
             self.sendCode(452, b"4.5.3 Too many recipients")
             return
         # The same address twice is one recipient, as MTAs deliver it once.
         if all(r.original.lower() != address.lower() for r in self._to):
-            self._to.append(Recipient(inbox=baseInbox(address), original=address))
+            self._to.append(Recipient(inbox=inbox, original=address))
         self.sendCode(250, b"2.1.5 Accepted")
 
     def smtp_DATA(self, argument: bytes) -> None:

@@ -11,6 +11,7 @@ import json
 import secrets
 import threading
 import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -80,6 +81,25 @@ def _newAccount(server: CaptureServer) -> tuple[str, str]:
 def _reserveAPI(server: CaptureServer, key: str, address: str) -> None:
     status, _ = callJSON(server, "POST", f"/api/addresses/{address}", key)
     assert status == 200
+
+
+def _enablews(server: CaptureServer, key: str, address: str, on: bool = True) -> None:
+    """
+    Reserve C{address} (unless it is the key's already) and switch its
+    websocket on or off (D4).
+    """
+    status, body = callJSON(server, "GET", f"/api/addresses/{address}", key)
+    if "owner" not in body:
+        # Nobody's yet; an address of the key's domain (implicit) is its
+        # already, and D4 gives it a record of its own.
+        _reserveAPI(server, key, address)
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{server.ports['http']}/api/addresses/{address}",
+        data=json.dumps({"enablews": on}).encode(), method="PUT",
+        headers={"Content-Type": "application/json", "Mailsac-Key": key},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and json.loads(response.read())["enablews"] is on
 
 
 def _addDomain(server: CaptureServer, account: str, domain: str) -> None:
@@ -308,6 +328,9 @@ def test_websocketListensAndSendsEmail(server: CaptureServer) -> None:
     """
     address = inbox()
     other = inbox()
+    assert server.key is not None
+    _enablews(server, server.key, address)
+    _enablews(server, server.key, other)
     with _websocket(server, f"key={server.key}&addresses={address},{other.upper()}&_id=x") as ws:
         assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [address, other],
                               "domains": []}
@@ -344,23 +367,30 @@ def test_websocketListensAndSendsEmail(server: CaptureServer) -> None:
         ("key={key}", 400),
         ("key={key}&addresses=,", 400),
         ("key={key}&addresses=a%20b@example.com", 400),
-        ("key={key}&addresses={address},not@an@address", 400),
+        ("key={key}&addresses={mine},not@an@address", 400),
         ("key={key}&addresses=under_score.example", 400),
         ("key={key}&addresses={owned}", 403),
         ("key={key}&addresses={address},{owned}", 403),
         ("key={key}&addresses=nobodys-domain.example", 403),
+        ("key={key}&addresses={address}", 403),
+        ("key={key}&addresses={mine},{address}", 403),
     ],
 )
 def test_websocketRefusals(server: CaptureServer, query: str, status: int) -> None:
     """
-    A missing or bad key (401), no or a malformed address (400), and an
-    address or domain the key's account may not read (403) get one error
-    frame and a close; the server then serves the next client.
+    A missing or bad key (401), no or a malformed address (400), an
+    address or domain the key's account may not read, and a public address
+    (not routable: reference 9.1) (403) get one error frame and a close; the
+    server then serves the next client.
     """
     _, ownerKey = _newAccount(server)
     owned = inbox()
     _reserveAPI(server, ownerKey, owned)
-    query = query.format(address=inbox(), owned=owned, key=server.key, bad=newApiKey())
+    assert server.key is not None
+    mine = inbox()
+    _reserveAPI(server, server.key, mine)
+    query = query.format(address=inbox(), owned=owned, mine=mine, key=server.key,
+                         bad=newApiKey())
     with _websocket(server, query) as ws:
         frame = _frame(ws)
         assert frame["status"] == status and isinstance(frame["msg"], str)
@@ -382,12 +412,14 @@ def test_websocketPathOverPlainHTTP(server: CaptureServer) -> None:
 
 def test_websocketDomains(server: CaptureServer) -> None:
     """
-    A domain of the key's account may be listened to: mail to any address
-    in it comes as email frames; another account cannot listen to it.
+    A domain of the key's account may be listened to: with its catch-all's
+    C{enablews} on, mail to any address in it comes as email frames;
+    another account cannot listen to it.
     """
     account, key = _newAccount(server)
     domain = f"live-{secrets.token_hex(4)}.example"
     _addDomain(server, account, domain)
+    _enablews(server, key, f"*@{domain}")
     with _websocket(server, f"key={key}&addresses={domain.upper()}") as ws:
         assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [],
                               "domains": [domain]}
@@ -401,13 +433,19 @@ def test_websocketDomains(server: CaptureServer) -> None:
 
 def test_websocketSkipsUnreadableCopies(server: CaptureServer) -> None:
     """
-    Listening to a public inbox, a copy starred by another account is not
-    sent; the next readable one is.
+    Listening to an address of one's public custom domain (routed by its
+    catch-all), a copy starred by another account is not sent; the next
+    readable one is.
     """
     sender, senderKey = _newAccount(server)
     server.cli("account", "set", sender, "--capture-private", "on")
-    address = inbox()
-    with _websocket(server, f"key={server.key}&addresses={address}") as ws:
+    account, key = _newAccount(server)
+    domain = f"pub-{secrets.token_hex(4)}.example"
+    _addDomain(server, account, domain)
+    assert callJSON(server, "PUT", f"/api/domains/{domain}/privacy/false", key)[0] == 200
+    _enablews(server, key, f"*@{domain}")
+    address = f"someone@{domain}"
+    with _websocket(server, f"key={key}&addresses={address}") as ws:
         assert _frame(ws)["msg"] == "Listening"
         client = server.smtp(login=False)
         client.login(sender, senderKey)
@@ -415,6 +453,91 @@ def test_websocketSkipsUnreadableCopies(server: CaptureServer) -> None:
         client.quit()
         public = send(server, address, b"Subject: public\r\n\r\nx\r\n")
         assert _frame(ws)["email"]["_id"] == f"{public}-0"
+
+
+def test_websocketFollowsEnablews(server: CaptureServer) -> None:
+    """
+    An owned address's mail reaches the websocket only while its
+    C{enablews} is on (Mailsac's switch; off by default): mail that came
+    while it was off is never sent, later mail is.  Frames come in commit
+    order, so the first frame after a skipped message proves it was
+    skipped.  Another address on the same socket follows its own switch.
+    """
+    assert server.key is not None
+    address, other = inbox(), inbox()
+    _reserveAPI(server, server.key, address)
+    _enablews(server, server.key, other)
+    with _websocket(server, f"key={server.key}&addresses={address},{other}") as ws:
+        assert _frame(ws)["msg"] == "Listening"
+        send(server, address, b"Subject: while off\r\n\r\nx\r\n")
+        _enablews(server, server.key, address)
+        on = send(server, address, b"Subject: while on\r\n\r\nx\r\n")
+        assert _frame(ws)["email"]["_id"] == f"{on}-0"
+        _enablews(server, server.key, address, on=False)
+        send(server, address, b"Subject: off again\r\n\r\nx\r\n")
+        elsewhere = send(server, other, b"Subject: other\r\n\r\nx\r\n")
+        assert _frame(ws)["email"]["_id"] == f"{elsewhere}-0"
+    _stillServes(server)
+
+
+def test_websocketDomainSwitches(server: CaptureServer) -> None:
+    """
+    Listening to a domain: an address with no record of its own follows
+    the catch-all's C{enablews} (off: nothing); an address with its own
+    record follows its own switch, whatever the catch-all says; an address
+    another account reserved inside the domain never comes.
+    """
+    account, key = _newAccount(server)
+    _, carolKey = _newAccount(server)
+    domain = f"sw-{secrets.token_hex(4)}.example"
+    carols = f"carol@{domain}"
+    _reserveAPI(server, carolKey, carols)
+    _addDomain(server, account, domain)
+    _enablews(server, key, f"*@{domain}", on=False)
+    _enablews(server, key, f"own@{domain}")
+    _enablews(server, key, f"quiet@{domain}", on=False)
+    with _websocket(server, f"key={key}&addresses={domain}") as ws:
+        assert _frame(ws)["msg"] == "Listening"
+        send(server, f"anyone@{domain}", b"Subject: catch-all off\r\n\r\nx\r\n")
+        own = send(server, f"own@{domain}", b"Subject: own on\r\n\r\nx\r\n")
+        assert _frame(ws)["email"]["_id"] == f"{own}-0"
+        _enablews(server, key, f"*@{domain}")
+        send(server, carols, b"Subject: carol's\r\n\r\nx\r\n")
+        send(server, f"quiet@{domain}", b"Subject: own off\r\n\r\nx\r\n")
+        anyone = send(server, f"anyone@{domain}", b"Subject: catch-all on\r\n\r\nx\r\n")
+        assert _frame(ws)["email"]["_id"] == f"{anyone}-0"
+    _stillServes(server)
+
+
+def test_liveStreamsTakeEitherSpelling(server: CaptureServer) -> None:
+    """
+    An internationalized address may be named by its A-label spelling on
+    the websocket and the event stream: both listen to the canonical
+    (U-label) inbox, and SMTPUTF8 mail to the U-label spelling reaches
+    them.
+    """
+    assert server.key is not None
+    label = f"ex\u00e4mple{secrets.token_hex(3)}"
+    alabel = "xn--" + label.encode("punycode").decode("ascii")
+    address = f"\u00fcser@{label}.test"
+    quoted = urllib.parse.quote(address, safe="@")
+    _enablews(server, server.key, quoted)
+    spelled = urllib.parse.quote(f"\u00dcSER@{alabel.upper()}.test", safe="@")
+    with _websocket(server, f"key={server.key}&addresses={spelled}") as ws, \
+            _events(server, f"/api/addresses/{spelled}/events?_mailsacKey={server.key}") as sse:
+        assert _frame(ws) == {"status": 200, "msg": "Listening", "addresses": [address],
+                              "domains": []}
+        assert _nextEvent(sse) == [": listening"]
+        client = server.smtp()
+        client.mail("app@example.com", ["SMTPUTF8"])
+        client.rcpt(address)
+        code, reply = client.data(b"Subject: idn\r\n\r\nx\r\n")
+        client.quit()
+        assert code == 250
+        queueId = reply.decode().rsplit(" ", 1)[-1]
+        assert _frame(ws)["email"]["_id"] == f"{queueId}-0"
+        assert _nextMessage(sse)[:2] == ["event: message", f"id: {queueId}-0"]
+    _stillServes(server)
 
 
 # Server-Sent Events
@@ -653,6 +776,8 @@ class LiveCleanupTests(_StoreCase):
         bound.
         """
         account, key = await self.store.createAccount("slow")
+        await self.store.reserveAddress(account.name, "s@example.com")
+        await self.store.updateAddress(account.name, "s@example.com", {"enablews": True})
         self.api._incoming.maxBacklog = 64 * 1024
         port = self.listening.getHost().port
         client = _RawClient(
@@ -697,6 +822,10 @@ class LiveHubTests(_StoreCase):
 
         self.store.getBodies = countBodies  # type: ignore[method-assign]
         self.store.getRaw = countRaw  # type: ignore[method-assign]
+        await self.store.createAccount("a")
+        await self.store.addDomain("a", "d.example")
+        await self.store.reserveAddress("a", "*@d.example")
+        await self.store.updateAddress("a", "*@d.example", {"enablews": True})
         hub = LiveHub(self.store)
         frames: list[tuple[str, bytes | None]] = []
         stops = [

@@ -73,13 +73,17 @@ def test_npmMailsacApi(server: CaptureServer) -> None:
     C{@mailsac/api} with C{baseURL} pointing at Capture lists an inbox,
     reads a message's metadata, text, raw source and headers, stars and
     unstars it (the star list follows), deletes it, reserves, lists, reads
-    and releases an owned address, and reads C{/me}; every answer matches
-    what was sent.
+    and releases an owned address, reads and configures an address of the
+    account's custom domain (C{getAddress}, C{updateAddress}), and reads
+    C{/me}; every answer matches what was sent.
     """
     node = shutil.which("node")
     if node is None or not os.path.isdir(os.path.join(_NODE_DIR, "node_modules", "@mailsac", "api")):
         pytest.fail("node and tests/node/node_modules are installed by scripts/test")
     address, owned = _inbox("npm"), _inbox("npm-owned")
+    domain = f"npm-{secrets.token_hex(4)}.test"
+    assert callJSON(server, "POST", f"/api/domains/{domain}", server.key)[0] == 200
+    inDomain = f"named@{domain}"
     older = send(server, address, _plain(address, "older"))
     newest = send(server, address, _plain(address, "newest"))
     env = {
@@ -88,6 +92,7 @@ def test_npmMailsacApi(server: CaptureServer) -> None:
         "CAPTURE_KEY": server.key or "",
         "CAPTURE_INBOX": address,
         "CAPTURE_OWNED": owned,
+        "CAPTURE_DOMAIN_ADDRESS": inDomain,
     }
     result = subprocess.run(
         [node, "mailsac_client.js"], cwd=_NODE_DIR, env=env,
@@ -132,6 +137,12 @@ def test_npmMailsacApi(server: CaptureServer) -> None:
     assert summary["address"]["_id"] == owned
     assert summary["released"] == 200
     assert owned not in summary["addressesAfter"]
+
+    assert summary["domainAddress"]["_id"] == inDomain
+    assert summary["domainAddress"]["owner"] == server.account
+    assert summary["domainAddress"]["implicit"] is True
+    assert summary["domainAddressUpdated"]["enablews"] is True
+    assert summary["domainAddressUpdated"]["implicit"] is False
 
     assert summary["me"]["_id"] == server.account
     assert summary["me"]["apiAccess"] == 1

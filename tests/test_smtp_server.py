@@ -537,18 +537,29 @@ def test_utf8AddressesWithSmtputf8(server: CaptureServer) -> None:
     ]
 
 
-def test_utf8AddressWithoutSmtputf8Param(server: CaptureServer) -> None:
+def test_utf8AddressNeedsSmtputf8Param(server: CaptureServer) -> None:
     """
-    A UTF-8 address sent without the SMTPUTF8 parameter is accepted too
-    (every address is), and stored as text.
+    Without the SMTPUTF8 parameter a UTF-8 sender or recipient is refused
+    with C{553 5.6.7} (RFC 6531 3.4, as Postfix does: a real relay would
+    refuse it too), escaped in the reply; the session goes on, and the
+    A-label spelling of the same recipient (plain ASCII) is accepted and
+    filed under the canonical U-label inbox.
     """
     raw = _rawTLS(server)
-    assert raw.command("MAIL FROM:<отправитель@пример.рф>".encode()) == b"250 2.1.0 Accepted"
-    assert raw.command("RCPT TO:<получатель@пример.рф>".encode()) == b"250 2.1.5 Accepted"
+    assert raw.command("MAIL FROM:<отправитель@пример.рф>".encode()) == (
+        b"553 5.6.7 <\\u043e\\u0442\\u043f\\u0440\\u0430\\u0432\\u0438\\u0442\\u0435"
+        b"\\u043b\\u044c@\\u043f\\u0440\\u0438\\u043c\\u0435\\u0440.\\u0440\\u0444>: "
+        b"a non-ASCII address needs SMTPUTF8 on MAIL FROM"
+    )
+    assert raw.command(b"MAIL FROM:<app@example.com>") == b"250 2.1.0 Accepted"
+    assert raw.command("RCPT TO:<info@exämple.test>".encode()) == (
+        b"553 5.6.7 <info@ex\\xe4mple.test>: a non-ASCII address needs SMTPUTF8 on MAIL FROM"
+    )
+    assert raw.command(b"RCPT TO:<Info@XN--EXMPLE-CUA.test>") == b"250 2.1.5 Accepted"
     assert raw.command(b"DATA").startswith(b"354 ")
     queueId = _queueId(raw.command(b"Subject: raw utf8\r\n\r\nhi\r\n."))
     raw.close()
-    assert _copies(server, queueId) == [("получатель@пример.рф", "получатель@пример.рф", None)]
+    assert _copies(server, queueId) == [("info@exämple.test", "Info@XN--EXMPLE-CUA.test", None)]
 
 
 def test_emptyReversePath(server: CaptureServer) -> None:

@@ -413,14 +413,18 @@ class AccountTests(_StoreCase):
         """
         A login name resolves to its account whether it is the account
         name, an owned address, an owned domain or an address in one (in
-        any case, with stray spaces); anything else resolves to nothing.
+        any case, with stray spaces, an internationalized domain in either
+        spelling); anything else resolves to nothing.
         """
         await self.store.createAccount("alice")
         await self.store.createAccount("bob")
         await self.store.reserveAddress("alice", "owned@example.com")
         await self.store.addDomain("alice", "private.test")
         await self.store.addDomain("bob", "public.test", isPrivate=False)
+        await self.store.addDomain("bob", "bücher.test")
         cases = {
+            "xn--bcher-kva.test": "bob",
+            "Jürgen@XN--BCHER-KVA.test": "bob",
             "alice": "alice",
             "owned@example.com": "alice",
             " Owned@Example.COM ": "alice",

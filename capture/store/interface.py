@@ -216,10 +216,21 @@ class IStore(Interface):
         @return: Deferred firing with the L{InboxOwner} of an inbox.
         """
 
+    def routes(inboxes):
+        """
+        The address record whose switches (C{webhook}, C{enablews},
+        C{forward}) route the mail of each of C{inboxes}: the inbox's own
+        owned address, else the catch-all (C{*@domain}) of its domain when
+        the catch-all's account owns that domain; one read for a batch.
+        An inbox with neither is not routed (reference 3: public addresses
+        are not routable).
+
+        @return: Deferred firing with a dict of inbox to L{OwnedAddress}.
+        """
+
     def webhookTargets(inboxes):
         """
-        Which of C{inboxes} are owned addresses with a webhook URL: one
-        read for a batch of new copies, however many there are.
+        L{routes} narrowed to the records with a webhook URL.
 
         @return: Deferred firing with a dict of inbox to its
             L{OwnedAddress} (C{webhook} set and not empty).

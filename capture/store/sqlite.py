@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from capture import imapdata
 from capture.access import Visibility
+from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
@@ -237,6 +238,50 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
                      tls) in rows
             ],
         )
+
+
+# Names that may not be canonical: any character outside printable ASCII,
+# or an A-label.
+_MAYBE_IDN = "{0} GLOB '*[^ -~]*' OR {0} LIKE '%xn--%'"
+
+
+def _canonicalNames(conn: sqlite3.Connection) -> None:
+    """
+    Rename inboxes, owned addresses and custom domains stored in another
+    spelling than L{canonicalAddress}'s (migration 4, within its
+    transaction).  Two spellings of one inbox merge; an owned address or
+    domain whose canonical name is taken already keeps its old name (and a
+    warning is logged), since two accounts cannot own one name.
+    """
+    inboxes = [r[0] for r in conn.execute(
+        f"SELECT DISTINCT inbox FROM copies WHERE {_MAYBE_IDN.format('inbox')}"
+    )]
+    for inbox in inboxes:
+        canonical = canonicalAddress(inbox)
+        if canonical is not None and canonical != inbox:
+            conn.execute(
+                "UPDATE copies SET inbox = ?, domain = ? WHERE inbox = ?",
+                (canonical, canonical.rpartition("@")[2], inbox),
+            )
+    for table, column, canonicalOf in (
+        ("addresses", "address", canonicalAddress),
+        ("domains", "domain", canonicalDomain),
+    ):
+        names = [r[0] for r in conn.execute(
+            f"SELECT {column} FROM {table} WHERE {_MAYBE_IDN.format(column)}"
+        )]
+        for name in names:
+            canonical = canonicalOf(name)
+            if canonical is None or canonical == name:
+                continue
+            cursor = conn.execute(
+                f"UPDATE OR IGNORE {table} SET {column} = ? WHERE {column} = ?", (canonical, name)
+            )
+            if cursor.rowcount == 0:
+                _log.warn(
+                    "{name!r} is also stored as {canonical!r}: kept under its old name",
+                    name=name, canonical=canonical,
+                )
 
 
 def _fillIMAP(conn: sqlite3.Connection) -> None:
@@ -650,6 +695,8 @@ class SQLiteStore:
                 _fillSummaries(conn)
             if version == 3:
                 _fillIMAP(conn)
+            if version == 4:
+                _canonicalNames(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
@@ -914,7 +961,7 @@ class SQLiteStore:
 
     def resolveLogin(self, username: str) -> Deferred[str | None]:
         name = username.strip()
-        lowered = name.lower()
+        lowered = canonicalAddress(name) or name.lower()
 
         def op(conn: sqlite3.Connection) -> str | None:
             row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
@@ -927,6 +974,7 @@ class SQLiteStore:
             # A domain the account owns, or an address in one of its
             # public domains.
             domain = lowered.rpartition("@")[2]
+            domain = canonicalDomain(domain) or domain
             row = conn.execute(
                 "SELECT account FROM domains WHERE domain = ?", (domain,)
             ).fetchone()
@@ -1104,23 +1152,15 @@ class SQLiteStore:
     def inboxOwner(self, address: str) -> Deferred[InboxOwner]:
         return self._read(lambda conn: _owner(conn, address.lower()))
 
+    def routes(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
+        wanted = sorted({inbox.lower() for inbox in inboxes})
+        return self._read(lambda conn: _routes(conn, wanted))
+
     def webhookTargets(self, inboxes: Iterable[str]) -> Deferred[dict[str, OwnedAddress]]:
         wanted = sorted({inbox.lower() for inbox in inboxes})
 
         def op(conn: sqlite3.Connection) -> dict[str, OwnedAddress]:
-            found: dict[str, OwnedAddress] = {}
-            # SQLite allows 999 parameters per statement in old builds.
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                rows = conn.execute(
-                    f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
-                    f"({','.join('?' * len(chunk))}) AND webhook IS NOT NULL AND webhook <> ''",
-                    chunk,
-                )
-                for row in rows:
-                    address = _addressFromRow(row)
-                    found[address.address] = address
-            return found
+            return {i: r for i, r in _routes(conn, wanted).items() if r.webhook}
 
         return self._read(op)
 
@@ -1856,6 +1896,42 @@ def _keyAccount(conn: sqlite3.Connection, digest: bytes) -> str | None:
     if row is None or not hmac.compare_digest(row[0], digest):
         return None
     return str(row[1])
+
+
+def _routes(conn: sqlite3.Connection, inboxes: list[str]) -> dict[str, OwnedAddress]:
+    """
+    L{IStore.routes}: each inbox's own address record, else its domain's
+    catch-all when that catch-all's account owns the domain (a catch-all
+    left behind by a released domain routes nothing).
+    """
+    found: dict[str, OwnedAddress] = {}
+    # SQLite allows 999 parameters per statement in old builds.
+    for start in range(0, len(inboxes), 500):
+        chunk = inboxes[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {_ADDRESS_COLUMNS} FROM addresses WHERE address IN "
+            f"({','.join('?' * len(chunk))})",
+            chunk,
+        ):
+            address = _addressFromRow(row)
+            found[address.address] = address
+    byCatchAll: dict[str, list[str]] = {}
+    for inbox in inboxes:
+        if inbox not in found:
+            byCatchAll.setdefault("*@" + inbox.rpartition("@")[2], []).append(inbox)
+    names = sorted(byCatchAll)
+    for start in range(0, len(names), 500):
+        chunk = names[start : start + 500]
+        for row in conn.execute(
+            f"SELECT {_ADDRESS_COLUMNS} FROM addresses a WHERE address IN "
+            f"({','.join('?' * len(chunk))}) AND EXISTS (SELECT 1 FROM domains d "
+            "WHERE d.account = a.account AND '*@' || d.domain = a.address)",
+            chunk,
+        ):
+            catchAll = _addressFromRow(row)
+            for inbox in byCatchAll[catchAll.address]:
+                found[inbox] = catchAll
+    return found
 
 
 def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:

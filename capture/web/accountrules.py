@@ -14,7 +14,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from capture.addresses import baseInbox, isAddress, isDomain
+from capture.addresses import customDomain
+from capture.addresses import inboxOf as _inboxOf
 from capture.store.interface import IStore
 from capture.store.model import Conflict, Domain, NotFound, OwnedAddress
 from capture.web.responses import ApiError
@@ -23,6 +24,9 @@ _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
 ANOTHER_ACCOUNTS = "That address belongs to another account."
 ANOTHER_ACCOUNTS_DOMAIN = "That domain belongs to another account."
 NOT_YOURS = "You do not own that address."
+THROUGH_DOMAIN = "That address is not reserved: it is yours through its domain."
+NO_CATCH_ALL_DOMAIN = "A catch-all address (*@domain) needs a custom domain of yours."
+CATCH_ALL = "*@"
 
 
 def inboxOf(email: str) -> str:
@@ -31,19 +35,21 @@ def inboxOf(email: str) -> str:
 
     @raise ApiError: 400 for text that is not an email address.
     """
-    if not isAddress(email):
+    inbox = _inboxOf(email)
+    if inbox is None:
         raise ApiError(400, "Invalid email address.", [f"{email!r} is not an email address"])
-    return baseInbox(email)
+    return inbox
 
 
 def domainName(domain: str) -> str:
     """
-    A domain name, lower case.
+    A domain name in its canonical form (lower case, U-labels), from
+    either spelling of an internationalized name.
 
     @raise ApiError: 400 for text that is not a domain name.
     """
-    name = domain.lower()
-    if not isDomain(name):
+    name = customDomain(domain)
+    if name is None:
         raise ApiError(400, "Invalid domain.", [f"{domain!r} is not a domain name"])
     return name
 
@@ -81,6 +87,35 @@ def addressSettings(body: Any) -> dict[str, Any]:
     return settings
 
 
+def isCatchAll(inbox: str) -> bool:
+    """
+    Whether C{inbox} is a domain's catch-all address (C{*@domain}).
+    """
+    return inbox.startswith(CATCH_ALL)
+
+
+async def ownsDomainOf(store: IStore, inbox: str, viewer: str) -> bool:
+    """
+    Whether C{viewer} owns the custom domain C{inbox} is in (private or
+    public): a domain's owner reads and configures every address in it.
+    """
+    return await store.domainOwner(inbox.rpartition("@")[2]) == viewer
+
+
+async def checkCatchAll(store: IStore, viewer: str, inbox: str) -> None:
+    """
+    Refuse a catch-all address of a domain that is not C{viewer}'s: 400
+    for a domain nobody owns, 401 for another account's.
+    """
+    if not isCatchAll(inbox):
+        return
+    owner = await store.domainOwner(inbox.rpartition("@")[2])
+    if owner is None:
+        raise ApiError(400, NO_CATCH_ALL_DOMAIN)
+    if owner != viewer:
+        raise ApiError(401, ANOTHER_ACCOUNTS_DOMAIN)
+
+
 async def notAnotherAccounts(store: IStore, inbox: str, viewer: str) -> None:
     """
     Refuse (401, as Mailsac does) an address another account owns.
@@ -95,11 +130,16 @@ async def reserve(
 ) -> OwnedAddress:
     """
     Reserve C{inbox} for C{viewer}, with C{settings} (L{addressSettings}).
+    An address of the viewer's own private domain is the viewer's already
+    (implicitly) but may still be reserved: reserving gives it settings of
+    its own (Mailsac: addresses in a custom domain are routed only once
+    reserved).  A catch-all (C{*@domain}) only in the viewer's own domain.
     """
+    await checkCatchAll(store, viewer, inbox)
     owner = await store.inboxOwner(inbox)
-    if owner.account == viewer:
+    if owner.account == viewer and not owner.implicit:
         raise ApiError(400, "You own that address already.")
-    if owner.account is not None:
+    if owner.account is not None and owner.account != viewer:
         raise ApiError(401, ANOTHER_ACCOUNTS)
     try:
         reserved: OwnedAddress = await store.reserveAddress(viewer, inbox)
@@ -114,13 +154,21 @@ async def update(
     store: IStore, viewer: str, inbox: str, settings: dict[str, Any]
 ) -> OwnedAddress:
     """
-    Change the settings of C{viewer}'s owned address C{inbox}.
+    Change the settings of C{viewer}'s owned address C{inbox}.  An address
+    of the viewer's own domain that has no settings yet gets its own record
+    (as reserving would give it), so its owner configures it like any other.
     """
     await notAnotherAccounts(store, inbox, viewer)
     try:
         updated: OwnedAddress = await store.updateAddress(viewer, inbox, settings)
     except NotFound:
-        raise ApiError(400, NOT_YOURS) from None
+        if not await ownsDomainOf(store, inbox, viewer):
+            raise ApiError(400, NOT_YOURS) from None
+        try:
+            await store.reserveAddress(viewer, inbox)
+        except Conflict:
+            raise ApiError(401, ANOTHER_ACCOUNTS) from None
+        updated = await store.updateAddress(viewer, inbox, settings)
     return updated
 
 
@@ -137,6 +185,8 @@ async def release(store: IStore, viewer: str, inbox: str, deleteMessages: bool) 
     try:
         await store.releaseAddress(viewer, inbox)
     except NotFound:
+        if await ownsDomainOf(store, inbox, viewer):
+            raise ApiError(400, THROUGH_DOMAIN) from None
         raise ApiError(400, NOT_YOURS) from None
 
 

@@ -41,6 +41,7 @@ from capture.store.model import (
     Domain,
     InboxOwner,
     NotFound,
+    OwnedAddress,
     RemovedCopy,
     StoreFull,
 )
@@ -673,8 +674,9 @@ class MailsacAPI:
     @app.route("/api/addresses/<email>", methods=["GET"])
     async def address(self, request: IRequest, email: str) -> bytes:
         """
-        D2: an address: the account's own, or one nobody owns (without an
-        C{owner}); another account's is 401.
+        D2: an address: the account's own, one of its custom domains
+        (C{implicit}, until it is given settings of its own), or one nobody
+        owns (without an C{owner}); another account's is 401.
         """
         inbox = self._inbox(email)
         viewer = await self._requiredViewer(request)
@@ -682,8 +684,13 @@ class MailsacAPI:
         if inbox in owned:
             return jsonBody(request, addressJSON(owned[inbox]))
         owner = await self._store.inboxOwner(inbox)
-        if owner.account is not None:
+        if owner.account is not None and owner.account != viewer:
             raise ApiError(401, accountrules.ANOTHER_ACCOUNTS)
+        domain = inbox.rpartition("@")[2]
+        for mine in await self._store.listDomains(viewer):
+            if mine.domain == domain:
+                implicit = OwnedAddress(inbox, viewer, mine.created, mine.created)
+                return jsonBody(request, addressJSON(implicit, implicit=True))
         return jsonBody(request, {"_id": inbox, "info": "", "enablews": False, "forward": None,
                                   "webhook": None})
 
@@ -754,8 +761,11 @@ class MailsacAPI:
         if bad:
             raise ApiError(400, "Invalid email address.",
                            [f"{a} is not an email address" for a in bad[:10]])
+        inboxes = [baseInbox(a) for a in wanted]
+        for catchAll in {i for i in inboxes if accountrules.isCatchAll(i)}:
+            await accountrules.checkCatchAll(self._store, viewer, catchAll)
         try:
-            reserved = await self._store.reserveAddresses(viewer, [baseInbox(a) for a in wanted])
+            reserved = await self._store.reserveAddresses(viewer, inboxes)
         except Conflict as conflict:
             raise ApiError(
                 401, accountrules.ANOTHER_ACCOUNTS, [f"{a} is owned by another account"
@@ -776,16 +786,19 @@ class MailsacAPI:
     @app.route("/api/domains/<domain>", methods=["GET"])
     async def domain(self, request: IRequest, domain: str) -> bytes:
         """
-        N2: one of the account's domains with its message count.  Capture
-        has no catch-all addresses, so C{catchAllAddress} is C{null}.
+        N2: one of the account's domains with its message count and its
+        catch-all address (C{*@domain}, once reserved; else C{null}).
         """
         name = self._domain(domain)
         viewer = await self._requiredViewer(request)
         owned = await accountrules.ownedDomain(self._store, viewer, name)
         total = await self._store.countDomain(name, viewer, self._domainVisibility(owned))
-        return jsonBody(
-            request, {"domain": domainJSON(owned), "totalMessages": total, "catchAllAddress": None}
-        )
+        catchAll = [a for a in await self._store.listAddresses(viewer)
+                    if a.address == accountrules.CATCH_ALL + name]
+        return jsonBody(request, {
+            "domain": domainJSON(owned), "totalMessages": total,
+            "catchAllAddress": addressJSON(catchAll[0]) if catchAll else None,
+        })
 
     @app.route("/api/domains/<domain>", methods=["POST"])
     async def addDomain(self, request: IRequest, domain: str) -> bytes:

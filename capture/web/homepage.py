@@ -18,7 +18,7 @@ from twisted.web.resource import IResource
 from twisted.web.static import File
 from twisted.web.template import Tag, tags
 
-from capture.addresses import isAddress
+from capture.addresses import canonicalAddress
 from capture.web.pagebase import (
     STATIC,
     PageBase,
@@ -167,14 +167,15 @@ class HomePages(PageBase):
     async def checkMail(self, request: IRequest) -> bytes:
         values = request.args.get(b"address")
         address = values[0].decode("utf-8", "replace").strip() if values else ""
-        if not isAddress(address):
+        canonical = canonicalAddress(address)
+        if canonical is None:
             message = ("Type an email address, like anything@example.com."
                        if not address else f"{address!r} is not an email address.")
             return await self._home(
                 request, await self.viewer(request), code=400, addressError=message,
                 address=address,
             )
-        return self.redirect(request, inboxPath(address.lower()))
+        return self.redirect(request, inboxPath(canonical))
 
     @pages.route("/signin", methods=["GET"])
     async def signInPage(self, request: IRequest) -> bytes:

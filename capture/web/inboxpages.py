@@ -22,7 +22,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.template import Tag, tags
 
 from capture.access import Action, Visibility, permits, visibility
-from capture.addresses import baseInbox, isAddress
+from capture.addresses import inboxOf
 from capture.store.model import Copy, InboxOwner
 from capture.summary import isoTime
 from capture.web.autoconfig import MailSettings
@@ -155,11 +155,11 @@ class InboxPages(PageBase):
         @raise PageError: 400 for what is not an address; the 404 page for
             an inbox the viewer may not list.
         """
-        if not isAddress(address):
+        inbox = inboxOf(address)
+        if inbox is None:
             raise PageError(400, "Not an email address",
                             f"{address!r} is not an email address; try one like "
                             "anything@example.com.")
-        inbox = baseInbox(address)
         viewer = await self.viewer(request)
         owner = await self._store.inboxOwner(inbox)
         visible = visibility(viewer, owner, self.publicReadable)
@@ -169,11 +169,13 @@ class InboxPages(PageBase):
 
     @pages.route("/inbox/<address>", methods=["GET"])
     async def inboxPage(self, request: IRequest, address: str) -> bytes:
-        if isAddress(address) and baseInbox(address) != address:
-            # One URL per inbox: Alice+Tag@Example.com reads alice@example.com.
+        canonical = inboxOf(address)
+        if canonical is not None and canonical != address:
+            # One URL per inbox: Alice+Tag@Example.com reads alice@example.com,
+            # info@xn--exmple-cua.test reads info@exämple.test.
             query = request.uri.partition(b"?")[2].decode("ascii", "replace")
             return self.redirect(
-                request, inboxPath(baseInbox(address)) + ("?" + query if query else "")
+                request, inboxPath(canonical) + ("?" + query if query else "")
             )
         inbox, viewer, owner, visible = await self._inboxAccess(request, address)
         beforeText = _arg(request, b"before")

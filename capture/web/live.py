@@ -11,6 +11,12 @@ the listeners of its own inbox, not every listener), and checks every copy
 against the listener's access with L{capture.access} when it is published,
 not when the listener came: an address reserved in between closes it.
 
+The websocket follows Mailsac's routing rule (C{reference/mailsac-api.md}
+3 and 9.1): it carries only mail of the account's owned addresses and
+catch-alls, each by its own C{enablews} switch (L{IStore.routes}), read
+when the mail is published.  The wider stream, any inbox the viewer may
+read, is Capture's own Server-Sent Events route.
+
 Deletions (L{IStore.subscribeRemoved}) go the same way, through the same
 queue (so a removal never overtakes the arrival it undoes), to the
 listeners that asked for them (the event streams), under the same check:
@@ -31,9 +37,9 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from capture.access import Visibility, visibility, visibleTo
-from capture.addresses import isDomain
+from capture.addresses import customDomain
 from capture.store.interface import IStore
-from capture.store.model import Bodies, Copy, InboxOwner, RemovedCopy
+from capture.store.model import Bodies, Copy, InboxOwner, OwnedAddress, RemovedCopy
 from capture.web.messages import messageJSON, messageWithBodiesJSON
 from capture.web.responses import ApiError
 
@@ -250,12 +256,19 @@ class LiveHub:
 
     async def _dispatch(self, wanted: list[tuple[Copy, list[Listener]]]) -> None:
         owners = await self._owners(copy for copy, _ in wanted)
+        # The websocket carries only routed mail (reference 3, 9.1): looked
+        # up once per batch, and only when a websocket listens.
+        pushed = {copy.inbox for copy, listeners in wanted if any(o.full for o in listeners)}
+        routes = await self._store.routes(pushed) if pushed else {}
         fetched: dict[int, tuple[Bodies, bytes]] = {}
         for copy, listeners in wanted:
             owner = owners[copy.inbox]
+            route = routes.get(copy.inbox)
             frame: bytes | None = None
             for listener in listeners:
                 if not (listener.active and self._sees(listener, copy.savedBy, owner)):
+                    continue
+                if listener.full and not _routed(listener, route):
                     continue
                 if listener.accepts is not None and not listener.accepts(copy):
                     continue
@@ -284,6 +297,15 @@ class LiveHub:
             return owner.account == viewer or savedBy == viewer
         visible = visibility(viewer, owner, self.publicReadable)
         return visible is not None and visibleTo(visible, savedBy)
+
+
+def _routed(listener: Listener, route: OwnedAddress | None) -> bool:
+    """
+    Whether a websocket listener gets the mail of an inbox routed by
+    C{route} (L{IStore.routes}): only its own account's owned address or
+    catch-all, with C{enablews} on, each by its own switch.
+    """
+    return route is not None and route.enablews and route.account == listener.viewer
 
 
 @implementer(IPushProducer)
@@ -358,7 +380,8 @@ _MAX_WATCHED = 100
 class IncomingMessagesProtocol(WebSocketServerProtocol):
     """
     One Mailsac websocket client: checks its key and addresses once open,
-    then sends a frame per new message it may read (reference 9.1).
+    then sends a frame per new message it may read whose address routes
+    it here (C{enablews}, reference 9.1).
     Refusals are one C{{"status": 4xx, "msg": ...}} frame and a close.
     """
 
@@ -453,11 +476,13 @@ class IncomingMessagesFactory(WebSocketServerFactory):
     ) -> tuple[str, list[str], list[str]]:
         """
         The account of C{key} and the addresses and domains of C{addresses}
-        it may watch (C{_id} is taken and ignored, as older Mailsac examples
-        send it).
+        it may watch: its owned addresses, addresses of its domains and its
+        domains (C{_id} is taken and ignored, as older Mailsac examples send
+        it).
 
         @raise ApiError: 401 for a missing or bad key, 400 for no or a
-            malformed address, 403 for one the account may not read.
+            malformed address, 403 for one the account may not read or that
+            is not the account's (a public address is never routed).
         """
         keys = params.get("key") or [""]
         if not keys[0].strip():
@@ -476,21 +501,24 @@ class IncomingMessagesFactory(WebSocketServerFactory):
             raise ApiError(400, f"At most {_MAX_WATCHED} addresses and domains.")
         addresses: list[str] = []
         domains: list[str] = []
-        owned: set[str] | None = None
+        owned = {d.domain for d in await self.store.listDomains(account)}
         for item in wanted:
             if "@" in item:
                 inbox = self._inboxOf(item)
                 owner = await self.store.inboxOwner(inbox)
                 if visibility(account, owner, self.hub.publicReadable) is None:
                     raise ApiError(403, f"{inbox} belongs to another account.")
+                if owner.account != account and inbox.rpartition("@")[2] not in owned:
+                    # Only owned addresses and custom domains are routed
+                    # (reference 9.1); a public inbox streams over SSE.
+                    raise ApiError(403, f"{inbox} is not an address of this account: reserve "
+                                   "it and set enablews, or follow its /events stream.")
                 if inbox not in addresses:
                     addresses.append(inbox)
                 continue
-            domain = item.lower().rstrip(".")
-            if not isDomain(domain):
+            domain = customDomain(item.rstrip("."))
+            if domain is None:
                 raise ApiError(400, f"{item!r} is neither an address nor a domain.")
-            if owned is None:
-                owned = {d.domain for d in await self.store.listDomains(account)}
             if domain not in owned:
                 raise ApiError(403, f"{domain} is not a domain of this account.")
             if domain not in domains:

@@ -21,7 +21,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.template import Tag, tags
 
 from capture.access import Action, permits
-from capture.addresses import baseInbox, isAddress
+from capture.addresses import inboxOf
 from capture.store.model import Bodies, Copy, InboxOwner, NotFound
 from capture.summary import isoTime
 from capture.web.homepage import inboxPath
@@ -87,9 +87,9 @@ class MessagePages(PageBase):
         @raise PageError: The 404 page for a bad address or id, a copy of
             another inbox, and a copy the viewer may not read.
         """
-        if not isAddress(address) or not messageId or len(messageId) > _MAX_ID:
+        inbox = inboxOf(address)
+        if inbox is None or not messageId or len(messageId) > _MAX_ID:
             raise notFound()
-        inbox = baseInbox(address)
         viewer = await self.viewer(request)
         try:
             copy = await self._store.getCopy(messageId)

@@ -45,9 +45,12 @@ def messageJSON(copy: Copy) -> dict[str, Any]:
     }
 
 
-def addressJSON(address: OwnedAddress) -> dict[str, Any]:
+def addressJSON(address: OwnedAddress, implicit: bool = False) -> dict[str, Any]:
     """
     An owned address as Mailsac's C{EmailAddress} (reference 5.2).
+
+    @param implicit: The address is its owner's through a custom domain,
+        with no record (settings) of its own.
     """
     return {
         "_id": address.address,
@@ -57,7 +60,8 @@ def addressJSON(address: OwnedAddress) -> dict[str, Any]:
         "webhook": address.webhook,
         "webhookSlack": None,
         "webhookSlackToFrom": None,
-        "catchAll": None,
+        "catchAll": address.address[2:] if address.address.startswith("*@") else None,
+        "implicit": implicit,
         "password": None,
         "info": address.info,
         "created": isoTime(address.created),

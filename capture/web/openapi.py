@@ -229,7 +229,10 @@ def _components() -> Json:
                     "webhook": _STRING_OR_NULL,
                     "webhookSlack": {"type": "null", "description": "Slack is not supported."},
                     "webhookSlackToFrom": {"type": "null"},
-                    "catchAll": {"type": "null"},
+                    "catchAll": {**_STRING_OR_NULL,
+                                 "description": "The domain, for its catch-all `*@domain`."},
+                    "implicit": {"type": "boolean", "description": "The account's through "
+                                 "its custom domain, with no settings of its own yet."},
                     "password": {"type": "null", "description": "Never echoed."},
                     "info": {"type": "string"},
                     "created": _ISO_DATE,
@@ -712,8 +715,9 @@ def _addressPaths() -> Json:
         "/api/addresses/{email}": {
             "get": _operation(
                 "getAddress", "An address (D2)",
-                "The account's own (an `EmailAddress`), or one nobody owns (without `owner`); "
-                "another account's is 401.", "Addresses",
+                "The account's own (an `EmailAddress`; one of its custom domains with "
+                "`implicit: true` until it has settings of its own), or one nobody owns "
+                "(without `owner`); another account's is 401.", "Addresses",
                 {"200": _json("The address.", {"oneOf": [_schema("EmailAddress"),
                                                          _schema("UnownedAddress")]}),
                  **address}, [_P("email")], _KEY),
@@ -721,6 +725,8 @@ def _addressPaths() -> Json:
                 "reserveAddress", "Reserve an address (D3)",
                 "Its mail, past and future, becomes the account's only. No credits: any "
                 "number may be reserved. Already yours: 400; another account's: 401. An "
+                "address of your own domain may be reserved (it gets settings of its own); "
+                "a catch-all `*@domain` only in your own domain (nobody's: 400). An "
                 "optional body of settings (as for PUT) applies at once; a bad one is 400 "
                 "and reserves nothing.", "Addresses",
                 {"200": _json("The reserved address.", _schema("EmailAddress")),
@@ -728,8 +734,9 @@ def _addressPaths() -> Json:
                 [_P("email")], _KEY, settings),
             "put": _operation(
                 "updateAddress", "Change an owned address's settings (D4)",
-                "Answers the updated address (the reference infers so from L2). Not yours: "
-                "400; another account's: 401.", "Addresses",
+                "Answers the updated address (the reference infers so from L2). An address "
+                "of your own domain gets a record of its own. Not yours: 400; another "
+                "account's: 401.", "Addresses",
                 {"200": _json("The updated address.", _schema("EmailAddress")),
                  **address, "413": _response("PayloadTooLarge")},
                 [_P("email")], _KEY, settings),
@@ -799,8 +806,8 @@ def _domainPaths() -> Json:
                 "getDomain", "A domain and its figures (N2)", "", "Domains",
                 {"200": _json("The domain.", _object({
                     "domain": _schema("Domain"), "totalMessages": {"type": "integer"},
-                    "catchAllAddress": {"type": "null",
-                                        "description": "Capture has no catch-all addresses."},
+                    "catchAllAddress": {"oneOf": [_schema("EmailAddress"), {"type": "null"}],
+                                        "description": "The domain's `*@domain`, if reserved."},
                 })), **_refusals("400", "401", "404")}, domain, _KEY),
             "post": _operation(
                 "claimDomain", "Claim a custom domain",
@@ -907,9 +914,11 @@ def _livePaths() -> Json:
                 "(an `EmailMessage` with `text`, `html`, `body`, `raw` and `headers`). Error "
                 "frames are UNKNOWN in the reference; Capture sends `{\"status\":4xx,"
                 "\"msg\":\"...\"}` (a missing or bad key 401, no or a malformed address or "
-                "domain 400, an address or domain it may not read 403) and then closes "
-                "(close code 4000 + status). Public addresses may be watched; a domain must be "
-                "one of the key's account. Each email frame is one op of the account. A "
+                "domain 400, an address or domain it may not read, or a public address, 403) "
+                "and then closes (close code 4000 + status). Only routed mail is sent "
+                "(Mailsac's rule): an owned address's while its `enablews` is on, a domain's "
+                "other addresses while its catch-all `*@domain` has `enablews` on. Each email "
+                "frame is one op of the account. A "
                 "client that leaves over 4 MiB unread is dropped. A plain HTTP request (no "
                 "`Upgrade: websocket`) is answered 426. Frames follow the schema "
                 "`WebSocketFrame`.",

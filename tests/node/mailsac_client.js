@@ -5,7 +5,8 @@
 //
 // Environment: CAPTURE_API (base URL, ".../api"), CAPTURE_KEY, CAPTURE_INBOX
 // (a public inbox holding the test's messages), CAPTURE_OWNED (an address to
-// reserve and release).
+// reserve and release), CAPTURE_DOMAIN_ADDRESS (an address in a custom domain
+// of the key's account).
 "use strict";
 
 const { Mailsac } = require("@mailsac/api");
@@ -49,6 +50,12 @@ async function main() {
   summary.address = (await mailsac.addresses.getAddress(owned)).data;
   summary.released = (await mailsac.addresses.deleteAddress(owned, {})).status;
   summary.addressesAfter = (await mailsac.addresses.listAddresses()).data.map((a) => a._id);
+
+  const inDomain = process.env.CAPTURE_DOMAIN_ADDRESS;
+  summary.domainAddress = (await mailsac.addresses.getAddress(inDomain)).data;
+  summary.domainAddressUpdated = (
+    await mailsac.addresses.updateAddress(inDomain, { enablews: true })
+  ).data;
 
   summary.me = (await mailsac.account.user()).data;
   process.stdout.write(JSON.stringify(summary) + "\n");
