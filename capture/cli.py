@@ -118,6 +118,20 @@ async def accountSet(store: SQLiteStore, args: argparse.Namespace) -> None:
     )
 
 
+async def accountDelete(store: SQLiteStore, args: argparse.Namespace) -> None:
+    """
+    Delete an account: its keys, its addresses and domains (released), the
+    mail in them (not what another account starred), its stars elsewhere.
+    No confirmation, like every other command here: it is a script's tool.
+    """
+    deleted = await store.deleteAccount(args.name)
+    print(
+        f"Deleted account {args.name}: {deleted.keys} API keys, "
+        f"{len(deleted.addresses)} addresses and {len(deleted.domains)} domains released, "
+        f"{deleted.copiesDeleted} messages deleted, {deleted.starsDropped} stars dropped."
+    )
+
+
 async def keyCreate(store: SQLiteStore, args: argparse.Namespace) -> None:
     """
     Add an API key to an account and print it, alone on the last line.
@@ -257,6 +271,16 @@ def makeParser() -> argparse.ArgumentParser:
         help="copies the account may keep before the oldest are recycled (0: no limit)",
     )
     settings.set_defaults(command=accountSet)
+    delete = accountCommands.add_parser(
+        "delete",
+        help="delete an account, its keys, addresses, domains and their mail",
+        description="Delete an account at once (no confirmation): its API keys; its owned "
+        "addresses and custom domains are released and the mail in them is deleted, but "
+        "copies another account starred; its stars on other mail are dropped; mail it "
+        "sent stays with its recipients. Its sessions and logins end.",
+    )
+    delete.add_argument("name", metavar="NAME")
+    delete.set_defaults(command=accountDelete)
 
     key = commands.add_parser("key", help="create, list and revoke API keys")
     keyCommands = key.add_subparsers(title="commands", required=True, metavar="COMMAND")

@@ -242,6 +242,9 @@ class Options(usage.Options):
         ["sse-heartbeat", None, "15", "Seconds between the heartbeat comments of an idle "
          "Server-Sent Events stream (at least 1)."],
         ["max-store-size", None, "0", "Largest the database may grow (0: up to the disk)."],
+        ["store-reserve", None, "16MiB", "Room new mail leaves free on the disk (and of "
+         "--max-store-size, at most a quarter of it) so deletes, purges and retention can "
+         "still write: past it SMTP answers 452 4.3.1."],
         ["admin-account", None, "admin", "Name of the account created when the store is empty."],
         ["webhook-queue", None, "10000", "Most webhook deliveries held at once (waiting, in "
          "flight or waiting to retry); past it, new ones are dropped, and recorded as dropped."],
@@ -318,7 +321,8 @@ class Options(usage.Options):
                 "1, true, yes or on (or 0, false, no, off, empty)"
             )
         self._convert("hostname", parseHostname)
-        for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory"):
+        for name in ("max-message-size", "max-line-length", "max-store-size", "max-ingest-memory",
+                     "store-reserve"):
             self._convert(name, parseSize)
         for name in (
             "idle-timeout", "public-max-age", "retention-interval", "webhook-timeout",
@@ -525,7 +529,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     metrics = Metrics()
     store = SQLiteStore(
         options["data"], reactor, maxSize=options["max-store-size"],
-        observeCommit=metrics.committed,
+        observeCommit=metrics.committed, reserve=options["store-reserve"],
     )
     metrics.gauge("capture_store_write_queue_depth", "Write operations waiting for the "
                   "store writer.", lambda: store.load().writesQueued)
@@ -644,6 +648,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             webhooks=webhooks,
             mailSettings=mailSettings,
             sessions=sessions,
+            messageLimit=options["message-limit"],
         )
         api.sseHeartbeat = options["sse-heartbeat"]
         # Streams are HTTP connections: never more than the listener takes.
@@ -661,9 +666,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             throttle,
             mailSettings=mailSettings,
             publicReadable=not options["require-key"],
+            messageLimit=options["message-limit"],
         )
         site = MeteredSite(
-            Root(webPages.app.resource(), api.app.resource()), metrics, accessLog=bool(options["access-log"]),
+            Root(webPages, api), metrics, accessLog=bool(options["access-log"]),
             requestFactory=BoundedRequest,
         )
         # HTTP bounds its own closing (the channel's abortTimeout).

@@ -202,6 +202,25 @@ def test_readRawTextAndDelete(server: CaptureServer) -> None:
         assert status == 404 and body["message"] == "Message not found by id."
 
 
+def test_textOfHtmlOnlyMailKeepsLinks(server: CaptureServer) -> None:
+    """
+    C{/api/text} of HTML-only mail keeps each link's target after its text,
+    in parentheses, entities decoded (it was "Hello bold link"): test
+    scripts take reset links from it.  A link showing its own address
+    keeps it once; a big body (read on a thread) gets the same rendering.
+    """
+    address = inbox()
+    html = (b"<p>Hello <b>bold</b> <a href=\"https://example.com/reset?t=1&amp;u=2\">link</a>"
+            b"</p><p>Or open <a href=\"https://example.com/x\">https://example.com/x</a></p>")
+    for body in (html, html + b"<p>" + b"filler " * 5000 + b"</p>"):
+        messageId = send(server, address, b"Subject: reset\r\nContent-Type: text/html\r\n"
+                         b"\r\n" + body + b"\r\n") + "-0"
+        status, headers, text = call(server, "GET", f"/api/text/{address}/{messageId}")
+        assert status == 200 and headers["content-type"] == "text/plain; charset=utf-8"
+        assert text.startswith(b"Hello bold link (https://example.com/reset?t=1&u=2)\n\n"
+                               b"Or open https://example.com/x\n"), text[:200]
+
+
 @pytest.mark.parametrize("messageId", ["nope", "..", "abc-", "abc-1-2", "%2e%2e", "a%00b-0"])
 def test_unknownMessageIds(server: CaptureServer, messageId: str) -> None:
     """
@@ -229,6 +248,15 @@ def test_meAndUnknownRoutes(server: CaptureServer) -> None:
     status, body = callJSON(server, "GET", "/api/me", server.key)
     assert status == 200 and body["_id"] == server.account and body["capturePrivate"] is False
     assert callJSON(server, "GET", "/api/me")[0] == 401
+    # The limit that applies: the server's default (--message-limit) for
+    # an account without its own, else its own; it was null.
+    assert body["messageLimit"] == 100000
+    name = f"limited{secrets.token_hex(3)}"
+    key = server.cli("account", "create", name).stdout.strip().splitlines()[-1]
+    server.cli("account", "set", name, "--message-limit", "7")
+    assert callJSON(server, "GET", "/api/me", key)[1]["messageLimit"] == 7
+    server.cli("account", "set", name, "--message-limit", "0")
+    assert callJSON(server, "GET", "/api/me", key)[1]["messageLimit"] == 0
     status, body = callJSON(server, "GET", "/api/no-such-route")
     assert status == 404 and body["error"] == "Not Found"
     status, body = callJSON(server, "GET", "/livez")

@@ -249,7 +249,7 @@ def test_meStats(server: CaptureServer) -> None:
 def test_legacyReplaceLabels(server: CaptureServer) -> None:
     """
     L1: PUT .../labels with C{{"labels": [...]}} replaces every label;
-    a bad body is 400 and leaves the labels alone.
+    a bad body is 400 and leaves the labels alone; its limit is M13's.
     """
     address = inbox()
     copy = send(server, address, b"Subject: labelled\r\n\r\nx\r\n") + "-0"
@@ -264,6 +264,17 @@ def test_legacyReplaceLabels(server: CaptureServer) -> None:
     assert callJSON(server, "GET", base)[1]["labels"] == ["a", "b"]
     status, body = withBody(server, "PUT", f"{base}/labels", {"labels": []}, server.key)
     assert (status, body) == (200, {"_id": copy, "labels": []})
+    # One limit for both routes, M13's 20 (docs/api.md said 3 for L1): 20
+    # through L1, then neither route takes a 21st.
+    twenty = [f"l{i}" for i in range(20)]
+    status, body = withBody(server, "PUT", f"{base}/labels", {"labels": twenty}, server.key)
+    assert (status, body) == (200, {"_id": copy, "labels": twenty})
+    status, body = callJSON(server, "PUT", f"{base}/labels/one-more", server.key)
+    assert (status, body["message"]) == (400, "Too many labels.")
+    status, body = withBody(server, "PUT", f"{base}/labels", {"labels": [*twenty, "x"]},
+                            server.key)
+    assert (status, body["message"]) == (400, "Too many labels.")
+    assert callJSON(server, "GET", base)[1]["labels"] == twenty
 
 
 def test_reserveWithSettingsAndReleaseDeletingMail(server: CaptureServer) -> None:

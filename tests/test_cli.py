@@ -221,6 +221,53 @@ def test_accountSet(freshServer: CaptureServer) -> None:
     )
 
 
+def test_accountDelete(freshServer: CaptureServer) -> None:
+    """
+    C{account delete NAME} deletes the account at once (no confirmation,
+    like every command here) and says what went: its keys stop working
+    (SMTP 535, API 401, its web session ends), its owned address and
+    domain are released (reservable by another account) and the mail in
+    them is deleted; a public copy it starred stays, unstarred; mail it
+    sent stays with its recipient; an account made later with the name
+    starts empty.  An unknown account is one error line.
+    """
+    from tests.test_api import call, callJSON
+    from tests.webclient import WebClient
+
+    key = createdKey(cli(freshServer, "account", "create", "ivy"))
+    owned, domain, public = "ivy-own@example.com", "ivy-corp.test", "ivy-pub@example.com"
+    assert call(freshServer, "POST", f"/api/addresses/{owned}", key)[0] == 200
+    assert call(freshServer, "POST", f"/api/domains/{domain}", key)[0] == 200
+    client = login(freshServer, "ivy", key)
+    send(client, owned, b"Subject: owned\r\n\r\nx\r\n")
+    send(client, f"anyone@{domain}", b"Subject: in domain\r\n\r\nx\r\n")
+    send(client, public, b"Subject: sent by ivy\r\n\r\nx\r\n")
+    client.quit()
+    (copy,) = callJSON(freshServer, "GET", f"/api/addresses/{public}/messages")[1]
+    assert call(freshServer, "PUT", f"/api/addresses/{public}/messages/{copy['_id']}/star",
+                key)[0] == 200
+    browser = WebClient(freshServer)
+    browser.signIn(key)
+    result = cli(freshServer, "account", "delete", "ivy")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("Deleted account ivy: 1 API keys, 1 addresses and 1 domains "
+                             "released, 2 messages deleted, 1 stars dropped.\n")
+    assertLoginRefused(freshServer, "ivy", key)
+    assert call(freshServer, "GET", "/api/me", key)[0] == 401
+    assert browser.get("/account")[0] == 401
+    status, listed = callJSON(freshServer, "GET", f"/api/addresses/{public}/messages")
+    assert status == 200 and [(m["_id"], m["savedBy"]) for m in listed] == [(copy["_id"], None)]
+    assert freshServer.key is not None
+    for inbox in (owned, f"anyone@{domain}"):
+        assert callJSON(freshServer, "GET", f"/api/addresses/{inbox}/messages")[1] == []
+    assert call(freshServer, "POST", f"/api/addresses/{owned}", freshServer.key)[0] == 200
+    assert call(freshServer, "POST", f"/api/domains/{domain}", freshServer.key)[0] == 200
+    again = createdKey(cli(freshServer, "account", "create", "ivy"))
+    status, body = callJSON(freshServer, "GET", "/api/inbox", again)
+    assert status == 200 and body["messages"] == []
+    assertOneError(cli(freshServer, "account", "delete", "nobody"), "no account 'nobody'")
+
+
 def test_capturePrivateStarsAtOnce(freshServer: CaptureServer) -> None:
     """
     After C{account set NAME --capture-private on}, the running server stars

@@ -5,7 +5,9 @@ signing in and out, CSRF, the pages beside the API, static files.
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import secrets
 import urllib.parse
 
 import pytest
@@ -36,6 +38,83 @@ def test_homePage(server: CaptureServer) -> None:
     assert headers["x-content-type-options"] == "nosniff"
     assert client.cookie("capture_browser")
     assert client.csrf
+
+
+def test_signInPage(server: CaptureServer) -> None:
+    """
+    C{GET /signin} (a bookmark, a typed address) is the sign-in form, not
+    the 405 page; its C{next} is kept (when local) and signing in there
+    lands on it; signed in, the page says so.
+    """
+    client = WebClient(server)
+    status, headers, body = client.get("/signin?next=/account/settings")
+    assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
+    main = mainContent(body)
+    assert b'action="/signin" method="post"' in main
+    assert b'name="next" value="/account/settings"' in main
+    status, headers, _ = client.post("/signin", {"key": server.key or "",
+                                                 "next": "/account/settings"})
+    assert status == 303 and headers["location"] == "/account/settings"
+    status, _, body = client.get("/signin")
+    assert status == 200 and b"Signed in as " in mainContent(body)
+    status, _, body = WebClient(server).get("/signin?next=//evil.example")
+    assert status == 200 and b"evil" not in mainContent(body)
+
+
+def _signedIn(server: CaptureServer) -> tuple[str, str, WebClient]:
+    name = f"out{secrets.token_hex(4)}"
+    key = server.cli("account", "create", name).stdout.strip().splitlines()[-1]
+    client = WebClient(server)
+    client.signIn(key)
+    return name, key, client
+
+
+def _withSession(server: CaptureServer, cookie: str) -> WebClient:
+    """
+    Another browser holding a copy of a session cookie (as one kept by an
+    attacker, a proxy log or a second tab would be).
+    """
+    other = WebClient(server)
+    other.get("/")
+    other.cookies.set_cookie(http.cookiejar.Cookie(
+        0, "capture_session", cookie, None, False, "127.0.0.1", False, False, "/", True,
+        False, None, False, None, None, {}))
+    return other
+
+
+def test_signOutEndsTheSession(freshServer: CaptureServer) -> None:
+    """
+    After C{POST /signout} the old session cookie no longer opens
+    C{/account} nor reads through the API (it did: the cookie is signed,
+    with no server state); every session of the account ends, also after
+    a restart; signing in again works, and that session survives a
+    restart.  The legacy C{POST /api/auth/logout} ends it the same way.
+    """
+    name, key, client = _signedIn(freshServer)
+    old = client.cookie("capture_session")
+    assert old
+    second = _withSession(freshServer, old)
+    assert second.get("/account")[0] == 200
+    assert client.post("/signout")[0] == 303
+    for browser in (second, _withSession(freshServer, old)):
+        status, headers, body = browser.get("/account")
+        assert status == 401 and b"Sign in first" in mainContent(body)
+        assert "capture_session=;" in headers.get("set-cookie", "")
+    status, _, body = _withSession(freshServer, old).get("/api/me")
+    assert status == 401
+    client.get("/")
+    client.signIn(key)
+    fresh = client.cookie("capture_session")
+    assert fresh and fresh != old
+    freshServer.stop()
+    freshServer.start()
+    assert _withSession(freshServer, old).get("/account")[0] == 401
+    assert _withSession(freshServer, fresh).get("/account")[0] == 200
+    legacy = _withSession(freshServer, fresh)
+    status, _, body = legacy.request("POST", "/api/auth/logout")
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    assert _withSession(freshServer, fresh).get("/account")[0] == 401
+    assert json.loads(_withSession(freshServer, fresh).get("/api/me")[2])["error"] == "Unauthorized"
 
 
 def test_checkTheMailOpensTheInbox(server: CaptureServer) -> None:
@@ -175,15 +254,23 @@ def test_apiTakesTheSessionCookieForReadingOnly(server: CaptureServer) -> None:
 
 def test_pagesAndApiSideBySide(server: CaptureServer) -> None:
     """
-    Page paths answer HTML (also for a page that does not exist); every
-    other path is the API's and answers JSON.
+    Paths under the API's own segments (C{/api/}, C{/livez}, ...) answer
+    JSON, also for one that does not exist; every other path is a page and
+    answers HTML, a path that is nothing the pages' 404 (a browser sent to
+    C{/nope} or C{/docs} gets a page, not JSON).
     """
     client = WebClient(server)
     status, headers, body = client.get("/inbox/a/b/c/d/e")
     assert status == 404 and headers["content-type"] == "text/html; charset=utf-8"
     assert b"Nothing here" in mainContent(body)
-    status, headers, body = client.get("/nope")
-    assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+    for path in ("/nope", "/docs", "/api.json", "/favicon.ico"):
+        status, headers, body = client.get(path)
+        assert status == 404 and headers["content-type"] == "text/html; charset=utf-8", path
+        assert b"Nothing here" in mainContent(body)
+    for path in ("/api/nope", "/api", "/livez/x", "/mail/nope"):
+        status, headers, body = client.get(path)
+        assert status == 404 and headers["content-type"] == "application/json; charset=utf-8"
+        assert json.loads(body)["error"] == "Not Found"
     status, headers, _ = client.get("/livez")
     assert status == 200
     status, headers, body = client.request("DELETE", "/")

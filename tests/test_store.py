@@ -37,6 +37,7 @@ from capture.store import sqlite as sqliteBackend
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
+    AccountDeletion,
     Conflict,
     Copy,
     Envelope,
@@ -276,6 +277,60 @@ class AccountTests(_StoreCase):
         self.assertFalse(first.encode() in data, "first key stored in clear")
         self.assertFalse(second.encode() in data, "second key stored in clear")
         self.assertTrue(hashlib.sha256(first.encode()).digest() in data, "no key hash")
+
+    async def test_sessionGenerations(self) -> None:
+        """
+        A session is checked against the account's generation while its
+        key is live: 0 at first, raised by each L{endSessions} (kept across
+        a restart), L{None} for a revoked key, an unknown prefix or
+        account; ending the sessions of no account is not found.
+        """
+        _, key = await self.store.createAccount("alice")
+        prefix = key[:8]
+        self.assertEqual(await self.store.sessionGeneration("alice", prefix), 0)
+        self.assertEqual(await self.store.endSessions("alice"), 1)
+        self.assertEqual(await self.store.endSessions("alice"), 2)
+        await self.restart()
+        self.assertEqual(await self.store.sessionGeneration("alice", prefix), 2)
+        self.assertIsNone(await self.store.sessionGeneration("alice", "k_nope00"))
+        self.assertIsNone(await self.store.sessionGeneration("bob", prefix))
+        await self.assertFails(NotFound, self.store.endSessions("bob"))
+        await self.store.revokeKey("alice", prefix)
+        self.assertIsNone(await self.store.sessionGeneration("alice", prefix))
+
+    async def test_deleteAccount(self) -> None:
+        """
+        Deleting an account removes its keys, addresses, domains, the
+        unstarred mail in them and its usage; another account's star in its
+        inbox keeps that copy; its stars elsewhere are dropped; what it
+        sent stays with the recipient but is no longer its sent mail; the
+        name can be made again, empty.  Unknown: not found.
+        """
+        _, key = await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.reserveAddress("alice", "own@example.com")
+        await self.store.addDomain("alice", "alice.test", isPrivate=False)
+        (mine,) = await self.add("own@example.com")
+        (inDomain,) = await self.add("x@alice.test")
+        (keptForBob,) = await self.add("y@alice.test")
+        await self.store.setStarred(keptForBob, "bob")
+        (public,) = await self.add("pub@example.com", account="alice")
+        await self.store.setStarred(public, "alice")
+        self.store.countOp("alice")
+        deleted = await self.store.deleteAccount("alice")
+        self.assertEqual(deleted, AccountDeletion(1, ("own@example.com",), ("alice.test",), 2, 1))
+        self.assertIsNone(await self.store.accountForKey(key))
+        await self.assertFails(NotFound, self.store.getCopy(mine.id))
+        await self.assertFails(NotFound, self.store.getCopy(inDomain.id))
+        self.assertEqual((await self.store.getCopy(keptForBob.id)).savedBy, "bob")
+        self.assertIsNone((await self.store.getCopy(public.id)).savedBy)
+        self.assertEqual((await self.store.inboxOwner("own@example.com")).account, None)
+        await self.store.createAccount("alice")
+        self.assertEqual(await self.store.listSent("alice"), [])
+        self.assertEqual(await self.store.listAddresses("alice"), [])
+        self.assertEqual(self.count("usage"), 0)
+        await self.assertFails(NotFound, self.store.deleteAccount("nobody"))
+        self.assertConsistent()
 
     async def test_revokeByPrefix(self) -> None:
         """
@@ -1072,6 +1127,8 @@ class PersistenceTests(_StoreCase):
         # As a version 1 store was: no summary column (nor the later ones).
         for column in ("imap_envelope", "imap_structure", "header_size", "summary_json"):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # Later migrations run again: undo what they added.
+        db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
         db.execute("PRAGMA user_version = 1")
         db.commit()
         db.close()
@@ -1097,6 +1154,8 @@ class PersistenceTests(_StoreCase):
         db = sqlite3.connect(self.path)
         for column in ("imap_envelope", "imap_structure", "header_size"):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
+        # Later migrations run again: undo what they added.
+        db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()
@@ -1241,6 +1300,53 @@ class SizeLimitTests(_StoreCase):
         self.assertEqual(self.count("messages"), len(stored) - 1)
         self.assertConsistent()
         await self._smallWriteWorksOrFailsCleanly()
+
+    async def test_reserveKeepsRoomForDeletesAndSettings(self) -> None:
+        """
+        New mail stops a reserve short of the limit (a quarter of it, at
+        most C{reserve}); what was refused left nothing, and deletes,
+        stars, accounts, keys and reserved addresses still commit in the
+        reserve; once a message is deleted, one as large fits again.
+        """
+        await self.restart(maxSize=1024 * 1024)
+        stored: list[Copy] = []
+        for i in range(200):
+            try:
+                (copy,) = await self.store.addMessage(
+                    envelope("a@example.com"), message(f"m{i}", os.urandom(8000).hex().encode()))
+            except StoreFull:
+                break
+            stored.append(copy)
+        else:
+            self.fail("the store never filled")
+        self.assertEqual(self.count("messages"), len(stored))
+        used = self.db().execute("PRAGMA page_count").fetchone()[0] * 4096
+        self.assertLess(used, 1024 * 1024 - 200 * 1024)
+        await self.store.setStarred(stored[0], "alice")
+        await self.store.createAccount("late")
+        await self.store.createKey("late")
+        await self.store.reserveAddress("late", "late@example.com")
+        await self.store.deleteCopy(stored[1])
+        await self.store.deleteCopy(stored[2])
+        (again,) = await self.store.addMessage(
+            envelope("a@example.com"), message("again", os.urandom(8000).hex().encode()))
+        self.assertEqual(self.count("messages"), len(stored) - 1)
+        self.assertConsistent()
+
+    async def test_diskReserveRefusesMailOnly(self) -> None:
+        """
+        With less free disk than the reserve, new mail is refused with
+        L{StoreFull} and nothing of it is kept, while other writes commit:
+        the reserve is the disk's free space new mail may not take.
+        """
+        await self.restart(reserve=1 << 62)
+        await self.assertFails(StoreFull, self.add("a@example.com"))
+        self.assertEqual(self.count("messages"), 0)
+        await self.store.createAccount("still")
+        self.assertEqual((await self.store.getAccount("still")).name, "still")
+        await self.restart()
+        (copy,) = await self.add("a@example.com")
+        self.assertEqual(copy.inbox, "a@example.com")
 
     async def test_fullInsideBatchUndoesNothingElse(self) -> None:
         """

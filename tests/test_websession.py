@@ -5,6 +5,7 @@ is not.
 
 from __future__ import annotations
 
+import base64
 import os
 
 from twisted.web.server import Request
@@ -42,6 +43,22 @@ def test_issuedCookieVerifies() -> None:
     sessions = _sessions(clock)
     value = sessions.issue("alice", "k_abcd")
     assert sessions.verify(value) == SessionClaim("alice", "k_abcd", 1_000_000 + sessions.lifetime)
+
+
+def test_generationRoundTrips() -> None:
+    """
+    The account's session generation at sign-in is part of the signed
+    claim; a cookie from before generations (three fields, same MAC
+    scheme) reads as generation 0.
+    """
+    sessions = _sessions()
+    claim = sessions.verify(sessions.issue("alice", "k_abcd", 7))
+    assert claim is not None and claim.generation == 7
+    payload = b"YWxpY2U|a19hYmNk|%d" % (1_000_000 + sessions.lifetime)
+    old = payload + b"." + base64.urlsafe_b64encode(
+        sessions._mac(b"session", payload)).rstrip(b"=")
+    assert sessions.verify(old) == SessionClaim("alice", "k_abcd",
+                                                1_000_000 + sessions.lifetime, 0)
 
 
 def test_accountWithSeparatorsRoundTrips() -> None:

@@ -96,6 +96,38 @@ class IStore(Interface):
         L{Conflict}.  @return: Deferred firing with its L{ApiKeyInfo}.
         """
 
+    def deleteAccount(name):
+        """
+        Delete an account and what is only its: its keys, its owned
+        addresses and custom domains (released), the mail in them (but
+        copies another account starred), its star on any other copy, its
+        usage counts; mail it sent stays in its recipients' inboxes, no
+        longer counted as sent by it (an account made later with the same
+        name starts empty).  Its sessions end with it.
+
+        @return: Deferred firing with an L{AccountDeletion}; failing with
+            L{NotFound} for no such account.
+        """
+
+    def sessionGeneration(account, keyPrefix):
+        """
+        What a web session of C{account} signed in with the key starting
+        C{keyPrefix} is checked against: the account's session generation
+        while that key is live.
+
+        @return: Deferred firing with the generation, or L{None} when the
+            account or its live key with that prefix is gone.
+        """
+
+    def endSessions(account):
+        """
+        Sign C{account} out everywhere: raise its session generation, so
+        every session cookie issued before is refused.
+
+        @return: Deferred firing with the new generation; failing with
+            L{NotFound} for no such account.
+        """
+
     def accountForKey(key):
         """
         @return: Deferred firing with the name of the account the live key

@@ -62,6 +62,13 @@ class Account:
     capturePrivate: bool
     messageLimit: int | None
 
+    def effectiveLimit(self, default: int) -> int:
+        """
+        The limit retention applies to this account: its own, else the
+        server's C{default}; 0 is no limit.
+        """
+        return default if self.messageLimit is None else self.messageLimit
+
 
 @attrs.frozen
 class ApiKeyInfo:
@@ -289,6 +296,31 @@ class Bodies:
 
 
 @attrs.frozen
+class AccountDeletion:
+    """
+    What deleting an account removed.
+
+    @ivar keys: Its API keys (live or revoked).
+    @ivar addresses: The addresses it owned, released.
+    @ivar domains: The custom domains it owned, released.
+    @ivar copiesDeleted: Copies deleted from its owned addresses and
+        domains (other accounts' starred copies there are kept).
+    @ivar starsDropped: Copies elsewhere it had starred, starred no more.
+    """
+
+    keys: int
+    addresses: tuple[str, ...]
+    domains: tuple[str, ...]
+    copiesDeleted: int
+    starsDropped: int
+
+
+# Copies an account keeps (owned inboxes and starred) unless it has a
+# limit of its own: --message-limit's default.
+DEFAULT_MESSAGE_LIMIT = 100_000
+
+
+@attrs.frozen
 class Retention:
     """
     The limits background retention enforces.
@@ -301,7 +333,7 @@ class Retention:
 
     publicInboxLimit: int = 500
     publicMaxAge: int = 7 * 86400
-    messageLimit: int = 100_000
+    messageLimit: int = DEFAULT_MESSAGE_LIMIT
 
 
 @attrs.frozen

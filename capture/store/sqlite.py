@@ -42,6 +42,7 @@ from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
     Account,
+    AccountDeletion,
     AccountStats,
     ApiKeyInfo,
     Bodies,
@@ -74,6 +75,15 @@ DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
 _INLINE_PARSE_LIMIT = 32 * 1024
+_PAGE_SIZE = 4096
+# Octets a message's rows take besides its raw bytes and bodies.
+_ROW_OVERHEAD = 16 * 1024
+# What new mail leaves free of the disk (and of --max-store-size, up to a
+# quarter of it) for deletions, purges, retention and settings: a delete
+# writes its pages to the WAL, and a checkpoint copies them into the
+# database file, so both grow before anything is freed.  The WAL
+# checkpoints at 1,000 pages (4 MiB), hence four times that.
+DEFAULT_RESERVE = 16 * 1024 * 1024
 _OPS_FLUSH_INTERVAL = 1.0
 _KEY_LENGTH = len(newApiKey())
 # What is kept of a key besides its hash, to name it: "k_" and 6 characters.
@@ -350,11 +360,24 @@ class _Writer:
         reactor: IReactorFromThreads,
         maxPageCount: int,
         observeCommit: Callable[[float, int], None] | None = None,
+        reserve: int = 0,
     ) -> None:
+        """
+        @param reserve: Octets of the disk, and of C{maxPageCount}'s size,
+            that new mail may not use (L{makeRoom}): deletions, purges,
+            retention and settings write into them, so a full store can
+            always be emptied through Capture.
+        """
         self._path = path
         self._reactor = reactor
         self._maxPageCount = maxPageCount
         self._observeCommit = observeCommit
+        self._reserve = reserve
+        # What the messages of the running batch will take, not yet on
+        # disk: each one's room is checked with the ones before it counted,
+        # against the room measured at the batch's first message.
+        self._batchBytes = 0
+        self._room: int | None = None
         # SimpleQueue: a C queue, several times cheaper per put than
         # queue.Queue, and a put per message is on the ingest path.
         self._queue: queue.SimpleQueue[
@@ -378,6 +401,38 @@ class _Writer:
     def alive(self) -> bool:
         return self._thread.is_alive()
 
+    def makeRoom(self, conn: sqlite3.Connection, size: int) -> None:
+        """
+        Count C{size} octets of new mail into the running batch, or refuse
+        it: new mail stops while the disk (or C{--max-store-size}) has no
+        more than the reserve left beyond it.  Called on the writer
+        thread, by the operation that inserts a message, before it writes.
+
+        @raise StoreFull: There is no room for it outside the reserve.
+        """
+        if self._room is None:
+            # Measured once a batch (about 8 us with statvfs): the batch's
+            # messages are counted against it as they come.
+            self._room = self._measureRoom(conn)
+        if self._batchBytes + size > self._room:
+            raise StoreFull("the disk (or --max-store-size) is full up to the store's reserve")
+        self._batchBytes += size
+
+    def _measureRoom(self, conn: sqlite3.Connection) -> int:
+        """
+        Octets new mail may still take: the smaller of the disk's free space
+        and what C{max_page_count} allows, each less the reserve.  Pages
+        freed by deletions stay in the file, on its free list, and are used
+        again before the file grows, so they count as room.
+        """
+        free = conn.execute("PRAGMA freelist_count").fetchone()[0] * _PAGE_SIZE
+        disk = os.statvfs(os.path.dirname(self._path))
+        room = disk.f_bavail * disk.f_frsize + free
+        if self._maxPageCount:
+            pageCount = conn.execute("PRAGMA page_count").fetchone()[0]
+            room = min(room, (self._maxPageCount - pageCount) * _PAGE_SIZE + free)
+        return room - self._reserve
+
     def depth(self) -> int:
         """
         Operations waiting for the writer (approximate, as any queue size
@@ -387,6 +442,12 @@ class _Writer:
 
     def _run(self) -> None:
         conn = _connect(self._path)
+        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
+        # freed page: a delete then writes as much to the WAL as it frees,
+        # so on a full disk nothing could be deleted, and every retention
+        # pass doubled its I/O.  FAST zeroes only what is written anyway;
+        # freed pages keep old bytes until reused (disposable test mail).
+        conn.execute("PRAGMA secure_delete = FAST")
         if self._maxPageCount:
             conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
         while self._writeBatch(conn):
@@ -437,9 +498,11 @@ class _Writer:
         again with a savepoint per operation, so that the failure stays its
         operation's own.
         """
+        self._batchBytes, self._room = 0, None
         whole = self._commitWhole(conn, batch)
         if whole is not None:
             return whole
+        self._batchBytes, self._room = 0, None
         return self._commitEach(conn, batch)
 
     def _commitWhole(
@@ -541,7 +604,13 @@ class SQLiteStore:
         maxSize: int = 0,
         readThreads: int = 4,
         observeCommit: Callable[[float, int], None] | None = None,
+        reserve: int = DEFAULT_RESERVE,
     ) -> None:
+        """
+        @param reserve: Octets of the disk new mail may not use (at most a
+            quarter of C{maxSize} of the store), kept for deletions, purges,
+            retention and settings, so that a full store can be emptied.
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -550,6 +619,7 @@ class SQLiteStore:
         self._path = os.path.join(directory, DATABASE_NAME)
         self._reactor = reactor
         self._maxSize = maxSize
+        self._reserve = reserve
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
         self._subscribers: list[Callable[[list[Copy]], None]] = []
@@ -602,9 +672,11 @@ class SQLiteStore:
         thread and the read pool.
         """
         self.open()
-        pageSize = 4096
-        maxPages = self._maxSize // pageSize if self._maxSize else 0
-        self._writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit)
+        maxPages = self._maxSize // _PAGE_SIZE if self._maxSize else 0
+        reserve = min(self._reserve, self._maxSize // 4) if self._maxSize else self._reserve
+        self._writer = _Writer(
+            self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve
+        )
         self._writer.start()
         self._pool.start()
         self._running = True
@@ -796,6 +868,68 @@ class SQLiteStore:
             return [ApiKeyInfo(*r) for r in rows]
 
         return self._read(op)
+
+    def deleteAccount(self, name: str) -> Deferred[AccountDeletion]:
+        def op(conn: sqlite3.Connection) -> tuple[AccountDeletion, list[RemovedCopy]]:
+            _account(conn, name)
+            keys = conn.execute(
+                "SELECT count(*) FROM api_keys WHERE account = ?", (name,)
+            ).fetchone()[0]
+            addresses = tuple(r[0] for r in conn.execute(
+                "SELECT address FROM addresses WHERE account = ? ORDER BY address", (name,)))
+            domains = tuple(r[0] for r in conn.execute(
+                "SELECT domain FROM domains WHERE account = ? ORDER BY domain", (name,)))
+            # Its inboxes' copies, but those another account starred (theirs
+            # to keep) and, in its domains, addresses others reserved.
+            uids = [r[0] for r in conn.execute(
+                "SELECT c.uid FROM copies c WHERE (c.saved_by IS NULL OR c.saved_by = ?) AND ("
+                "c.inbox IN (SELECT address FROM addresses WHERE account = ?) OR ("
+                "c.domain IN (SELECT domain FROM domains WHERE account = ?) AND "
+                f"{_NOT_OTHERS}))",
+                (name, name, name, name),
+            )]
+            removed = _deleteCopies(conn, uids)
+            stars = conn.execute(
+                "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
+            ).rowcount
+            conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
+            conn.execute("DELETE FROM usage WHERE account = ?", (name,))
+            # Keys, addresses and domains go with it (ON DELETE CASCADE).
+            conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
+            return AccountDeletion(keys, addresses, domains, len(removed), stars), removed
+
+        def done(result: tuple[AccountDeletion, list[RemovedCopy]]) -> AccountDeletion:
+            self._pendingOps = {k: v for k, v in self._pendingOps.items() if k[0] != name}
+            self._removed(result[1])
+            return result[0]
+
+        return self._write(op).addCallback(done)
+
+    def sessionGeneration(self, account: str, keyPrefix: str) -> Deferred[int | None]:
+        def op(conn: sqlite3.Connection) -> int | None:
+            row = conn.execute(
+                "SELECT a.session_generation FROM accounts a JOIN api_keys k "
+                "ON k.account = a.name WHERE a.name = ? AND k.prefix = ? "
+                "AND k.revoked IS NULL LIMIT 1",
+                (account, keyPrefix),
+            ).fetchone()
+            return None if row is None else int(row[0])
+
+        return self._read(op)
+
+    def endSessions(self, account: str) -> Deferred[int]:
+        def op(conn: sqlite3.Connection) -> int:
+            _account(conn, account)
+            conn.execute(
+                "UPDATE accounts SET session_generation = session_generation + 1 "
+                "WHERE name = ?",
+                (account,),
+            )
+            return int(conn.execute(
+                "SELECT session_generation FROM accounts WHERE name = ?", (account,)
+            ).fetchone()[0])
+
+        return self._write(op)
 
     def revokeKey(self, account: str, prefix: str) -> Deferred[ApiKeyInfo]:
         def op(conn: sqlite3.Connection) -> ApiKeyInfo:
@@ -1073,7 +1207,17 @@ class SQLiteStore:
         return d.addCallback(stored)
 
     def _submitPrepared(self, prepared: _PreparedMessage) -> Deferred[_Inserted]:
-        return self._write(lambda conn: _insertMessage(conn, prepared))
+        writer = self._writer
+        assert writer is not None, "store not started"
+        # The raw bytes, and about as much again for the parsed bodies and
+        # rows (the text and HTML are stored beside the raw message).
+        size = 2 * len(prepared.raw) + _ROW_OVERHEAD
+
+        def insert(conn: sqlite3.Connection) -> _Inserted:
+            writer.makeRoom(conn, size)
+            return _insertMessage(conn, prepared)
+
+        return self._write(insert)
 
     def getCopy(self, copyId: str) -> Deferred[Copy]:
         split = splitCopyId(copyId)

@@ -126,6 +126,10 @@ def messageRow(copy: Copy, actions: Tag | str = "") -> Tag:
     )
 
 
+def _limitText(limit: int) -> str:
+    return f"{limit:,}" if limit else "none"
+
+
 class AccountPages(PageBase):
     """
     C{/account}, C{/account/settings} and the settings' forms.
@@ -139,7 +143,7 @@ class AccountPages(PageBase):
         query = _field(request, b"q")[:200]
         skipText = _field(request, b"skip") or "0"
         beforeText = _field(request, b"before")
-        if (not skipText.isdigit() or int(skipText) > _MAX_SKIP
+        if (not CURSOR.fullmatch(skipText) or int(skipText) > _MAX_SKIP
                 or (beforeText and not CURSOR.fullmatch(beforeText))):
             raise PageError(400, "No such page", "Go back to the first page of your inbox.")
         skip = int(skipText)
@@ -561,8 +565,8 @@ class AccountPages(PageBase):
             ("Starred messages", f"{stats.starredMessages:,}"),
             ("Storage", humanSize(stats.inboxBytes)),
             ("API calls this month", f"{ops:,}"),
-            ("Message limit", f"{account.messageLimit:,}" if account.messageLimit is not None
-             else "the server's default"),
+            ("Message limit", _limitText(account.effectiveLimit(self.messageLimit))
+             + (" (the server's default)" if account.messageLimit is None else "")),
             ("Owned addresses", str(len(owned))),
             ("Custom domains", str(len(domains))),
         ]

@@ -38,6 +38,7 @@ from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
 from capture.store.interface import IStore
 from capture.store.model import (
+    DEFAULT_MESSAGE_LIMIT,
     Conflict,
     Copy,
     Domain,
@@ -45,6 +46,7 @@ from capture.store.model import (
     NotFound,
     OwnedAddress,
     RemovedCopy,
+    StoreFull,
 )
 from capture.web import accountrules
 from capture.web.autoconfig import MailSettings
@@ -66,7 +68,15 @@ from capture.web.site import RETRY_AFTER
 from capture.web.websession import WebSessions
 from capture.webhooks import WebhookAttempt, WebhookDispatcher
 
-_ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?")
+# ASCII digits only: str.isdigit and \\d take any script's digits ("²",
+# "١"), which int() and fromisoformat() then refuse.
+_ISO_RE = re.compile(
+    r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?)?", re.ASCII
+)
+_WHOLE_RE = re.compile(r"[0-9]{1,18}")
+# JSON escapes of UTF-16 surrogates: a body holding one may decode to a
+# lone surrogate, which no store or answer can encode.
+_SURROGATE_ESCAPE_RE = re.compile(rb"\\u[dD][89a-fA-F]")
 _FOLDERS = ("inbox", "all", "spam", "trash", "sent", "drafts")
 _MAX_LABEL = 64
 _MAX_LABELS = 20
@@ -75,12 +85,24 @@ _BAD_LABEL_RE = re.compile(r"[/\\\x00-\x1f\x7f]")
 _SAFE_TAGS = set(nh3.ALLOWED_TAGS) - {"a", "img", "area", "map"}
 _MESSAGE_NOT_FOUND = "Message not found by id."
 _MAX_BULK = 100
+STORE_FULL = "The store is full: delete or purge mail to make room, then try again."
 _log = Logger()
 
 
 def _query(request: IRequest, name: bytes) -> str | None:
     values = request.args.get(name)
     return values[0].decode("utf-8", "replace") if values else None
+
+
+def _whole(text: str | None) -> int | None:
+    """
+    C{text} as a whole number, or L{None} when it is not one: ASCII digits
+    only, at most 18 of them (anything longer is out of every range here,
+    and would overflow SQLite's integers).
+    """
+    if text is None or not _WHOLE_RE.fullmatch(text):
+        return None
+    return int(text)
 
 
 def _label(text: str) -> str:
@@ -118,9 +140,15 @@ def jsonRequestBody(request: IRequest) -> Any:
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except ValueError:
+        value = json.loads(data)
+        if _SURROGATE_ESCAPE_RE.search(data):
+            # A lone surrogate is not text: refuse it here rather than
+            # fail where it is encoded.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the decoder's stack.
         raise ApiError(400, "The request body is not JSON.", ["body must be JSON"]) from None
+    return value
 
 
 def _requestKey(request: IRequest) -> str | None:
@@ -174,6 +202,16 @@ class BoundedRequest(Request):
             return
         super().handleContentChunk(data)
 
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        # Capture's forms are URL-encoded and its API takes JSON: a
+        # multipart body is left unparsed (its fields are not arguments),
+        # because a malformed one makes Twisted answer a bare 400 and drop
+        # the connection, outside the API's and the pages' error shapes.
+        contentType = self.requestHeaders.getRawHeaders(b"content-type", [b""])[0]
+        if contentType.lower().lstrip().startswith(b"multipart/"):
+            self._parsePOSTFormSubmission = False
+        super().requestReceived(command, path, version)
+
     def _refuse(self) -> None:
         if self._refused:
             return
@@ -223,11 +261,16 @@ class MailsacAPI:
         webhooks: WebhookDispatcher | None = None,
         mailSettings: MailSettings | None = None,
         sessions: WebSessions | None = None,
+        messageLimit: int = DEFAULT_MESSAGE_LIMIT,
     ) -> None:
         """
         @param sessions: The web pages' sessions, whose cookie the API
             takes in place of a key for reading.
+        @param messageLimit: The server's default limit on an account's
+            stored mail (C{--message-limit}; 0: none), which C{/api/me}
+            gives for an account without one of its own.
         """
+        self._messageLimit = messageLimit
         self._store = store
         self._sessions = sessions
         self._mailSettings = mailSettings
@@ -249,6 +292,13 @@ class MailsacAPI:
         assert isinstance(error, ApiError)
         return jsonBody(request, error.body(), error.code)
 
+    @app.handle_errors(StoreFull)
+    def _storeFull(self, request: IRequest, failure: Failure) -> bytes:
+        # The store's reserve is for exactly this: deletes and purges
+        # commit while new mail is refused; a write that still finds no
+        # room is the client's to retry after making some.
+        return jsonBody(request, ApiError(507, STORE_FULL).body(), 507)
+
     @app.handle_errors(HTTPException)
     def _routingError(self, request: IRequest, failure: Failure) -> bytes:
         # Unknown paths and methods: JSON like every other answer, not
@@ -264,6 +314,13 @@ class MailsacAPI:
         # last, only sees what the others did not take.
         _log.failure("API request failed", failure)
         return jsonBody(request, ApiError(500, "Internal server error.").body(), 500)
+
+    def refuse(self, request: IRequest, code: int, message: str) -> bytes:
+        """
+        A request refused before routing (L{capture.web.root}), in
+        Mailsac's error body.
+        """
+        return jsonBody(request, ApiError(code, message).body(), code)
 
     # Request helpers
 
@@ -320,11 +377,12 @@ class MailsacAPI:
         text = _query(request, b"limit")
         if text is None:
             return default
-        if not text.isdigit() or int(text) > maximum:
+        limit = _whole(text)
+        if limit is None or limit > maximum:
             raise ApiError(
                 400, "Invalid limit.", [f"limit must be a whole number from 0 to {maximum}"]
             )
-        return int(text)
+        return limit
 
     def _date(self, request: IRequest, name: bytes) -> int | None:
         """
@@ -333,13 +391,18 @@ class MailsacAPI:
         text = _query(request, name)
         if text is None:
             return None
-        if not _ISO_RE.fullmatch(text):
+        try:
+            if not _ISO_RE.fullmatch(text):
+                raise ValueError(text)
+            when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=datetime.UTC)
+            return int(when.timestamp() * 1000)
+        except (ValueError, OverflowError):
+            # The shape of a date, not a date (month 13, year 0, 30
+            # February), or one out of the clock's range.
             label = name.decode()
-            raise ApiError(400, f"Invalid {label}.", [f"{label} must be an ISO 8601 date"])
-        when = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=datetime.UTC)
-        return int(when.timestamp() * 1000)
+            raise ApiError(400, f"Invalid {label}.", [f"{label} must be an ISO 8601 date"]) from None
 
     async def _listing(self, request: IRequest, inbox: str) -> Visibility:
         """
@@ -461,11 +524,11 @@ class MailsacAPI:
     async def text(self, request: IRequest, email: str, messageId: str) -> bytes:
         """
         M11: the plain-text body; for HTML-only mail, a plain rendering of
-        the HTML.
+        the HTML with each link's target after its text, in parentheses.
         """
         copy, _ = await self._copy(request, email, messageId)
         bodies = await self._store.getBodies(copy)
-        text = textOf(bodies)
+        text = await textOf(bodies)
         download = f"{copy.id}.txt" if _query(request, b"download") else None
         return textBody(request, text, b"text/plain; charset=utf-8", download)
 
@@ -914,17 +977,17 @@ class MailsacAPI:
         """
         viewer = await self._requiredViewer(request)
         limit = self._limit(request, default=20, maximum=1000)
-        skipText = _query(request, b"skip") or "0"
-        if not skipText.isdigit():
+        skip = _whole(_query(request, b"skip") or "0")
+        if skip is None:
             raise ApiError(400, "Invalid skip.", ["skip must be a whole number"])
         since = self._date(request, b"since")
         copies, unread = await self._store.listAccountInbox(
-            viewer, limit=limit, skip=int(skipText), since=since
+            viewer, limit=limit, skip=skip, since=since
         )
         return jsonBody(
             request,
             {"messages": [messageJSON(c) for c in copies], "unread": unread, "limit": limit,
-             "skip": int(skipText)},
+             "skip": skip},
         )
 
     @app.route("/api/inbox-filter", methods=["GET"])
@@ -996,16 +1059,21 @@ class MailsacAPI:
         )
 
     @app.route("/api/auth/logout", methods=["POST"])
-    def logout(self, request: IRequest) -> bytes:
+    async def logout(self, request: IRequest) -> bytes:
         """
-        L3: the older clients' sign-out.  The web page's session cookie (the
-        only session there is) is cleared; a key has none to end.
+        L3: the older clients' sign-out.  The web page's session (the only
+        session there is) ends, as signing out of the pages ends it; a key
+        has none to end.
         """
-        # IRequest's addCookie does not declare httpOnly and sameSite;
-        # twisted.web's Request, which Klein hands us, takes them.
-        cast(Request, request).addCookie(
-            b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True, sameSite="strict"
-        )
+        if self._sessions is not None:
+            await self._sessions.end(request, self._store)
+        else:
+            # IRequest's addCookie does not declare httpOnly and sameSite;
+            # twisted.web's Request, which Klein hands us, takes them.
+            cast(Request, request).addCookie(
+                b"capture_session", b"", path=b"/", max_age=b"0", httpOnly=True,
+                sameSite="strict",
+            )
         return jsonBody(request, {"ok": True})
 
     @app.route("/api/me", methods=["GET"])
@@ -1023,7 +1091,7 @@ class MailsacAPI:
                 "_id": account.name,
                 "email": None,
                 "capturePrivate": account.capturePrivate,
-                "messageLimit": account.messageLimit,
+                "messageLimit": account.effectiveLimit(self._messageLimit),
                 "apiAccess": 1,
                 "recents": [],
                 "labels": [],
@@ -1173,11 +1241,11 @@ class MailsacAPI:
         """
         inbox = self._inbox(email)
         text = _query(request, b"timeout")
-        if text is not None and not (text.isdigit() and 1 <= int(text) <= _MAX_WAIT):
+        timeout = _whole(text) if text is not None else _DEFAULT_WAIT
+        if timeout is None or not 1 <= timeout <= _MAX_WAIT:
             raise ApiError(
                 400, "Invalid timeout.", [f"timeout must be a whole number from 1 to {_MAX_WAIT}"]
             )
-        timeout = int(text) if text is not None else _DEFAULT_WAIT
         since = self._date(request, b"since")
         accepts = messageFilter(_query(request, b"subject"), _query(request, b"from"))
         visible, viewer = await self._listingViewer(request, inbox)

@@ -81,7 +81,8 @@ def inboxPath(address: str) -> str:
 
 class HomePages(PageBase):
     """
-    C{/}, C{/inbox?address=}, C{/signin}, C{/signout} and C{/static/}.
+    C{/}, C{/inbox?address=}, C{/signin} (the form, and signing in),
+    C{/signout} and C{/static/}.
     """
 
     @pages.route("/", methods=["GET"])
@@ -176,6 +177,18 @@ class HomePages(PageBase):
             )
         return self.redirect(request, inboxPath(canonical))
 
+    @pages.route("/signin", methods=["GET"])
+    async def signInPage(self, request: IRequest) -> bytes:
+        """
+        The sign-in form on a page of its own, for a browser that asks for
+        C{/signin} (a bookmark, a typed address); C{next} as the form's.
+        """
+        viewer = await self.viewer(request)
+        nextValues = request.args.get(b"next")
+        next = localPath(nextValues[0].decode("utf-8", "replace")) if nextValues else None
+        content = self._signIn(viewer, self._sessions.csrfToken(request), None, next or "")
+        return await self.render(request, "Sign in", content, viewer)
+
     @pages.route("/signin", methods=["POST"])
     async def signIn(self, request: IRequest) -> bytes:
         self.checkCsrf(request)
@@ -205,13 +218,18 @@ class HomePages(PageBase):
                 signInError="That API key is wrong or was revoked.", next=next or "",
             )
         self._throttle.succeeded(host)
-        self._sessions.signIn(request, account, prefix)
+        generation = await self._store.sessionGeneration(account, prefix)
+        self._sessions.signIn(request, account, prefix, generation or 0)
         return self.redirect(request, next or "/account")
 
     @pages.route("/signout", methods=["POST"])
-    def signOut(self, request: IRequest) -> bytes:
+    async def signOut(self, request: IRequest) -> bytes:
+        """
+        Sign out: this browser's cookie is cleared and every session of the
+        account ends (the old cookie no longer opens anything).
+        """
         self.checkCsrf(request)
-        self._sessions.signOut(request)
+        await self._sessions.end(request, self._store)
         return self.redirect(request, "/")
 
     @pages.route("/static/", branch=True, methods=["GET", "HEAD"])

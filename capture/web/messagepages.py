@@ -167,7 +167,7 @@ class MessagePages(PageBase):
             tags.p(tags.a("← ", copy.inbox, href=inboxPath(copy.inbox), class_="back",
                           **{"aria-keyshortcuts": "u"}), class_="crumbs"),
             self._head(copy, viewer, owner, csrf, base),
-            self._tabs(copy, bodies, safe, raw, view, remote, base),
+            self._tabs(copy, bodies, await textOf(bodies), safe, raw, view, remote, base),
             self._links(copy, bodies, safe),
             self._attachments(copy, base),
             class_="message",
@@ -223,13 +223,12 @@ class MessagePages(PageBase):
             class_="message-head",
         )
 
-    def _tabs(self, copy: Copy, bodies: Bodies, safe: SafeHTML | None, raw: bytes, view: str,
-              remote: bool, base: str) -> list[Tag]:
+    def _tabs(self, copy: Copy, bodies: Bodies, text: str, safe: SafeHTML | None, raw: bytes,
+              view: str, remote: bool, base: str) -> list[Tag]:
         panels: list[tuple[str, str, Any]] = []
         if bodies.html is not None:
             blocked = not remote and safe is not None and safe.remoteBlocked
             panels.append(("html", "HTML", self._htmlPanel(base, remote, blocked)))
-        text = textOf(bodies)
         panels.append(("text", "Text", tags.pre(text or "(no text)", class_="text-body")))
         panels.append(("headers", "Headers", tags.div(tags.table(
             tags.thead(tags.tr(tags.th("Name", scope="col"), tags.th("Value", scope="col"))),

@@ -196,6 +196,10 @@ def _components() -> Json:
             "PayloadTooLarge": _json("A request body over 1 MiB, refused from its "
                                      "Content-Length (or as a chunked body crosses it) before "
                                      "it is read.", _schema("Error")),
+            "InsufficientStorage": _json("The store has no room for this change even in the "
+                                         "reserve it keeps for deletes and purges "
+                                         "(`--store-reserve`): delete or purge mail, then "
+                                         "try again.", _schema("Error")),
         },
         "schemas": {
             "Error": _object({
@@ -297,8 +301,10 @@ def _components() -> Json:
                     "capturePrivate": {"type": "boolean",
                                        "description": "Captured mail is starred by its "
                                        "sender's account, so private to it."},
-                    "messageLimit": {"type": ["integer", "null"],
-                                     "description": "null: the server's default."},
+                    "messageLimit": {"type": "integer", "minimum": 0,
+                                     "description": "The limit on the account's stored mail "
+                                     "that applies: its own, else the server's default "
+                                     "(`--message-limit`); 0: no limit."},
                     "apiAccess": {"const": 1},
                     "recents": _arrayOf({"type": "string"}),
                     "labels": _arrayOf({"type": "string"}),
@@ -1028,7 +1034,9 @@ def buildDocument(version: str) -> Json:
             "validationErrors}`. Where Mailsac's behaviour is unknown, each operation says "
             "what Capture chose (also in Capture's `docs/api.md`). Operations marked "
             "`x-capture-extension` are Capture's own additions. Every GET also answers HEAD; "
-            "an unknown path is 404 and a wrong method 405, both as JSON errors.",
+            "an unknown path is 404 and a wrong method 405, both as JSON errors; a path that is "
+            "not UTF-8 or a Host that is not a host name is 400. A write the full store has "
+            "no room for is 507.",
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "servers": [{"url": "/", "description": "This Capture server."}],
@@ -1040,9 +1048,20 @@ def buildDocument(version: str) -> Json:
             {"name": "Legacy", "description": "Older Mailsac paths, kept for old clients."},
             {"name": EXTENSION, "description": "Not in Mailsac's API."},
         ],
-        "paths": paths,
+        "paths": _withStoreFull(paths),
         "components": _components(),
     }
+
+
+def _withStoreFull(paths: Json) -> Json:
+    """
+    Every operation that writes may find the store full: 507.
+    """
+    for item in paths.values():
+        for method, operation in item.items():
+            if method in ("post", "put", "patch", "delete"):
+                operation["responses"]["507"] = _response("InsufficientStorage")
+    return paths
 
 
 @functools.cache

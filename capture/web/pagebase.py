@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 
 from capture.auth import LoginThrottle
 from capture.store.interface import IStore
+from capture.store.model import DEFAULT_MESSAGE_LIMIT, StoreFull
 from capture.web.autoconfig import MailSettings
 from capture.web.websession import WebSessions
 
@@ -187,7 +188,14 @@ class PageBase:
         throttle: LoginThrottle,
         mailSettings: MailSettings | None = None,
         publicReadable: bool = True,
+        messageLimit: int = DEFAULT_MESSAGE_LIMIT,
     ) -> None:
+        """
+        @param messageLimit: The server's default limit on an account's
+            stored mail (C{--message-limit}), shown where an account has
+            none of its own.
+        """
+        self.messageLimit = messageLimit
         self._store = store
         self._sessions = sessions
         self._throttle = throttle
@@ -260,6 +268,12 @@ class PageBase:
         assert isinstance(error, PageError)
         return self._errorPage(request, error)
 
+    @pages.handle_errors(StoreFull)
+    def _storeFull(self, request: IRequest, failure: Failure) -> Deferred[bytes]:
+        return self._errorPage(request, PageError(
+            507, "The store is full", "Delete or purge mail to make room, then try again.",
+        ))
+
     @pages.handle_errors(HTTPException)
     def _routingError(self, request: IRequest, failure: Failure) -> Deferred[bytes]:
         error = failure.value
@@ -274,6 +288,15 @@ class PageBase:
         _log.failure("Page request failed", failure)
         return self._errorPage(
             request, PageError(500, "Something went wrong", "The error was logged; try again.")
+        )
+
+    def refuse(self, request: IRequest, code: int, message: str) -> Deferred[bytes]:
+        """
+        A request refused before routing (L{capture.web.root}), as the
+        pages' error page.
+        """
+        return self._errorPage(
+            request, PageError(code, "That address is broken", message + " Check the link.")
         )
 
     def _errorPage(self, request: IRequest, error: PageError) -> Deferred[bytes]:

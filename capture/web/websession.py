@@ -3,12 +3,14 @@
 The web page's sign-in session and its CSRF tokens, in signed cookies.
 
 Signing in with an API key sets C{capture_session}: the account, the
-prefix of the key used, when it expires, and an HMAC over the three with
-the server's secret.  Nothing is kept on the server, so any node holding
-the secret accepts it; the key itself never leaves the sign-in form.  A
-cookie whose HMAC is wrong or whose time is up is ignored (the visitor is
-signed out); one whose key was revoked since is refused by the caller,
-which asks the store (L{SessionClaim.keyPrefix}).
+prefix of the key used, when it expires, the account's session generation,
+and an HMAC over them with the server's secret.  No session is kept on the
+server, so any node holding the secret accepts it; the key itself never
+leaves the sign-in form.  A cookie whose HMAC is wrong or whose time is up
+is ignored (the visitor is signed out); one whose key was revoked since, or
+whose generation is not the account's any more (signing out raises it:
+L{IStore.endSessions}), is refused by L{WebSessions.signedIn}, which asks
+the store for both in one read.
 
 Every visitor also gets C{capture_browser}, a random id; the CSRF token
 put in each state-changing form is an HMAC of that id and of the session
@@ -36,6 +38,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
 from capture.store.interface import IStore
+from capture.store.model import NotFound
 
 SESSION_COOKIE = b"capture_session"
 BROWSER_COOKIE = b"capture_browser"
@@ -53,11 +56,14 @@ class SessionClaim:
     @ivar keyPrefix: The prefix of the API key it signed in with (the
         session ends when that key is revoked).
     @ivar expires: When the session ends, in seconds since the epoch.
+    @ivar generation: The account's session generation at sign-in; the
+        session ends when signing out raises it.
     """
 
     account: str
     keyPrefix: str
     expires: int
+    generation: int = 0
 
 
 def loadSecret(directory: str) -> bytes:
@@ -116,14 +122,15 @@ class WebSessions:
 
     # Sessions
 
-    def issue(self, account: str, keyPrefix: str) -> bytes:
+    def issue(self, account: str, keyPrefix: str, generation: int = 0) -> bytes:
         """
         A session cookie's value for C{account}, signed in with the key
-        starting C{keyPrefix}.
+        starting C{keyPrefix} while its session generation is C{generation}.
         """
         expires = int(self._clock()) + self.lifetime
         payload = b"|".join([
             _b64(account.encode("utf-8")), _b64(keyPrefix.encode("utf-8")), b"%d" % expires,
+            b"%d" % generation,
         ])
         return payload + b"." + _b64(self._mac(b"session", payload))
 
@@ -136,11 +143,20 @@ class WebSessions:
             return None
         payload, _, mac = value.rpartition(b".")
         try:
-            if not hmac.compare_digest(_unb64(mac), self._mac(b"session", payload)):
+            # Compared in its one canonical spelling: the last base64
+            # character has spare bits, which must not make a second
+            # cookie value of the same session.
+            if not hmac.compare_digest(mac, _b64(self._mac(b"session", payload))):
                 return None
-            account, prefix, expires = payload.split(b"|")
+            fields = payload.split(b"|")
+            # Cookies from before generations (three fields) are of
+            # generation 0, which an account has until it first signs out.
+            account, prefix, expires, generation = (
+                fields if len(fields) == 4 else [*fields, b"0"]
+            )
             claim = SessionClaim(
-                _unb64(account).decode("utf-8"), _unb64(prefix).decode("utf-8"), int(expires)
+                _unb64(account).decode("utf-8"), _unb64(prefix).decode("utf-8"),
+                int(expires), int(generation),
             )
         except ValueError:
             return None
@@ -158,19 +174,35 @@ class WebSessions:
     async def signedIn(self, request: IRequest, store: IStore) -> str | None:
         """
         The account signed in on C{request}, or L{None}.  A session whose
-        key was revoked since sign-in is over, and its cookie is cleared.
+        key was revoked since sign-in, or that signing out ended, is over,
+        and its cookie is cleared.
         """
         claim = self.claim(request)
         if claim is None:
             return None
-        for info in await store.listKeys(claim.account):
-            if info.revoked is None and info.prefix == claim.keyPrefix:
-                return claim.account
+        if await store.sessionGeneration(claim.account, claim.keyPrefix) == claim.generation:
+            return claim.account
         self.signOut(request)
         return None
 
-    def signIn(self, request: IRequest, account: str, keyPrefix: str) -> None:
-        value = self.issue(account, keyPrefix)
+    async def end(self, request: IRequest, store: IStore) -> None:
+        """
+        Sign out: clear the request's session cookie, and end every session
+        of its account (the cookie may have been copied; with no session
+        kept on the server, raising the account's generation is what makes
+        the old value worthless, also after a restart and on other nodes).
+        """
+        claim = self.claim(request)
+        self.signOut(request)
+        if claim is not None:
+            try:
+                await store.endSessions(claim.account)
+            except NotFound:
+                pass
+
+    def signIn(self, request: IRequest, account: str, keyPrefix: str,
+               generation: int = 0) -> None:
+        value = self.issue(account, keyPrefix, generation)
         self._setCookie(request, SESSION_COOKIE, value, self.lifetime)
         # The rest of this request (a page's CSRF tokens) sees the new session.
         cast(Request, request).received_cookies[SESSION_COOKIE] = value
