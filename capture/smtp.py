@@ -957,7 +957,13 @@ class CaptureSMTP(ESMTP):
         self.sendCode(250, b"OK : queued as " + queueId.encode("ascii"))
 
     def _storeFailed(self, reason: Failure) -> None:
-        _log.failure("Could not store a message", reason)
+        # A full store is the operator's to fix, not a fault of Capture's:
+        # one line (no traceback), or a sender retrying against a full disk
+        # would fill the log too.
+        if reason.check(StoreFull):
+            _log.warn("The store is full: a message was put off with 452 4.3.1")
+        else:
+            _log.failure("Could not store a message", reason)
         if self._lost:
             return
         if reason.check(StoreFull):
