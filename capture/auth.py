@@ -202,8 +202,9 @@ class ApiKeyChecker:
 
     async def _check(self, username: str, key: str) -> LoginId:
         username = username.strip()
-        keyAccount = await self.store.accountForKey(key) if key else None
-        account = await self.store.resolveLogin(username)
+        # One read for both (a read thread round trip is a measurable part
+        # of a login at a new connection per message).
+        keyAccount, account = await self.store.checkLogin(username, key)
         submitter: str | None
         if self.acceptAny:
             if account is not None:

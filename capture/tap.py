@@ -39,6 +39,7 @@ from capture.connections import (
     fitCaps,
     raiseDescriptorLimit,
 )
+from capture.egress import DestinationPolicy, parseNetworks
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
 from capture.memory import returnLargeBlocks
@@ -252,6 +253,12 @@ class Options(usage.Options):
          "answering (more than 0)."],
         ["webhook-retries", None, "5", "Retries after a failed webhook POST (no 2xx), waiting "
          "1 s, 2 s, 4 s, ... (jittered) between tries."],
+        ["webhook-allow", None, "", "Addresses and CIDR ranges webhooks may reach although "
+         "refused by default (private, link-local, ...), comma-separated; the most specific "
+         "range decides."],
+        ["webhook-deny", None, "", "Addresses and CIDR ranges webhooks may not reach, "
+         "comma-separated (e.g. 127.0.0.0/8,::1 on a shared server: loopback is allowed by "
+         "default)."],
     ]
 
     optFlags = [
@@ -365,6 +372,15 @@ class Options(usage.Options):
             )
         for name in ("smtp", "smtps", "pop3", "pop3s", "imap", "imaps", "http"):
             self._convert(name, parseListener)
+        for name in ("webhook-allow", "webhook-deny"):
+            self._convert(name, _networks)
+
+
+def _networks(text: str) -> tuple[Any, ...]:
+    try:
+        return parseNetworks(text)
+    except ValueError as e:
+        raise usage.UsageError(str(e)) from None
 
 
 def _listenProblem(error: Any) -> str:
@@ -546,6 +562,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     webhooks = WebhookDispatcher(
         store, reactor, queueLimit=options["webhook-queue"],
         timeout=float(options["webhook-timeout"]), retries=options["webhook-retries"],
+        policy=DestinationPolicy(allow=options["webhook-allow"], deny=options["webhook-deny"]),
     )
     webhooks.setServiceParent(top)
 

@@ -29,6 +29,7 @@ from io import BytesIO
 from typing import Any
 
 import attrs
+from OpenSSL import SSL
 from twisted.application.service import Service
 from twisted.internet import error as netError
 from twisted.internet.defer import CancelledError, Deferred, ensureDeferred
@@ -36,6 +37,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web._newclient import ParseError
 from twisted.web.client import (
     Agent,
     FileBodyProducer,
@@ -47,6 +49,13 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IResponse
 
 from capture.access import Action, permits
+from capture.egress import (
+    DestinationPolicy,
+    DestinationRefused,
+    PolicyEndpointFactory,
+    Resolve,
+    resolverFor,
+)
 from capture.store.interface import IStore
 from capture.store.model import Copy, InboxOwner, NotFound
 from capture.web.messages import messageWithBodiesJSON
@@ -70,8 +79,11 @@ class WebhookAttempt:
     @ivar time: When it started, in milliseconds since the epoch.
     @ivar attempt: 1 for the first try, 2 for the first retry, ...
     @ivar outcome: The HTTP status as text (C{"200"}), or C{"timeout"},
-        C{"connection refused"}, C{"dropped"} (the queue was full), an
-        error's text, or why no POST was made (C{"message deleted"}).
+        C{"connection refused"}, C{"host not found"}, C{"destination not
+        allowed"} (the operator's policy, L{capture.egress}), C{"TLS
+        error"}, C{"not an HTTP response"}, C{"connection closed"},
+        C{"error"}, C{"dropped"} (the queue was full), or why no POST was
+        made (C{"message deleted"}); never an error's own text.
     @ivar status: The HTTP status, when the receiver answered.
     @ivar duration: Milliseconds from start to outcome.
     @ivar retrying: Whether another try is scheduled.
@@ -144,18 +156,32 @@ class _Discard(Protocol):
 
 def _describe(failure: Failure) -> str:
     """
-    A short outcome for a failed POST.
+    A short outcome for a failed POST, from a fixed vocabulary.
+
+    Never the error's text: a receiver that is not an HTTP server would
+    otherwise have its answer (an SSH or SMTP banner, say) shown to the
+    account through the attempts list, which would make webhooks a probe
+    of whatever listens where the URL points.
     """
+    if failure.check(DestinationRefused):
+        return _REFUSED
     if failure.check(netError.ConnectionRefusedError):
         return "connection refused"
     if failure.check(netError.DNSLookupError):
         return "host not found"
+    if failure.check(netError.TCPTimedOutError, netError.TimeoutError):
+        return _TIMEOUT
+    if failure.check(SSL.Error):
+        return "TLS error"
+    if failure.check(ParseError):
+        return "not an HTTP response"
+    if failure.check(netError.ConnectionDone, netError.ConnectionLost):
+        return "connection closed"
     if failure.check(ResponseFailed):
         reasons = getattr(failure.value, "reasons", [])
         if reasons:
-            return "error: " + _describe(reasons[0]).removeprefix("error: ")
-    text = " ".join(str(failure.value).split())
-    return f"error: {type(failure.value).__name__}" + (f": {text}" if text else "")
+            return _describe(reasons[0])
+    return "error"
 
 
 class WebhookDispatcher(Service):
@@ -190,6 +216,8 @@ class WebhookDispatcher(Service):
         retries: int = 5,
         agent: IAgent | None = None,
         jitter: Callable[[], float] = random.random,
+        policy: DestinationPolicy | None = None,
+        resolve: Resolve | None = None,
     ) -> None:
         self._store = store
         self._reactor = reactor
@@ -197,6 +225,8 @@ class WebhookDispatcher(Service):
         self._timeout = timeout
         self._retries = retries
         self._agent = agent
+        self._policy = policy or DestinationPolicy()
+        self._resolve = resolve
         self._pool: HTTPConnectionPool | None = None
         self._jitter = jitter
         self._userAgent = _userAgent()
@@ -225,7 +255,14 @@ class WebhookDispatcher(Service):
         if self._agent is None:
             self._pool = _QuietPool(self._reactor, persistent=True)
             self._pool.maxPersistentPerHost = self.maxInFlight
-            self._agent = Agent(self._reactor, pool=self._pool)
+            self._agent = Agent.usingEndpointFactory(
+                self._reactor,
+                PolicyEndpointFactory(
+                    self._reactor, self._policy, self._resolve or resolverFor(self._reactor),
+                    timeout=self._timeout,
+                ),
+                pool=self._pool,
+            )
         self._unsubscribe = self._store.subscribe(self._newCopies)
 
     def stopService(self) -> Deferred[None] | None:
@@ -492,5 +529,6 @@ class WebhookDispatcher(Service):
 _TIMEOUT = "timeout"
 _NO_WEBHOOK = "webhook removed"
 _DELETED = "message deleted"
+_REFUSED = "destination not allowed"
 # Outcomes that another try cannot change.
-_FINAL = (_NO_WEBHOOK, _DELETED)
+_FINAL = (_NO_WEBHOOK, _DELETED, _REFUSED)

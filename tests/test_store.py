@@ -242,6 +242,30 @@ class AccountTests(_StoreCase):
         self.assertEqual(await self.store.accountForKey("k_given"), "alice")
         self.assertEqual(await self.store.accountForKey(bobKey), "bob")
 
+    async def test_checkLoginIsBothLookups(self) -> None:
+        """
+        L{IStore.checkLogin} answers, in one read, what L{accountForKey} and
+        L{resolveLogin} answer apart: for a matching pair, another
+        account's key, an empty or revoked key, an owned address and an
+        unknown name.
+        """
+        _, aliceKey = await self.store.createAccount("alice")
+        _, bobKey = await self.store.createAccount("bob")
+        await self.store.reserveAddress("alice", "alice@owned.test")
+        for username, key in [
+            ("alice", aliceKey), ("alice", bobKey), (" alice ", ""),
+            ("Alice@Owned.test", aliceKey), ("nobody", "k_nonsense"), ("", bobKey),
+        ]:
+            expected = (
+                await self.store.accountForKey(key) if key else None,
+                await self.store.resolveLogin(username),
+            )
+            self.assertEqual(await self.store.checkLogin(username, key), expected)
+        self.assertEqual(await self.store.checkLogin("alice@owned.test", bobKey),
+                         ("bob", "alice"))
+        await self.store.revokeKey("bob", bobKey)
+        self.assertEqual(await self.store.checkLogin("bob", bobKey), (None, "bob"))
+
     async def test_settings(self) -> None:
         """
         Settings change one at a time; L{None} leaves a setting alone.

@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from ipaddress import ip_network
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,8 @@ _PARAMETERS: dict[str, tuple[str, Any]] = {
     "webhook-queue": ("50", 50),
     "webhook-timeout": ("2m", 120),
     "webhook-retries": ("0", 0),
+    "webhook-allow": ("10.0.0.0/8,fd00::1", (ip_network("10.0.0.0/8"), ip_network("fd00::1"))),
+    "webhook-deny": ("127.0.0.0/8, ::1", (ip_network("127.0.0.0/8"), ip_network("::1"))),
     "sse-heartbeat": ("2m", 120),
     "tls-handshake-timeout": ("3s", 3),
 }
@@ -147,6 +150,8 @@ def test_defaults() -> None:
         "webhook-queue": 10000,
         "webhook-timeout": 10,
         "webhook-retries": 5,
+        "webhook-allow": (),
+        "webhook-deny": (),
         "sse-heartbeat": 15,
         "tls-handshake-timeout": 10,
     }
@@ -312,6 +317,8 @@ def test_durations(text: str, seconds: int) -> None:
         ("--webhook-timeout", "soon"),
         ("--webhook-retries", "-1"),
         ("--webhook-retries", "3x"),
+        ("--webhook-allow", "10.0.0.0/33"),
+        ("--webhook-deny", "localhost"),
     ],
 )
 def test_unparsableValues(option: str, value: str) -> None:

@@ -420,3 +420,158 @@ def test_stopWithRetriesPending(freshServer: CaptureServer) -> None:
     log = server.log()
     assert "Unhandled error" not in log and "Traceback" not in log
     assert "Main loop terminated" in log
+
+
+# Where webhooks may connect
+
+
+class _Trap:
+    """
+    A listening socket no webhook may reach: a connection to it waits in
+    its backlog, where L{reached} finds it.
+    """
+
+    def __init__(self, host: str) -> None:
+        self.sock = socket.socket()
+        self.sock.bind((host, 0))
+        self.sock.listen(16)
+        self.sock.setblocking(False)
+        self.port: int = self.sock.getsockname()[1]
+
+    def reached(self) -> bool:
+        try:
+            connection, _ = self.sock.accept()
+        except BlockingIOError:
+            return False
+        connection.close()
+        return True
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def _refusedAttempt(server: CaptureServer, address: str) -> dict[str, Any]:
+    [attempt] = _waitFor(_finished(server, address, 1))
+    return dict(attempt)
+
+
+def test_internalDestinationsRefusedByDefault(
+    server: CaptureServer, receivers: Callable[[list[int]], Receiver]
+) -> None:
+    """
+    By default a webhook to a private address, the metadata address or
+    0.0.0.0 is refused before any connection (10.0.0.1 and 169.254.169.254
+    are never connected to: the refusal comes from the policy, not from the
+    network, and 0.0.0.0, which Linux connects to loopback, leaves a trap
+    there untouched): one attempt, C{destination not allowed}, no status, no
+    retry.  Loopback stays allowed, by literal, by name, as a decimal
+    number and IPv4-mapped, and the next mail is delivered.
+    """
+    trap = _Trap("127.0.0.1")
+    try:
+        for host in ("10.0.0.1", "169.254.169.254", "0.0.0.0", "[::ffff:10.0.0.1]"):
+            address = _address()
+            _ownWithWebhook(server, address, f"http://{host}:{trap.port}/hook")
+            send(server, address, b"Subject: internal\r\n\r\nbody\r\n")
+            attempt = _refusedAttempt(server, address)
+            assert (attempt["outcome"], attempt["status"], attempt["retryScheduled"]) == (
+                "destination not allowed", None, False), host
+        assert not trap.reached()
+    finally:
+        trap.close()
+    receiver = receivers([200])
+    port = receiver.server.server_address[1]
+    for host in ("127.0.0.1", "localhost", "2130706433", "[::ffff:127.0.0.1]"):
+        address = _address()
+        _ownWithWebhook(server, address, f"http://{host}:{port}/hook")
+        send(server, address, b"Subject: local\r\n\r\nbody\r\n")
+        [attempt] = _waitFor(_finished(server, address, 1))
+        assert (attempt["outcome"], attempt["status"]) == ("200", 200), host
+    assert len(receiver.requests) == 4
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.serverOptions("--webhook-deny", "127.0.0.0/8,::1")
+def test_deniedLoopbackNeverConnected(
+    freshServer: CaptureServer, receivers: Callable[[list[int]], Receiver]
+) -> None:
+    """
+    With --webhook-deny 127.0.0.0/8,::1 no form of a loopback destination
+    is connected to (listening traps on 127.0.0.1 and 127.0.0.2 see no
+    connection): 127.0.0.2, the decimal 2130706433, [::ffff:127.0.0.1],
+    [::1], the name localhost, 0.0.0.0; each is one refused attempt that
+    tells nothing of the port (a closed port and a listening one read the
+    same); mail goes on being stored.
+    """
+    server = freshServer
+    trap1, trap2 = _Trap("127.0.0.1"), _Trap("127.0.0.2")
+    closed = _closedPort()
+    try:
+        urls = [
+            f"http://127.0.0.2:{trap2.port}/hook",
+            f"http://2130706433:{trap1.port}/hook",
+            f"http://[::ffff:127.0.0.1]:{trap1.port}/hook",
+            f"http://[::1]:{trap1.port}/hook",
+            f"http://localhost:{trap1.port}/hook",
+            f"https://localhost:{trap1.port}/hook",
+            f"http://0.0.0.0:{trap1.port}/hook",
+            f"http://127.0.0.1:{closed}/hook",
+        ]
+        addresses = []
+        for url in urls:
+            address = _address()
+            addresses.append(address)
+            _ownWithWebhook(server, address, url)
+            send(server, address, b"Subject: probe\r\n\r\nbody\r\n")
+        for address, url in zip(addresses, urls, strict=True):
+            attempt = _refusedAttempt(server, address)
+            assert (attempt["outcome"], attempt["status"], attempt["retryScheduled"]) == (
+                "destination not allowed", None, False), url
+        assert not trap1.reached() and not trap2.reached()
+    finally:
+        trap1.close()
+        trap2.close()
+    public = _address()
+    send(server, public, b"Subject: still served\r\n\r\nbody\r\n")
+    assert callJSON(server, "GET", f"/api/addresses/{public}/message-count")[1]["count"] == 1
+    assert "Traceback" not in server.log()
+
+
+@pytest.mark.serverOptions("--webhook-retries", "0")
+def test_attemptsTellNothingOfANonHTTPAnswer(freshServer: CaptureServer) -> None:
+    """
+    A destination that answers with another protocol's banner is recorded
+    as C{not an HTTP response}: neither the banner nor any of the
+    error's text is in the attempts list.
+    """
+    server = freshServer
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(4)
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+        except OSError:
+            return
+        with connection:
+            connection.sendall(b"SSH-2.0-OpenSSH_9.6 secret-banner-4711\r\n")
+            connection.settimeout(5)
+            try:
+                connection.recv(65536)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        address = _address()
+        _ownWithWebhook(server, address, f"http://127.0.0.1:{listener.getsockname()[1]}/hook")
+        send(server, address, b"Subject: banner\r\n\r\nbody\r\n")
+        [attempt] = _waitFor(_finished(server, address, 1))
+    finally:
+        listener.close()
+        thread.join(10)
+    assert (attempt["outcome"], attempt["status"]) == ("not an HTTP response", None)
+    status, _, body = call(server, "GET", "/api/webhook-attempts", server.key)
+    assert status == 200 and b"SSH" not in body and b"secret" not in body and b"4711" not in body

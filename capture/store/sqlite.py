@@ -973,27 +973,14 @@ class SQLiteStore:
         return self._read(lambda conn: (_keyAccount(conn, digest), _owner(conn, inbox)))
 
     def resolveLogin(self, username: str) -> Deferred[str | None]:
-        name = username.strip()
-        lowered = canonicalAddress(name) or name.lower()
+        return self._read(lambda conn: _resolveLogin(conn, username))
 
-        def op(conn: sqlite3.Connection) -> str | None:
-            row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
-            if row:
-                return str(row[0])
-            if "@" in lowered:
-                owner = _owner(conn, lowered)
-                if owner.account is not None:
-                    return owner.account
-            # A domain the account owns, or an address in one of its
-            # public domains.
-            domain = lowered.rpartition("@")[2]
-            domain = canonicalDomain(domain) or domain
-            row = conn.execute(
-                "SELECT account FROM domains WHERE domain = ?", (domain,)
-            ).fetchone()
-            return str(row[0]) if row else None
-
-        return self._read(op)
+    def checkLogin(self, username: str, key: str) -> Deferred[tuple[str | None, str | None]]:
+        digest = _keyHash(key) if key else None
+        return self._read(lambda conn: (
+            _keyAccount(conn, digest) if digest is not None else None,
+            _resolveLogin(conn, username),
+        ))
 
     # Owned addresses and domains
 
@@ -1945,6 +1932,24 @@ def _routes(conn: sqlite3.Connection, inboxes: list[str]) -> dict[str, OwnedAddr
             for inbox in byCatchAll[catchAll.address]:
                 found[inbox] = catchAll
     return found
+
+
+def _resolveLogin(conn: sqlite3.Connection, username: str) -> str | None:
+    name = username.strip()
+    lowered = canonicalAddress(name) or name.lower()
+    row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
+    if row:
+        return str(row[0])
+    if "@" in lowered:
+        owner = _owner(conn, lowered)
+        if owner.account is not None:
+            return owner.account
+    # A domain the account owns, or an address in one of its public
+    # domains.
+    domain = lowered.rpartition("@")[2]
+    domain = canonicalDomain(domain) or domain
+    row = conn.execute("SELECT account FROM domains WHERE domain = ?", (domain,)).fetchone()
+    return str(row[0]) if row else None
 
 
 def _owner(conn: sqlite3.Connection, address: str) -> InboxOwner:

@@ -337,9 +337,11 @@ def _components() -> Json:
                             "description": "1 for the first try, 2 for the first retry, ..."},
                 "outcome": {"type": "string",
                             "description": "The HTTP status as text (`\"200\"`), or `timeout`, "
-                            "`connection refused`, `host not found`, `error: ...`, `dropped` "
-                            "(the queue was full), `message deleted` or `webhook removed` "
-                            "(no POST made)."},
+                            "`connection refused`, `host not found`, `TLS error`, `not an HTTP "
+                            "response`, `connection closed`, `error`, `dropped` (the queue "
+                            "was full), `destination not allowed` (the server's webhook "
+                            "policy; nothing was sent), `message deleted` or `webhook "
+                            "removed` (no POST made)."},
                 "status": {"type": ["integer", "null"],
                            "description": "The HTTP status, when the receiver answered."},
                 "durationMs": {"type": "integer", "minimum": 0},
