@@ -53,6 +53,8 @@ DEFAULT_DENIED: tuple[str, ...] = (
     "224.0.0.0/4",      # multicast
     "240.0.0.0/4",      # reserved, with the broadcast 255.255.255.255
     "::/128",           # unspecified
+    "64:ff9b:1::/48",   # local-use NAT64 (RFC 8215): any embedding, any network
+    "100::/64",         # discard-only
     "fc00::/7",         # unique local
     "fe80::/10",        # link-local
     "fec0::/10",        # site-local (deprecated)
@@ -102,6 +104,25 @@ def _unmap(address: Address) -> Address:
     return address
 
 
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+_COMPATIBLE = ipaddress.IPv6Network("::/96")
+
+
+def _carried(address: Address) -> ipaddress.IPv4Address | None:
+    """
+    The IPv4 address a translated IPv6 address delivers to: NAT64's
+    well-known prefix (RFC 6052), 6to4 (RFC 3056) or IPv4-compatible
+    (RFC 4291 2.5.5.1); C{None} for any other address.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64 or (address in _COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
 def _unmapNetwork(network: Network) -> Network:
     if (
         isinstance(network, ipaddress.IPv6Network)
@@ -137,6 +158,16 @@ class DestinationPolicy:
 
     def permits(self, address: Address) -> bool:
         address = _unmap(address)
+        # An IPv6 address that carries an IPv4 one through a translator
+        # (NAT64, 6to4, the old IPv4-compatible form) reaches that IPv4
+        # address: both must be allowed, or [64:ff9b::a9fe:a9fe] would reach
+        # 169.254.169.254 on a host whose IPv6 egress goes through NAT64.
+        carried = _carried(address)
+        if carried is not None and not self._permits(carried):
+            return False
+        return self._permits(address)
+
+    def _permits(self, address: Address) -> bool:
         best: tuple[int, int] | None = None
         allowed = True
         # Rank: prefix length first, then built-in < allow < deny.

@@ -54,6 +54,16 @@ _DEFAULT = DestinationPolicy()
         ("::ffff:10.0.0.1", False),
         ("::ffff:169.254.169.254", False),
         ("::ffff:0.0.0.0", False),
+        # IPv6 forms that carry an IPv4 address through a translator.
+        ("64:ff9b::a9fe:a9fe", False),
+        ("64:ff9b::a00:1", False),
+        ("64:ff9b::5db8:d70e", True),
+        ("2002:a9fe:a9fe::1", False),
+        ("2002:5db8:d70e::1", True),
+        ("::a9fe:a9fe", False),
+        ("::7f00:1", True),
+        ("64:ff9b:1::5db8:d70e", False),
+        ("100::1", False),
     ],
 )
 def test_defaultPolicy(address: str, allowed: bool) -> None:
