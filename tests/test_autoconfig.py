@@ -71,3 +71,14 @@ def test_autoconfigOnlyEnabledListeners(freshServer: CaptureServer) -> None:
     assert [d.text for d in ElementTree.fromstring(body).iter("domain")] == ["mail.test"]
 
 
+
+
+@pytest.mark.parametrize("spelling", ["me%40xn--exmple-cua.test", "me%40EX%C3%84MPLE.test"])
+def test_autoconfigDomainAsStored(server: CaptureServer, spelling: str) -> None:
+    """
+    The wizard's address names its domain as the store keeps it (lower-case
+    U-labels), whichever spelling it came in: the one address rule.
+    """
+    _, _, body = call(server, "GET", "/mail/config-v1.1.xml?emailaddress=" + spelling)
+    assert [d.text for d in ElementTree.fromstring(body).iter("domain")] == [
+        "exämple.test", "localhost"]

@@ -31,7 +31,7 @@ from twisted.web.server import Request
 from werkzeug.exceptions import HTTPException
 
 from capture.access import Action, Visibility, permits, visibility
-from capture.addresses import baseInbox, isAddress
+from capture.addresses import baseInbox, inboxOf, isAddress
 from capture.connections import Slots, peerHost
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
@@ -1444,7 +1444,10 @@ class MailsacAPI:
         if self._mailSettings is None:
             raise ApiError(404, "No mail client configuration here")
         address = _query(request, b"emailaddress") or ""
-        domain = address.rpartition("@")[2].lower() if isAddress(address) else None
+        # The domain as the store keeps it (U-labels, lower case), whatever
+        # spelling the wizard sends.
+        inbox = inboxOf(address)
+        domain = inbox.rpartition("@")[2] if inbox is not None else None
         base = request.URLPath().click(b"/api/openapi.json")
         return textBody(
             request,
