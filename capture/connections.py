@@ -46,14 +46,10 @@ CLOSE_TIMEOUT = 10.0
 DESCRIPTOR_RESERVE = 256
 
 
-class _Marker:
-    pass
-
-
 # A guard's slot: the client address it counts against (or None for a
 # peer without one), or one of these: counted nowhere, or as a refusal.
-_NONE = _Marker()
-_REFUSING = _Marker()
+_NONE = object()
+_REFUSING = object()
 
 
 @attrs.frozen
