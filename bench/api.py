@@ -48,6 +48,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,12 @@ def _fillStore(data: str, messages: int, inboxes: int, outstanding: int) -> str:
     except SystemExit as stop:
         if stop.code:
             raise
+    finally:
+        # react() left its SIGTERM handler (stop the reactor: a no-op now)
+        # installed, so the pool's terminate() would wait for this worker
+        # forever; restore the default so it can end it.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     return result["key"]
 
 
