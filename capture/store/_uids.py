@@ -19,8 +19,6 @@ def chunks(uids: list[int], size: int = 500) -> Iterable[list[int]]:
         yield uids[start : start + size]
 
 
-
-
 def uidClauses(uids: list[int]) -> Iterable[tuple[str, list[int], set[int] | None]]:
     """
     WHERE clauses that read the copies C{uids} names, with their arguments

@@ -91,7 +91,6 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-
 def _connect(path: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA foreign_keys = ON")
