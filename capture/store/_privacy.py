@@ -118,9 +118,6 @@ class Privacy:
             f"c.saved_by FROM copies c ORDER BY c.uid DESC LIMIT {_WALK_SAMPLE}) c"
         )
 
-    visibleWhere = staticmethod(visibleWhere)
-    owner = staticmethod(owner)
-
     def accountCopies(self, conn: Connection, account: str) -> str:
         """
         The account's copies as a WHERE term (parameter C{:a}), in the
