@@ -33,7 +33,7 @@ from zope.interface.verify import verifyObject
 from capture.access import Visibility
 from capture.ids import newQueueId
 from capture.mime import Part, parseMessage
-from capture.store import sqlite as sqliteBackend
+from capture.store import _core, _privacy, _retention
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
@@ -1470,7 +1470,7 @@ class RetentionTests(_StoreCase):
         An inbox with more excess than one pass removes is trimmed further
         by the next passes, though no new mail arrives in between.
         """
-        self.patch(sqliteBackend, "_RETENTION_BATCH", 3)
+        self.patch(_retention, "RETENTION_BATCH", 3)
         copies = [(await self.add("busy@example.com"))[0] for _ in range(10)]
         retention = Retention(publicInboxLimit=2, publicMaxAge=0, messageLimit=0)
         removals = [await self.store.enforceRetention(retention, nowMillis()) for _ in range(4)]
@@ -1553,7 +1553,7 @@ class RetentionTests(_StoreCase):
         An account more than one batch over its limit keeps being trimmed
         by the following passes, with no new mail in between.
         """
-        self.patch(sqliteBackend, "_RETENTION_BATCH", 2)
+        self.patch(_retention, "RETENTION_BATCH", 2)
         await self.store.createAccount("alice")
         await self.store.reserveAddress("alice", "owned@example.com")
         await self.store.setAccountSettings("alice", messageLimit=1)
@@ -1594,14 +1594,14 @@ class RetentionTests(_StoreCase):
         """
         copies = [(await self.add("pub@example.com"))[0] for _ in range(4)]
         retention = Retention(publicInboxLimit=1, publicMaxAge=0, messageLimit=0)
-        original = sqliteBackend._enforceRetention
+        original = _core.enforceRetention
 
         def broken(*args: Any) -> Any:
             raise sqlite3.OperationalError("disk I/O error")
 
-        self.patch(sqliteBackend, "_enforceRetention", broken)
+        self.patch(_core, "enforceRetention", broken)
         await self.assertFails(StoreError, self.store.enforceRetention(retention, nowMillis()))
-        self.patch(sqliteBackend, "_enforceRetention", original)
+        self.patch(_core, "enforceRetention", original)
         removed = await self.store.enforceRetention(retention, nowMillis())
         self.assertEqual(removed, 3)
         self.assertEqual(await self._inbox("pub@example.com"), [copies[3].uid])
@@ -1661,7 +1661,7 @@ class UnifiedInboxTests(_StoreCase):
     def forcePlan(self, walked: bool) -> None:
         # The sample decides; a share of 0 never walks, a huge one always
         # does (alice has mail among the newest).
-        self.patch(sqliteBackend, "_WALK_SHARE", 10**9 if walked else 0)
+        self.patch(_privacy, "_WALK_SHARE", 10**9 if walked else 0)
 
     async def test_planChoice(self) -> None:
         """
@@ -1670,8 +1670,9 @@ class UnifiedInboxTests(_StoreCase):
         """
         await self.fill()
         conn = self.db()
-        self.assertEqual(sqliteBackend._accountCopies(conn, "alice"), sqliteBackend._MINE_WALKED)
-        self.assertEqual(sqliteBackend._accountCopies(conn, "carol"), sqliteBackend._MINE_INDEXED)
+        privacy = self.store._privacy
+        self.assertEqual(privacy.accountCopies(conn, "alice"), privacy.mineWalked)
+        self.assertEqual(privacy.accountCopies(conn, "carol"), privacy.mineIndexed)
 
     async def assertListing(self, walked: bool) -> None:
         self.forcePlan(walked)
