@@ -25,7 +25,8 @@ from twisted.internet.task import react
 
 from capture.access import Visibility
 from capture.addresses import customDomain, inboxOf
-from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
+from capture.store.errors import Conflict, NotFound, SchemaTooNew, StoreError
+from capture.store.model import Account, Copy
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 from capture.summary import isoTime
 

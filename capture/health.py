@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import CancelledError, TimeoutError
 
+from capture.store.errors import StoreError
 from capture.store.interface import IStore
-from capture.store.model import StoreError
 
 OK = "ok"
 

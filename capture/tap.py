@@ -46,7 +46,8 @@ from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
-from capture.store.model import Retention, SchemaTooNew
+from capture.store.errors import SchemaTooNew
+from capture.store.model import Retention
 from capture.store.sqlite import SQLiteStore
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI

@@ -38,6 +38,7 @@ from capture.access import Visibility
 from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
+from capture.store.errors import Conflict, NotFound, SchemaTooNew, StoreError, StoreFull
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
@@ -46,7 +47,6 @@ from capture.store.model import (
     AccountStats,
     ApiKeyInfo,
     Bodies,
-    Conflict,
     Copy,
     Domain,
     Envelope,
@@ -57,13 +57,9 @@ from capture.store.model import (
     MailboxQuery,
     MessageInfo,
     MetadataRow,
-    NotFound,
     OwnedAddress,
     RemovedCopy,
     Retention,
-    SchemaTooNew,
-    StoreError,
-    StoreFull,
     StoreLoad,
 )
 from capture.summary import summaryJSON

@@ -16,8 +16,9 @@ from typing import Any
 
 from capture.addresses import customDomain
 from capture.addresses import inboxOf as _inboxOf
+from capture.store.errors import Conflict, NotFound
 from capture.store.interface import IStore
-from capture.store.model import Conflict, Domain, NotFound, OwnedAddress
+from capture.store.model import Domain, OwnedAddress
 from capture.web.responses import ApiError
 
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")

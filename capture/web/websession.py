@@ -37,8 +37,8 @@ import attrs
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
+from capture.store.errors import NotFound
 from capture.store.interface import IStore
-from capture.store.model import NotFound
 
 SESSION_COOKIE = b"capture_session"
 BROWSER_COOKIE = b"capture_browser"
