@@ -37,7 +37,7 @@ from zope.interface import Attribute, Interface, implementer
 from capture.access import visibility
 from capture.addresses import inboxOf
 from capture.store.errors import Conflict
-from capture.store.interface import IStore
+from capture.store.interface import IAccountStore, IStore
 
 _log = Logger()
 
@@ -191,7 +191,7 @@ class ApiKeyChecker:
         key is the password given.
     """
 
-    store: IStore
+    store: IAccountStore
     acceptAny: bool = False
     credentialInterfaces = (IUsernamePassword,)
 

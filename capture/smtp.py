@@ -55,7 +55,7 @@ from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
 from capture.sessions import SessionFactory
 from capture.store.errors import StoreFull
-from capture.store.interface import IStore
+from capture.store.interface import IMessageStore, IStore
 from capture.store.model import Envelope, Recipient
 
 _log = Logger()
@@ -249,7 +249,7 @@ class CaptureSMTP(ESMTP):
     # Not LineReceiver's bytes: see _newBuffer.
     _buffer: bytearray  # type: ignore[assignment]
 
-    def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
+    def __init__(self, store: IMessageStore, settings: SMTPSettings, tlsOptions: Any) -> None:
         challengers: dict[bytes, Callable[[], IChallengeResponse]] = dict(MECHANISMS)
         super().__init__(chal=challengers, contextFactory=tlsOptions)
         self._store = store

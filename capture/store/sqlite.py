@@ -38,7 +38,14 @@ from capture.access import Visibility
 from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
-from capture.store.errors import Conflict, NotFound, SchemaTooNew, StoreError, StoreFull
+from capture.store.errors import (
+    Conflict,
+    NotFound,
+    SchemaTooNew,
+    StoreError,
+    StoreFull,
+    StoreUnavailable,
+)
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
@@ -318,6 +325,14 @@ def _storeError(error: sqlite3.Error) -> StoreError:
     return StoreError(str(error))
 
 
+def _unavailable(directory: str, error: sqlite3.Error | OSError) -> StoreUnavailable:
+    """
+    What a caller is told when the data cannot be opened: one line, naming
+    the directory (no driver exception leaves the store).
+    """
+    return StoreUnavailable(f"cannot open the data in {directory}: {error}")
+
+
 def _fallbackParse(raw: bytes) -> ParsedMessage:
     """
     What to file when the parser itself fails: the raw bytes are kept, so
@@ -383,6 +398,22 @@ class _Writer:
         self._stopped: Deferred[None] = Deferred()
 
     def start(self) -> None:
+        """
+        Connect, then start the writer thread.
+
+        @raise sqlite3.Error: The connection could not be made (raised
+            here, where the store maps it, rather than in the thread, which
+            would die and leave every write waiting).
+        """
+        self._conn = _connect(self._path)
+        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
+        # freed page: a delete then writes as much to the WAL as it frees,
+        # so on a full disk nothing could be deleted, and every retention
+        # pass doubled its I/O.  FAST zeroes only what is written anyway;
+        # freed pages keep old bytes until reused (disposable test mail).
+        self._conn.execute("PRAGMA secure_delete = FAST")
+        if self._maxPageCount:
+            self._conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
         self._thread.start()
 
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
@@ -437,18 +468,14 @@ class _Writer:
         return self._queue.qsize()
 
     def _run(self) -> None:
-        conn = _connect(self._path)
-        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
-        # freed page: a delete then writes as much to the WAL as it frees,
-        # so on a full disk nothing could be deleted, and every retention
-        # pass doubled its I/O.  FAST zeroes only what is written anyway;
-        # freed pages keep old bytes until reused (disposable test mail).
-        conn.execute("PRAGMA secure_delete = FAST")
-        if self._maxPageCount:
-            conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
+        conn = self._conn
         while self._writeBatch(conn):
             pass
-        conn.close()
+        try:
+            conn.close()
+        except sqlite3.Error:
+            # Everything was committed (or failed to its caller) already.
+            _log.failure("closing the store's writer connection failed")
         self._reactor.callFromThread(self._stopped.callback, None)
 
     def _writeBatch(self, conn: sqlite3.Connection) -> bool:
@@ -641,7 +668,14 @@ class SQLiteStore:
         thread started before the fork would not survive it).
 
         @raise SchemaTooNew: The data was written by a newer Capture.
+        @raise StoreUnavailable: The data cannot be opened or created.
         """
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as e:
+            raise _unavailable(self._directory, e) from e
+
+    def _open(self) -> None:
         if self._opened:
             return
         os.makedirs(self._directory, mode=0o700, exist_ok=True)
@@ -670,10 +704,12 @@ class SQLiteStore:
         self.open()
         maxPages = self._maxSize // _PAGE_SIZE if self._maxSize else 0
         reserve = min(self._reserve, self._maxSize // 4) if self._maxSize else self._reserve
-        self._writer = _Writer(
-            self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve
-        )
-        self._writer.start()
+        writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve)
+        try:
+            writer.start()
+        except sqlite3.Error as e:
+            raise _unavailable(self._directory, e) from e
+        self._writer = writer
         self._pool.start()
         self._running = True
 
@@ -723,14 +759,16 @@ class SQLiteStore:
 
     def _read(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
         def run() -> T:
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = _connect(self._path)
-                # Readers map the file: a page read is then a memory access,
-                # not a pread() and a copy into SQLite's small page cache
-                # (a 50-message listing touches 50 message rows).
-                conn.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
             try:
+                conn = getattr(self._local, "conn", None)
+                if conn is None:
+                    conn = _connect(self._path)
+                    # Readers map the file: a page read is then a memory
+                    # access, not a pread() and a copy into SQLite's small
+                    # page cache (a 50-message listing touches 50 message
+                    # rows).
+                    conn.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
+                    self._local.conn = conn
                 return operation(conn)
             except sqlite3.Error as e:
                 raise _storeError(e) from e
@@ -749,9 +787,9 @@ class SQLiteStore:
 
     def ping(self) -> Deferred[None]:
         if not self._running or self._writer is None:
-            return fail(StoreError("the store is not running"))
+            return fail(StoreUnavailable("the store is not running"))
         if not self._writer.alive():
-            return fail(StoreError("the store's writer thread has stopped"))
+            return fail(StoreUnavailable("the store's writer thread has stopped"))
         return self._read(_ping)
 
     def load(self) -> StoreLoad:
