@@ -36,8 +36,8 @@ from zope.interface import Attribute, Interface, implementer
 
 from capture.access import visibility
 from capture.addresses import inboxOf
-from capture.store.interface import IStore
-from capture.store.model import Conflict
+from capture.store.errors import Conflict
+from capture.store.interface import IAccountStore, IStore
 
 _log = Logger()
 
@@ -191,7 +191,7 @@ class ApiKeyChecker:
         key is the password given.
     """
 
-    store: IStore
+    store: IAccountStore
     acceptAny: bool = False
     credentialInterfaces = (IUsernamePassword,)
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -25,8 +24,10 @@ from twisted.internet.task import react
 
 from capture.access import Visibility
 from capture.addresses import customDomain, inboxOf
-from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
-from capture.store.sqlite import DATABASE_NAME, SQLiteStore
+from capture.store import hasStoredData, makeStore
+from capture.store.errors import Conflict, NotFound, StoreError
+from capture.store.interface import IAccountStore, IMessageStore, IOwnershipStore
+from capture.store.model import Account, Copy
 from capture.summary import isoTime
 
 _NAME_RE = re.compile(r"[^@\s]+")
@@ -70,7 +71,7 @@ def _accountName(text: str) -> str:
 # The commands
 
 
-async def accountCreate(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def accountCreate(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     Create an account and print its first API key, alone on the last line.
     """
@@ -84,7 +85,7 @@ async def accountCreate(store: SQLiteStore, args: argparse.Namespace) -> None:
     print(key)
 
 
-async def accountList(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def accountList(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     One line per account: name, created, capture-private, live keys and
     message limit.
@@ -105,7 +106,7 @@ def _limit(account: Account) -> str:
     return str(account.messageLimit) if account.messageLimit else "none"
 
 
-async def accountSet(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def accountSet(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     Change an account's settings and print them.
     """
@@ -118,7 +119,7 @@ async def accountSet(store: SQLiteStore, args: argparse.Namespace) -> None:
     )
 
 
-async def accountDelete(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def accountDelete(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     Delete an account: its keys, its addresses and domains (released), the
     mail in them (not what another account starred), its stars elsewhere.
@@ -132,7 +133,7 @@ async def accountDelete(store: SQLiteStore, args: argparse.Namespace) -> None:
     )
 
 
-async def keyCreate(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def keyCreate(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     Add an API key to an account and print it, alone on the last line.
     """
@@ -141,7 +142,7 @@ async def keyCreate(store: SQLiteStore, args: argparse.Namespace) -> None:
     print(key)
 
 
-async def keyList(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def keyList(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     One line per key of an account: prefix, label, created, revoked.
     """
@@ -152,7 +153,7 @@ async def keyList(store: SQLiteStore, args: argparse.Namespace) -> None:
         )
 
 
-async def keyRevoke(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def keyRevoke(store: IAccountStore, args: argparse.Namespace) -> None:
     """
     Revoke the one live key of an account that starts with a prefix.
     """
@@ -160,7 +161,7 @@ async def keyRevoke(store: SQLiteStore, args: argparse.Namespace) -> None:
     print(f"Revoked key {info.prefix} of {info.account}.")
 
 
-async def domainAdd(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def domainAdd(store: IOwnershipStore, args: argparse.Namespace) -> None:
     """
     Make a domain one of an account's custom domains.
     """
@@ -171,7 +172,7 @@ async def domainAdd(store: SQLiteStore, args: argparse.Namespace) -> None:
     )
 
 
-async def domainList(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def domainList(store: IOwnershipStore, args: argparse.Namespace) -> None:
     """
     One line per custom domain of an account: domain, privacy, created.
     """
@@ -182,7 +183,7 @@ async def domainList(store: SQLiteStore, args: argparse.Namespace) -> None:
         )
 
 
-async def domainRemove(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def domainRemove(store: IOwnershipStore, args: argparse.Namespace) -> None:
     """
     Give a custom domain up; its mail stays, public from now on.
     """
@@ -190,7 +191,7 @@ async def domainRemove(store: SQLiteStore, args: argparse.Namespace) -> None:
     print(f"{args.domain} is no longer a domain of {args.name}.")
 
 
-async def inbox(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def inbox(store: IMessageStore, args: argparse.Namespace) -> None:
     """
     The copies in an inbox, newest first, then how many it holds in all.
     """
@@ -210,7 +211,7 @@ def _copyLine(copy: Copy) -> str:
     return "\t".join(_field(f) for f in fields)
 
 
-async def show(store: SQLiteStore, args: argparse.Namespace) -> None:
+async def show(store: IMessageStore, args: argparse.Namespace) -> None:
     """
     Write the raw bytes of a stored message to stdout, exactly.
     """
@@ -383,7 +384,7 @@ def _checkArguments(args: argparse.Namespace) -> None:
         if domain is None:
             raise CommandError(f"not a domain name: {args.domain.strip().lower()!r}")
         args.domain = domain
-    args.newStore = not os.path.exists(os.path.join(args.data, DATABASE_NAME))
+    args.newStore = not hasStoredData(args.data)
     if args.newStore and not getattr(args, "creates", False):
         raise CommandError(
             f"no Capture data in {args.data} (wrong --data or CAPTURE_DATA? "
@@ -396,13 +397,13 @@ async def run(reactor: Any, args: argparse.Namespace) -> None:
     Open the store, run the command, close the store; a failure the admin
     can act on becomes L{SystemExit} after its one line on stderr.
     """
-    store = SQLiteStore(args.data, reactor)
+    store = makeStore(args.data, reactor)
     try:
         store.start()
-    except SchemaTooNew as e:
+    except StoreError as e:
+        # SchemaTooNew, or StoreUnavailable naming the data directory: the
+        # store's message is the whole line.
         _fail(str(e))
-    except (OSError, StoreError, sqlite3.Error) as e:
-        _fail(f"cannot open the data in {args.data}: {e}")
     try:
         await args.command(store, args)
     except (CommandError, NotFound, Conflict, StoreError) as e:

@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 from twisted.internet.defer import CancelledError, TimeoutError
 
-from capture.store.interface import IStore
-from capture.store.model import StoreError
+from capture.store.errors import StoreError
+from capture.store.interface import IHealthStore
 
 OK = "ok"
 
@@ -53,7 +53,7 @@ class Readiness:
     @ivar clock: What the deadline runs on (the reactor).
     """
 
-    store: IStore
+    store: IHealthStore
     clock: Any = None
     timeout: float = 2.0
     _listeners: dict[str, Callable[[], bool]] = attrs.field(factory=dict)

@@ -54,7 +54,7 @@ from capture.imapsearch import SearchError, parseSearch, splitSearchKeys
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
-from capture.store.interface import IStore
+from capture.store.interface import IStore, IStoreEvents
 from capture.store.model import (
     Copy,
     FetchedMessage,
@@ -155,7 +155,7 @@ class _Hub:
     account, for the sent-mail C{INBOX}).
     """
 
-    def __init__(self, store: IStore) -> None:
+    def __init__(self, store: IStoreEvents) -> None:
         self._store = store
         self._sessions: dict[tuple[str, str], set[CaptureIMAP]] = {}
         self._unsubscribe: Callable[[], None] | None = None

@@ -48,8 +48,9 @@ from zope.interface import implementer
 from capture.access import Action, permits, visibility
 from capture.auth import MECHANISMS, IMailboxReader, LoginLogin, MailboxReader, PlainLogin
 from capture.sessions import SessionFactory
+from capture.store.errors import NotFound
 from capture.store.interface import IStore
-from capture.store.model import MailboxEntry, NotFound
+from capture.store.model import MailboxEntry
 
 _log = Logger()
 

@@ -54,8 +54,9 @@ from capture.ids import newQueueId
 from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
 from capture.sessions import SessionFactory
-from capture.store.interface import IStore
-from capture.store.model import Envelope, Recipient, StoreFull
+from capture.store.errors import StoreFull
+from capture.store.interface import IMessageStore, IStore
+from capture.store.model import Envelope, Recipient
 
 _log = Logger()
 
@@ -248,7 +249,7 @@ class CaptureSMTP(ESMTP):
     # Not LineReceiver's bytes: see _newBuffer.
     _buffer: bytearray  # type: ignore[assignment]
 
-    def __init__(self, store: IStore, settings: SMTPSettings, tlsOptions: Any) -> None:
+    def __init__(self, store: IMessageStore, settings: SMTPSettings, tlsOptions: Any) -> None:
         challengers: dict[bytes, Callable[[], IChallengeResponse]] = dict(MECHANISMS)
         super().__init__(chal=challengers, contextFactory=tlsOptions)
         self._store = store
@@ -887,7 +888,10 @@ class CaptureSMTP(ESMTP):
         # the budget goes back then, not when the transaction resets.
         budgeted, self._budgeted = self._budgeted, 0
         self._resetTransaction()
-        d = self._store.addMessage(envelope, raw)
+        # The DATA buffer itself, not a copy of up to --max-message-size: the
+        # store reads it as bytes (typed bytes until addMessage takes ingest's
+        # prepared value).
+        d = self._store.addMessage(envelope, raw)  # type: ignore[arg-type]
         d.addBoth(self._giveBack, budgeted)
         d.addCallbacks(
             self._stored, self._storeFailed, callbackArgs=(envelope.queueId, len(raw))

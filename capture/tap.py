@@ -46,8 +46,10 @@ from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
 from capture.smtp import IngestBudget, SMTPFactory, SMTPSettings
-from capture.store.model import Retention, SchemaTooNew
-from capture.store.sqlite import SQLiteStore
+from capture.store import makeStore
+from capture.store.errors import StoreError
+from capture.store.interface import IMaintenanceStore, IStore
+from capture.store.model import Retention
 from capture.tls import loadCertificate
 from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.autoconfig import MailSettings
@@ -503,7 +505,7 @@ class _StoreService(Service):
     first account and log its key, once.
     """
 
-    def __init__(self, store: SQLiteStore, adminAccount: str) -> None:
+    def __init__(self, store: IStore, adminAccount: str) -> None:
         self.store = store
         self._adminAccount = adminAccount
 
@@ -543,7 +545,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     returnLargeBlocks()
     top = MultiService()
     metrics = Metrics()
-    store = SQLiteStore(
+    store = makeStore(
         options["data"], reactor, maxSize=options["max-store-size"],
         observeCommit=metrics.committed, reserve=options["store-reserve"],
     )
@@ -554,7 +556,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     readiness = Readiness(store, reactor)
     try:
         store.open()
-    except SchemaTooNew as e:
+    except StoreError as e:
+        # SchemaTooNew, or StoreUnavailable naming the data directory.
         raise SystemExit(f"capture: {e}") from None
     _StoreService(store, options["admin-account"]).setServiceParent(top)
     _log.info("Data in {data}", data=os.path.abspath(options["data"]))
@@ -738,7 +741,7 @@ def _connectionCaps(options: Options) -> dict[str, int]:
     return caps
 
 
-def _retentionPass(store: SQLiteStore, retention: Retention) -> Deferred[None]:
+def _retentionPass(store: IMaintenanceStore, retention: Retention) -> Deferred[None]:
     """
     Run retention until it finds nothing more to do (or a cap of passes):
     each pass is one bounded write, so ingest goes on between them.

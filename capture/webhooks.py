@@ -56,8 +56,9 @@ from capture.egress import (
     Resolve,
     resolverFor,
 )
+from capture.store.errors import NotFound
 from capture.store.interface import IStore
-from capture.store.model import Copy, InboxOwner, NotFound
+from capture.store.model import Copy, InboxOwner
 from capture.web.messages import messageWithBodiesJSON
 
 _log = Logger()

@@ -34,23 +34,19 @@ from capture.access import Visibility
 from capture.ids import newQueueId
 from capture.mime import Part, parseMessage
 from capture.store import _core, _privacy, _retention
+from capture.store.errors import Conflict, NotFound, SchemaTooNew, StoreError, StoreFull
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
     AccountDeletion,
-    Conflict,
     Copy,
     Envelope,
     FlagState,
     InboxOwner,
     MailboxQuery,
-    NotFound,
     Recipient,
     RemovedCopy,
     Retention,
-    SchemaTooNew,
-    StoreError,
-    StoreFull,
 )
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
 from capture.web.messages import messageJSON

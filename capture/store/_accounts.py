@@ -15,11 +15,11 @@ from capture.store._base import CoreBase, _account, _now
 from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
 from capture.store._privacy import owner
 from capture.store._removal import deleteCopies
+from capture.store.errors import Conflict
 from capture.store.model import (
     Account,
     AccountDeletion,
     ApiKeyInfo,
-    Conflict,
     InboxOwner,
     RemovedCopy,
 )

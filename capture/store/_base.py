@@ -17,10 +17,10 @@ from capture.store._backend import Connection, Dialect, IBackend, Operation
 from capture.store._ops import OpCounter
 from capture.store._privacy import Privacy
 from capture.store._retention import RetentionPass
+from capture.store.errors import NotFound
 from capture.store.model import (
     Account,
     Copy,
-    NotFound,
     RemovedCopy,
     StoreLoad,
 )

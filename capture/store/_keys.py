@@ -12,7 +12,7 @@ from typing import Any
 
 from capture.ids import newApiKey
 from capture.store._backend import Connection
-from capture.store.model import Conflict, NotFound
+from capture.store.errors import Conflict, NotFound
 
 KEY_LENGTH = len(newApiKey())
 # What is kept of a key besides its hash, to name it: "k_" and 6 characters.

@@ -25,13 +25,13 @@ from capture.store._rows import (
     toJSON,
 )
 from capture.store._uids import chunks, uidClauses
+from capture.store.errors import NotFound
 from capture.store.model import (
     FetchedMessage,
     FlagState,
     MailboxEntry,
     MailboxQuery,
     MetadataRow,
-    NotFound,
     RemovedCopy,
 )
 

@@ -26,13 +26,13 @@ from capture.store._rows import (
     toJSON,
     windowPage,
 )
+from capture.store.errors import NotFound
 from capture.store.model import (
     AccountStats,
     Bodies,
     Copy,
     Envelope,
     MessageInfo,
-    NotFound,
     RemovedCopy,
 )
 

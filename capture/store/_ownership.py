@@ -19,11 +19,10 @@ from capture.store._rows import (
     ADDRESS_SETTINGS,
     addressFromRow,
 )
+from capture.store.errors import Conflict, NotFound
 from capture.store.model import (
-    Conflict,
     Domain,
     InboxOwner,
-    NotFound,
     OwnedAddress,
 )
 

@@ -15,38 +15,6 @@ from capture.ids import copyId
 from capture.mime import Attachment, MailAddress
 
 
-class StoreError(Exception):
-    """
-    The store could not do what was asked, for a reason that is not the
-    caller's fault (SMTP answers 451 4.3.0).
-    """
-
-
-class StoreFull(StoreError):
-    """
-    The store has no room left: the disk or the configured size limit is
-    full (SMTP answers 452 4.3.1).
-    """
-
-
-class SchemaTooNew(StoreError):
-    """
-    The data directory was written by a newer Capture than this one.
-    """
-
-
-class NotFound(LookupError):
-    """
-    No such account, key, address, domain or message.
-    """
-
-
-class Conflict(ValueError):
-    """
-    The thing to create exists already, or a prefix names several things.
-    """
-
-
 @attrs.frozen
 class Account:
     """
@@ -213,7 +181,8 @@ class Copy:
     One recipient's copy of a message (Mailsac's message object).
 
     @ivar uid: Position in the store-wide sequence of copies, assigned in
-        commit order; IMAP uses it as the UID.
+        commit order; IMAP uses it as the UID (the guarantee every backend
+        keeps is L{capture.store.interface.IMailboxStore}'s).
     """
 
     uid: int

@@ -37,10 +37,8 @@ from capture.store._sqlitemigrations import (
     _fillSummaries,
     _migrations,
 )
+from capture.store.errors import SchemaTooNew, StoreError, StoreFull, StoreUnavailable
 from capture.store.model import (
-    SchemaTooNew,
-    StoreError,
-    StoreFull,
     StoreLoad,
 )
 
@@ -91,6 +89,14 @@ def _storeError(error: sqlite3.Error) -> StoreError:
     return StoreError(str(error))
 
 
+def _unavailable(directory: str, error: sqlite3.Error | OSError) -> StoreUnavailable:
+    """
+    What a caller is told when the data cannot be opened: one line, naming
+    the directory (no driver exception leaves the store).
+    """
+    return StoreUnavailable(f"cannot open the data in {directory}: {error}")
+
+
 class _Writer:
     """
     The one thread that writes, committing whatever is queued as one batch.
@@ -129,6 +135,22 @@ class _Writer:
         self._stopped: Deferred[None] = Deferred()
 
     def start(self) -> None:
+        """
+        Connect, then start the writer thread.
+
+        @raise sqlite3.Error: The connection could not be made (raised
+            here, where the store maps it, rather than in the thread, which
+            would die and leave every write waiting).
+        """
+        self._conn = _connect(self._path)
+        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
+        # freed page: a delete then writes as much to the WAL as it frees,
+        # so on a full disk nothing could be deleted, and every retention
+        # pass doubled its I/O.  FAST zeroes only what is written anyway;
+        # freed pages keep old bytes until reused (disposable test mail).
+        self._conn.execute("PRAGMA secure_delete = FAST")
+        if self._maxPageCount:
+            self._conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
         self._thread.start()
 
     def submit(self, operation: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
@@ -183,18 +205,14 @@ class _Writer:
         return self._queue.qsize()
 
     def _run(self) -> None:
-        conn = _connect(self._path)
-        # Debian's SQLite is built with SECURE_DELETE, which zeroes every
-        # freed page: a delete then writes as much to the WAL as it frees,
-        # so on a full disk nothing could be deleted, and every retention
-        # pass doubled its I/O.  FAST zeroes only what is written anyway;
-        # freed pages keep old bytes until reused (disposable test mail).
-        conn.execute("PRAGMA secure_delete = FAST")
-        if self._maxPageCount:
-            conn.execute(f"PRAGMA max_page_count = {int(self._maxPageCount)}")
+        conn = self._conn
         while self._writeBatch(conn):
             pass
-        conn.close()
+        try:
+            conn.close()
+        except sqlite3.Error:
+            # Everything was committed (or failed to its caller) already.
+            _log.failure("closing the store's writer connection failed")
         self._reactor.callFromThread(self._stopped.callback, None)
 
     def _writeBatch(self, conn: sqlite3.Connection) -> bool:
@@ -380,7 +398,14 @@ class SQLiteBackend:
         thread started before the fork would not survive it).
 
         @raise SchemaTooNew: The data was written by a newer Capture.
+        @raise StoreUnavailable: The data cannot be opened or created.
         """
+        try:
+            self._open()
+        except (sqlite3.Error, OSError) as e:
+            raise _unavailable(self._directory, e) from e
+
+    def _open(self) -> None:
         if self._opened:
             return
         os.makedirs(self._directory, mode=0o700, exist_ok=True)
@@ -409,10 +434,12 @@ class SQLiteBackend:
         self.open()
         maxPages = self._maxSize // _PAGE_SIZE if self._maxSize else 0
         reserve = min(self._reserve, self._maxSize // 4) if self._maxSize else self._reserve
-        self.writer = _Writer(
-            self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve
-        )
-        self.writer.start()
+        writer = _Writer(self._path, self._reactor, maxPages, self._observeCommit, reserve=reserve)
+        try:
+            writer.start()
+        except sqlite3.Error as e:
+            raise _unavailable(self._directory, e) from e
+        self.writer = writer
         self._pool.start()
         self._running = True
 
@@ -461,14 +488,16 @@ class SQLiteBackend:
 
     def read(self, operation: Operation[T]) -> Deferred[T]:
         def run() -> T:
-            conn = getattr(self._local, "conn", None)
-            if conn is None:
-                conn = self._local.conn = _connect(self._path)
-                # Readers map the file: a page read is then a memory access,
-                # not a pread() and a copy into SQLite's small page cache
-                # (a 50-message listing touches 50 message rows).
-                conn.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
             try:
+                conn = getattr(self._local, "conn", None)
+                if conn is None:
+                    conn = _connect(self._path)
+                    # Readers map the file: a page read is then a memory
+                    # access, not a pread() and a copy into SQLite's small
+                    # page cache (a 50-message listing touches 50 message
+                    # rows).
+                    conn.execute(f"PRAGMA mmap_size = {_READ_MMAP}")
+                    self._local.conn = conn
                 return operation(conn)
             except sqlite3.Error as e:
                 raise _storeError(e) from e
@@ -495,9 +524,9 @@ class SQLiteBackend:
 
     def ping(self) -> Deferred[None]:
         if not self._running or self.writer is None:
-            return fail(StoreError("the store is not running"))
+            return fail(StoreUnavailable("the store is not running"))
         if not self.writer.alive():
-            return fail(StoreError("the store's writer thread has stopped"))
+            return fail(StoreUnavailable("the store's writer thread has stopped"))
         return self.read(_ping)
 
     def load(self) -> StoreLoad:

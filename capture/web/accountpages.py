@@ -29,16 +29,8 @@ from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
 from capture.access import Action, permits
-from capture.store.model import (
-    Account,
-    ApiKeyInfo,
-    Conflict,
-    Copy,
-    Domain,
-    InboxOwner,
-    NotFound,
-    OwnedAddress,
-)
+from capture.store.errors import Conflict, NotFound
+from capture.store.model import Account, ApiKeyInfo, Copy, Domain, InboxOwner, OwnedAddress
 from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath

@@ -16,8 +16,9 @@ from typing import Any
 
 from capture.addresses import customDomain
 from capture.addresses import inboxOf as _inboxOf
-from capture.store.interface import IStore
-from capture.store.model import Conflict, Domain, NotFound, OwnedAddress
+from capture.store.errors import Conflict, NotFound
+from capture.store.interface import IOwnershipStore, IStore
+from capture.store.model import Domain, OwnedAddress
 from capture.web.responses import ApiError
 
 _WEBHOOK_RE = re.compile(r"https?://[^\s]{1,2000}")
@@ -94,7 +95,7 @@ def isCatchAll(inbox: str) -> bool:
     return inbox.startswith(CATCH_ALL)
 
 
-async def ownsDomainOf(store: IStore, inbox: str, viewer: str) -> bool:
+async def ownsDomainOf(store: IOwnershipStore, inbox: str, viewer: str) -> bool:
     """
     Whether C{viewer} owns the custom domain C{inbox} is in (private or
     public): a domain's owner reads and configures every address in it.
@@ -102,7 +103,7 @@ async def ownsDomainOf(store: IStore, inbox: str, viewer: str) -> bool:
     return await store.domainOwner(inbox.rpartition("@")[2]) == viewer
 
 
-async def checkCatchAll(store: IStore, viewer: str, inbox: str) -> None:
+async def checkCatchAll(store: IOwnershipStore, viewer: str, inbox: str) -> None:
     """
     Refuse a catch-all address of a domain that is not C{viewer}'s: 400
     for a domain nobody owns, 401 for another account's.
@@ -116,7 +117,7 @@ async def checkCatchAll(store: IStore, viewer: str, inbox: str) -> None:
         raise ApiError(401, ANOTHER_ACCOUNTS_DOMAIN)
 
 
-async def notAnotherAccounts(store: IStore, inbox: str, viewer: str) -> None:
+async def notAnotherAccounts(store: IOwnershipStore, inbox: str, viewer: str) -> None:
     """
     Refuse (401, as Mailsac does) an address another account owns.
     """
@@ -126,7 +127,7 @@ async def notAnotherAccounts(store: IStore, inbox: str, viewer: str) -> None:
 
 
 async def reserve(
-    store: IStore, viewer: str, inbox: str, settings: dict[str, Any]
+    store: IOwnershipStore, viewer: str, inbox: str, settings: dict[str, Any]
 ) -> OwnedAddress:
     """
     Reserve C{inbox} for C{viewer}, with C{settings} (L{addressSettings}).
@@ -151,7 +152,7 @@ async def reserve(
 
 
 async def update(
-    store: IStore, viewer: str, inbox: str, settings: dict[str, Any]
+    store: IOwnershipStore, viewer: str, inbox: str, settings: dict[str, Any]
 ) -> OwnedAddress:
     """
     Change the settings of C{viewer}'s owned address C{inbox}.  An address
@@ -190,7 +191,7 @@ async def release(store: IStore, viewer: str, inbox: str, deleteMessages: bool) 
         raise ApiError(400, NOT_YOURS) from None
 
 
-async def ownedDomain(store: IStore, viewer: str, domain: str, otherCode: int = 401) -> Domain:
+async def ownedDomain(store: IOwnershipStore, viewer: str, domain: str, otherCode: int = 401) -> Domain:
     """
     The viewer's custom domain C{domain}.
 
@@ -205,7 +206,7 @@ async def ownedDomain(store: IStore, viewer: str, domain: str, otherCode: int = 
     raise ApiError(404, "Domain not found.", [f"{domain} is not a custom domain"])
 
 
-async def addDomain(store: IStore, viewer: str, name: str, isPrivate: bool) -> Domain:
+async def addDomain(store: IOwnershipStore, viewer: str, name: str, isPrivate: bool) -> Domain:
     """
     Claim custom domain C{name} for C{viewer}.
     """
@@ -218,7 +219,7 @@ async def addDomain(store: IStore, viewer: str, name: str, isPrivate: bool) -> D
     return added
 
 
-async def removeDomain(store: IStore, viewer: str, name: str) -> None:
+async def removeDomain(store: IOwnershipStore, viewer: str, name: str) -> None:
     """
     Give C{viewer}'s custom domain C{name} up; its mail stays, public.
     """
@@ -229,7 +230,7 @@ async def removeDomain(store: IStore, viewer: str, name: str) -> None:
         raise ApiError(404, "Domain not found.") from None
 
 
-async def setDomainPrivacy(store: IStore, viewer: str, name: str, isPrivate: bool) -> Domain:
+async def setDomainPrivacy(store: IOwnershipStore, viewer: str, name: str, isPrivate: bool) -> Domain:
     """
     Make C{viewer}'s custom domain private or public.
     """

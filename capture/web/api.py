@@ -36,17 +36,15 @@ from capture.connections import Slots, peerHost
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
+from capture.store.errors import Conflict, NotFound, StoreFull
 from capture.store.interface import IStore
 from capture.store.model import (
     DEFAULT_MESSAGE_LIMIT,
-    Conflict,
     Copy,
     Domain,
     InboxOwner,
-    NotFound,
     OwnedAddress,
     RemovedCopy,
-    StoreFull,
 )
 from capture.web import accountrules
 from capture.web.autoconfig import MailSettings

@@ -41,7 +41,7 @@ from zope.interface import implementer
 from capture.access import Visibility, visibility, visibleTo
 from capture.addresses import customDomain
 from capture.connections import Slots, peerHost
-from capture.store.interface import IStore
+from capture.store.interface import IMessageStore, IStore
 from capture.store.model import Bodies, Copy, InboxOwner, OwnedAddress, RemovedCopy
 from capture.web.messages import messageJSON, messageWithBodiesJSON
 from capture.web.responses import ApiError
@@ -107,7 +107,7 @@ def messageFilter(subject: str | None, sender: str | None) -> Callable[[Copy], b
 
 
 async def existingMatch(
-    store: IStore, inbox: str, visible: Visibility, since: int,
+    store: IMessageStore, inbox: str, visible: Visibility, since: int,
     accepts: Callable[[Copy], bool] | None,
 ) -> Copy | None:
     """

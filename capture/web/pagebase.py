@@ -27,8 +27,9 @@ from twisted.web.template import Element, Tag, XMLFile, flattenString, renderer,
 from werkzeug.exceptions import HTTPException
 
 from capture.auth import LoginThrottle
+from capture.store.errors import StoreFull
 from capture.store.interface import IStore
-from capture.store.model import DEFAULT_MESSAGE_LIMIT, StoreFull
+from capture.store.model import DEFAULT_MESSAGE_LIMIT
 from capture.web.autoconfig import MailSettings
 from capture.web.websession import WebSessions
 

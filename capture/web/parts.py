@@ -15,7 +15,7 @@ from html.parser import HTMLParser
 from twisted.internet.threads import deferToThread
 
 from capture.mime import Attachment, Part, decodeBody, findPart
-from capture.store.interface import IStore
+from capture.store.interface import IMessageStore
 from capture.store.model import Bodies, Copy
 
 _SAFE_FILENAME_RE = re.compile(r"[^A-Za-z0-9._ -]")
@@ -144,7 +144,7 @@ def partData(raw: bytes, structure: Part, attachment: Attachment) -> bytes | Non
     return bytes(decodeBody(raw[part.bodyStart : part.end], part.encoding))
 
 
-async def attachmentData(store: IStore, copy: Copy, attachment: Attachment) -> bytes | None:
+async def attachmentData(store: IMessageStore, copy: Copy, attachment: Attachment) -> bytes | None:
     """
     L{partData} of one attachment of a stored copy: two reads (the part
     tree, the raw bytes).
@@ -153,7 +153,7 @@ async def attachmentData(store: IStore, copy: Copy, attachment: Attachment) -> b
     return partData(await store.getRaw(copy), structure, attachment)
 
 
-async def inlineImages(store: IStore, copy: Copy, htmlText: str, bodies: Bodies) -> str:
+async def inlineImages(store: IMessageStore, copy: Copy, htmlText: str, bodies: Bodies) -> str:
     """
     C{htmlText} with each C{cid:} reference to an attachment of the message
     replaced by a C{data:} URI of its bytes, so that the HTML shows whole

@@ -37,8 +37,8 @@ import attrs
 from twisted.web.iweb import IRequest
 from twisted.web.server import Request
 
-from capture.store.interface import IStore
-from capture.store.model import NotFound
+from capture.store.errors import NotFound
+from capture.store.interface import IAccountStore
 
 SESSION_COOKIE = b"capture_session"
 BROWSER_COOKIE = b"capture_browser"
@@ -171,7 +171,7 @@ class WebSessions:
         """
         return self.verify(request.getCookie(SESSION_COOKIE))
 
-    async def signedIn(self, request: IRequest, store: IStore) -> str | None:
+    async def signedIn(self, request: IRequest, store: IAccountStore) -> str | None:
         """
         The account signed in on C{request}, or L{None}.  A session whose
         key was revoked since sign-in, or that signing out ended, is over,
@@ -185,7 +185,7 @@ class WebSessions:
         self.signOut(request)
         return None
 
-    async def end(self, request: IRequest, store: IStore) -> None:
+    async def end(self, request: IRequest, store: IAccountStore) -> None:
         """
         Sign out: clear the request's session cookie, and end every session
         of its account (the cookie may have been copied; with no session
