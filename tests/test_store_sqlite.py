@@ -20,6 +20,7 @@ import os
 import sqlite3
 import threading
 from importlib import resources
+from pathlib import Path
 from typing import Any, cast
 
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
@@ -28,7 +29,7 @@ from twisted.trial import unittest
 
 from capture.store import sqlite as sqliteBackend
 from capture.store.model import Copy, Retention
-from capture.store.sqlite import SQLiteStore
+from capture.store.sqlite import SQLiteStore, _migrations
 from capture.web.messages import messageJSON
 from tests.storesuite import (
     EVERYTHING,
@@ -566,3 +567,41 @@ class QueryPlanTests(UnifiedInboxChecks, SQLiteStoreCase):
         await self.assertSearch()
 
 
+def test_storedSpellingsMigrate(tmp_path: Path) -> None:
+    """
+    Migration 4 renames inboxes, owned addresses and domains stored under
+    an A-label (or uppercase, decomposed) spelling to the canonical one,
+    merging two spellings of one inbox; junk that is no address stays.
+    """
+    directory = tmp_path
+    SQLiteStore(str(directory)).open()
+    conn = sqlite3.connect(directory / "capture.sqlite3")
+    # Back to a version 3 store: undo what later migrations added.
+    conn.execute("ALTER TABLE accounts DROP COLUMN session_generation")
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute("INSERT INTO accounts(name, created) VALUES ('a', 0)")
+    conn.execute("INSERT INTO messages(id, queue_id, received, mail_from, helo, ip, via, tls, "
+                 "size, subject, from_json, to_json, cc_json, bcc_json, links_json, "
+                 "attachments_json) VALUES (1, 'q', 0, '', '', '', '', 0, 0, '', '[]', '[]', "
+                 "'[]', '[]', '[]', '[]')")
+    for n, inbox in enumerate(["info@xn--exmple-cua.test", "info@exämple.test",
+                               "a\x00b@nul.test", "plain@example.com"]):
+        conn.execute("INSERT INTO copies(message, n, inbox, original_inbox, domain, received) "
+                     "VALUES (1, ?, ?, ?, ?, 0)", (n, inbox, inbox, inbox.rpartition("@")[2]))
+    conn.execute("INSERT INTO addresses(address, account, created, updated) "
+                 "VALUES ('x@xn--exmple-cua.test', 'a', 0, 0)")
+    conn.execute("INSERT INTO domains(domain, account, created) VALUES ('xn--bcher-kva.test', 'a', 0)")
+    conn.commit()
+    conn.close()
+    assert _migrations()[-1][0] >= 4
+    SQLiteStore(str(directory)).open()
+    conn = sqlite3.connect(directory / "capture.sqlite3")
+    assert [tuple(r) for r in conn.execute("SELECT inbox, domain FROM copies ORDER BY n")] == [
+        ("info@exämple.test", "exämple.test"),
+        ("info@exämple.test", "exämple.test"),
+        ("a\x00b@nul.test", "nul.test"),
+        ("plain@example.com", "example.com"),
+    ]
+    assert conn.execute("SELECT address FROM addresses").fetchall() == [("x@exämple.test",)]
+    assert conn.execute("SELECT domain FROM domains").fetchall() == [("bücher.test",)]
+    conn.close()
