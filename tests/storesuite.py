@@ -1462,6 +1462,72 @@ class MailboxTests(StoreCase):
             await self.store.readerInboxes("alice"), ["mine@example.com", "x@alice.example"]
         )
 
+    async def test_setFlagsShownByMailboxFlags(self) -> None:
+        """
+        Flags written in one batch are what the mailbox then lists, copy
+        by copy; a uid deleted meanwhile is passed over.
+        """
+        one, two = (await self.add("f@example.com"))[0], (await self.add("f@example.com"))[0]
+        states = [FlagState(one.uid, True, True, False, False, ("a",)),
+                  FlagState(two.uid, False, False, True, True, ("b", "c"))]
+        await self.store.setFlags([*states, FlagState(999999, True, True, True, True, ())])
+        self.assertEqual(
+            await self.store.mailboxFlags(MailboxQuery("f@example.com", EVERYTHING)), states)
+
+    async def test_fetchLeavesOutDeletedCopies(self) -> None:
+        """
+        FETCH reads leave out a copy deleted before the read, whatever else
+        they are asked for.
+        """
+        kept, gone = await self.add("a@example.com", "b@example.com")
+        await self.store.deleteCopy(gone)
+        uids = [kept.uid, gone.uid]
+        self.assertEqual(list(await self.store.fetchMessages(uids, raw=True)), [kept.uid])
+        self.assertEqual([r[0] for r in await self.store.fetchMetadata(uids)], [kept.uid])
+        self.assertEqual(await self.store.searchMessages(uids, lambda *args: True), [kept.uid])
+
+    async def test_searchMessagesSeesFlags(self) -> None:
+        """
+        A search's matcher gets each copy's flags as the mailbox has them.
+        """
+        one, two = (await self.add("s@example.com"))[0], (await self.add("s@example.com"))[0]
+        await self.store.setFlags([FlagState(two.uid, False, False, False, True, ("k",))])
+        found = await self.store.searchMessages(
+            [one.uid, two.uid], lambda state, m, text, html: state.flagged and "k" in state.labels)
+        self.assertEqual(found, [two.uid])
+
+    async def test_readerInboxesFollowOwnership(self) -> None:
+        """
+        A released address leaves the account's folders, and so do the
+        addresses of a domain made public.
+        """
+        await self.store.createAccount("alice")
+        await self.store.reserveAddress("alice", "mine@example.com")
+        await self.store.addDomain("alice", "alice.example")
+        await self.add("x@alice.example")
+        self.assertEqual(await self.store.readerInboxes("alice"),
+                         ["mine@example.com", "x@alice.example"])
+        await self.store.releaseAddress("alice", "mine@example.com")
+        await self.store.setDomainPrivacy("alice", "alice.example", False)
+        self.assertEqual(await self.store.readerInboxes("alice"), [])
+
+    async def test_listSentOldestFirst(self) -> None:
+        """
+        The sent mailbox lists each message the account sent once, oldest
+        first, with its size, and another account's mail not at all.
+        """
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        first = await self.add("a@example.com", "b@example.com", account="alice",
+                               raw=message("first"))
+        await self.add("a@example.com", account="bob")
+        (second,) = await self.add("c@example.com", account="alice", raw=message("second"))
+        entries = await self.store.listSent("alice")
+        self.assertEqual([(e.uid, e.copyId, e.size) for e in entries],
+                         [(first[0].uid, first[0].id, len(message("first"))),
+                          (second.uid, second.id, len(message("second")))])
+        self.assertEqual(await self.store.getEntryRaw(entries[1]), message("second"))
+
 
 class PersistenceTests(StoreCase):
     """
