@@ -10,15 +10,12 @@ from __future__ import annotations
 import imaplib
 import poplib
 import secrets
-import sqlite3
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import twisted.mail.imap4  # noqa: F401  (registers the imap4-utf-7 codec)
 
 from capture.addresses import canonicalAddress, customDomain, inboxOf, shown
-from capture.store.sqlite import SQLiteStore, _migrations
 from tests.harness import CaptureServer, RawClient
 from tests.test_api import call, callJSON
 from tests.test_smtp_server import _copies, _queueId, _rawTLS, _rows
@@ -288,46 +285,6 @@ def test_internationalizedAddressReservedAndDomain(server: CaptureServer) -> Non
     assert any(encoded in line for line in imap.list()[1] if isinstance(line, bytes))
     assert imap.select('"' + encoded.decode("ascii") + '"') == ("OK", [b"1"])
     imap.logout()
-
-
-def test_storedSpellingsMigrate(tmp_path: Path) -> None:
-    """
-    Migration 4 renames inboxes, owned addresses and domains stored under
-    an A-label (or uppercase, decomposed) spelling to the canonical one,
-    merging two spellings of one inbox; junk that is no address stays.
-    """
-    directory = tmp_path
-    SQLiteStore(str(directory)).open()
-    conn = sqlite3.connect(directory / "capture.sqlite3")
-    # Back to a version 3 store: undo what later migrations added.
-    conn.execute("ALTER TABLE accounts DROP COLUMN session_generation")
-    conn.execute("PRAGMA user_version = 3")
-    conn.execute("INSERT INTO accounts(name, created) VALUES ('a', 0)")
-    conn.execute("INSERT INTO messages(id, queue_id, received, mail_from, helo, ip, via, tls, "
-                 "size, subject, from_json, to_json, cc_json, bcc_json, links_json, "
-                 "attachments_json) VALUES (1, 'q', 0, '', '', '', '', 0, 0, '', '[]', '[]', "
-                 "'[]', '[]', '[]', '[]')")
-    for n, inbox in enumerate(["info@xn--exmple-cua.test", "info@exämple.test",
-                               "a\x00b@nul.test", "plain@example.com"]):
-        conn.execute("INSERT INTO copies(message, n, inbox, original_inbox, domain, received) "
-                     "VALUES (1, ?, ?, ?, ?, 0)", (n, inbox, inbox, inbox.rpartition("@")[2]))
-    conn.execute("INSERT INTO addresses(address, account, created, updated) "
-                 "VALUES ('x@xn--exmple-cua.test', 'a', 0, 0)")
-    conn.execute("INSERT INTO domains(domain, account, created) VALUES ('xn--bcher-kva.test', 'a', 0)")
-    conn.commit()
-    conn.close()
-    assert _migrations()[-1][0] >= 4
-    SQLiteStore(str(directory)).open()
-    conn = sqlite3.connect(directory / "capture.sqlite3")
-    assert [tuple(r) for r in conn.execute("SELECT inbox, domain FROM copies ORDER BY n")] == [
-        ("info@exämple.test", "exämple.test"),
-        ("info@exämple.test", "exämple.test"),
-        ("a\x00b@nul.test", "nul.test"),
-        ("plain@example.com", "example.com"),
-    ]
-    assert conn.execute("SELECT address FROM addresses").fetchall() == [("x@exämple.test",)]
-    assert conn.execute("SELECT domain FROM domains").fetchall() == [("bücher.test",)]
-    conn.close()
 
 
 def test_smtputf8NotNeededForALabels(server: CaptureServer) -> None:

@@ -33,8 +33,9 @@ from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.live import Listener, LiveHub
 from capture.web.openapi import document
 from tests.harness import CaptureServer
+from tests.storesuite import envelope, message
 from tests.test_api import _FIELDS, call, callJSON, inbox, send
-from tests.test_store import _StoreCase, envelope, message
+from tests.test_store_sqlite import SQLiteStoreCase as _StoreCase
 
 _EMAIL_FIELDS = _FIELDS | {"text", "html", "body", "raw", "headers"}
 

@@ -24,7 +24,7 @@ from capture.store._privacy import Privacy, visibleWhere
 from capture.store.interface import IStore
 from capture.store.model import StoreLoad
 from capture.store.sqlite import DATABASE_NAME, SQLITE, SQLiteBackend
-from tests.test_store import envelope, message
+from tests.storesuite import envelope, message
 
 
 def test_sqliteBackendProvidesIBackend(tmp_path: Any) -> None:
