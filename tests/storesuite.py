@@ -585,9 +585,10 @@ class AccountTests(StoreCase):
     async def test_resolveLogin(self) -> None:
         """
         A login name resolves to its account whether it is the account
-        name, an owned address, an owned domain or an address in one (in
-        any case, with stray spaces, an internationalized domain in either
-        spelling); anything else resolves to nothing.
+        name, an owned address (with or without a C{+tag}), an owned domain
+        or an address in one (in any case, with stray spaces, an
+        internationalized domain in either spelling); anything else resolves
+        to nothing.
         """
         await self.store.createAccount("alice")
         await self.store.createAccount("bob")
@@ -601,6 +602,10 @@ class AccountTests(StoreCase):
             "alice": "alice",
             "owned@example.com": "alice",
             " Owned@Example.COM ": "alice",
+            # Plus-addressing: the tagged address files into (and so logs
+            # in as) the owned inbox.
+            "owned+ci@example.com": "alice",
+            "Owned+CI@Example.com": "alice",
             "private.test": "alice",
             "anyone@private.test": "alice",
             "Anyone@PRIVATE.test": "alice",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 
-from capture.addresses import canonicalAddress, canonicalDomain
+from capture.addresses import canonicalDomain, inboxOf
 from capture.ids import newApiKey
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account, _now
@@ -217,7 +217,9 @@ class Accounts(CoreBase):
 
 def _resolveLogin(conn: Connection, username: str) -> str | None:
     name = username.strip()
-    lowered = canonicalAddress(name) or name.lower()
+    # The inbox the name files into (plus-tag removed), as SMTP and the
+    # realm read it.
+    lowered = inboxOf(name) or name.lower()
     row = conn.execute("SELECT name FROM accounts WHERE name = ?", (name,)).fetchone()
     if row:
         return str(row[0])
