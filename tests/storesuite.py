@@ -2163,12 +2163,6 @@ class SharedDataTests(StoreCase):
     processes) would be.
     """
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "SQLiteStore.open races on fresh data: both create the file with "
-        "O_EXCL (FileExistsError), and the schema version is read before "
-        "the migration's lock, so the second store runs migration 1 again "
-        "('table meta already exists', sqlite3.OperationalError reaching "
-        "the caller)"))
     def test_openFreshDataTogether(self) -> None:
         """
         Two stores opening the same fresh data at the same moment both

@@ -13,6 +13,7 @@ database is in WAL mode, so readers never wait for the writer.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import queue
 import sqlite3
@@ -409,21 +410,30 @@ class SQLiteBackend:
         if self._opened:
             return
         os.makedirs(self._directory, mode=0o700, exist_ok=True)
-        if not os.path.exists(self._path):
+        # Stores opening the same data at once (processes started together,
+        # or two in one process) take turns: the first creates and migrates,
+        # the next finds the schema current.  An flock() on a file of its
+        # own, never on the database: closing any descriptor of the database
+        # would drop SQLite's own (POSIX) locks held in this process.
+        lock = os.open(self._path + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
             # Mail and key hashes are for Capture alone; SQLite gives the
             # -wal and -shm files the permissions of the database file.
-            os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        conn = _connect(self._path)
-        try:
-            # Migrate (which first refuses a newer schema) before switching
-            # to WAL: that switch rewrites the file header, and data from a
-            # newer Capture must be left untouched.
-            self._migrate(conn)
-            conn.execute("PRAGMA journal_mode = WAL")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
-            self.uidValidity = int(row[0])
+            os.close(os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600))
+            conn = _connect(self._path)
+            try:
+                # Migrate (which first refuses a newer schema) before
+                # switching to WAL: that switch rewrites the file header,
+                # and data from a newer Capture must be left untouched.
+                self._migrate(conn)
+                conn.execute("PRAGMA journal_mode = WAL")
+                row = conn.execute("SELECT value FROM meta WHERE key = 'uidvalidity'").fetchone()
+                self.uidValidity = int(row[0])
+            finally:
+                conn.close()
         finally:
-            conn.close()
+            os.close(lock)
         self._opened = True
 
     def start(self) -> None:
