@@ -25,9 +25,9 @@ from twisted.internet.task import react
 
 from capture.access import Visibility
 from capture.addresses import customDomain, inboxOf
+from capture.emailmessage import isoTime
 from capture.store.model import Account, Conflict, Copy, NotFound, SchemaTooNew, StoreError
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
-from capture.summary import isoTime
 
 _NAME_RE = re.compile(r"[^@\s]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")

@@ -56,9 +56,9 @@ from capture.egress import (
     Resolve,
     resolverFor,
 )
+from capture.emailmessage import messageWithBodiesJSON
 from capture.store.interface import IStore
 from capture.store.model import Copy, InboxOwner, NotFound
-from capture.web.messages import messageWithBodiesJSON
 
 _log = Logger()
 

@@ -31,7 +31,9 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from capture.access import Visibility
+from capture.emailmessage import listingJSON, messageJSON
 from capture.ids import newQueueId
+from capture.ingest import prepare
 from capture.mime import Part, parseMessage
 from capture.store import sqlite as sqliteBackend
 from capture.store.interface import IStore
@@ -53,11 +55,12 @@ from capture.store.model import (
     StoreFull,
 )
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
-from capture.web.messages import messageJSON
 
 EVERYTHING = Visibility(everything=True)
 ANONYMOUS = Visibility(everything=False, starredBy=None)
 DAY = 86400 * 1000
+# How the API encodes a JSON answer (capture.web.responses).
+_API_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def nowMillis() -> int:
@@ -180,7 +183,7 @@ class _StoreCase(unittest.TestCase):
 
     async def add(self, *recipients: str | tuple[str, str], **kwargs: Any) -> list[Copy]:
         raw = kwargs.pop("raw", None) or message()
-        return await self.store.addMessage(envelope(*recipients, **kwargs), raw)
+        return await self.store.addMessage(prepare(envelope(*recipients, **kwargs), raw))
 
     def holdWriter(self) -> tuple[Deferred[None], threading.Event]:
         """
@@ -563,7 +566,7 @@ class MessageTests(_StoreCase):
         """
         raw = message("three")
         env = envelope("a@example.com", ("b@example.com", "b+tag@example.com"), "C@Example.com")
-        copies = await self.store.addMessage(env, raw)
+        copies = await self.store.addMessage(prepare(env, raw))
         self.assertEqual([c.n for c in copies], [0, 1, 2])
         self.assertEqual([c.inbox for c in copies],
                          ["a@example.com", "b@example.com", "c@example.com"])
@@ -645,8 +648,8 @@ class MessageTests(_StoreCase):
         A message claimed by an account that does not exist is refused and
         leaves nothing behind.
         """
-        await self.assertFails(NotFound, self.store.addMessage(
-            envelope("x@example.com", account="ghost"), message()))
+        await self.assertFails(NotFound, self.store.addMessage(prepare(
+            envelope("x@example.com", account="ghost"), message())))
         self.assertEqual(self.count("messages"), 0)
         self.assertEqual(self.count("copies"), 0)
 
@@ -713,10 +716,11 @@ class MessageTests(_StoreCase):
         self.assertEqual(await self.store.accountAndOwner(key, "pub@example.com"),
                          (None, PUBLIC))
 
-    async def test_listInboxJSONIsMessageJSON(self) -> None:
+    async def test_listingJSONIsMessageJSON(self) -> None:
         """
-        The JSON listing SQLite joins from stored summaries is, copy for
-        copy, what L{messageJSON} makes of L{listInbox}'s copies: across
+        The JSON listing joined from stored summaries is, copy for copy and
+        byte for byte, what L{messageJSON} makes of L{listInbox}'s copies
+        (encoded as the API encodes one message): across
         names with quotes and non-ASCII, encoded words, control characters,
         attachments, links, labels, read states, starred copies and a
         message with no headers; C{limit} and C{until} agree too.
@@ -741,11 +745,13 @@ class MessageTests(_StoreCase):
         for visible in (EVERYTHING, ANONYMOUS, Visibility(everything=False, starredBy="alice")):
             for kwargs in ({}, {"limit": 2}, {"until": copies[1].message.received}):
                 listed = await self.store.listInbox(inbox, visible, **kwargs)
-                data = await self.store.listInboxJSON(inbox, visible, **kwargs)
+                data = listingJSON(await self.store.listInboxSummaries(inbox, visible, **kwargs))
                 self.assertIsInstance(data, bytes)
                 self.assertEqual(json.loads(data), [messageJSON(c) for c in listed])
-        self.assertEqual(json.loads(await self.store.listInboxJSON("none@example.com",
-                                                                     EVERYTHING)), [])
+                self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
+        self.assertEqual(
+            listingJSON(await self.store.listInboxSummaries("none@example.com", EVERYTHING)),
+            b"[]")
 
     async def test_listInboxVisibility(self) -> None:
         """
@@ -1068,7 +1074,7 @@ class ConcurrencyTests(_StoreCase):
         writer._commit = counting  # type: ignore[method-assign]
         count = 200
         pending = [
-            self.store.addMessage(envelope(f"r{i % 7}@example.com"), message(f"m{i}"))
+            self.store.addMessage(prepare(envelope(f"r{i % 7}@example.com"), message(f"m{i}")))
             for i in range(count)
         ]
         results = await gatherResults(pending)
@@ -1089,9 +1095,9 @@ class ConcurrencyTests(_StoreCase):
         """
         await self.store.createAccount("alice")
         holding, release = self.holdWriter()
-        before = self.store.addMessage(envelope("a@example.com"), message("before"))
-        bad = self.store.addMessage(envelope("a@example.com", account="ghost"), message("bad"))
-        after = self.store.addMessage(envelope("a@example.com"), message("after"))
+        before = self.store.addMessage(prepare(envelope("a@example.com"), message("before")))
+        bad = self.store.addMessage(prepare(envelope("a@example.com", account="ghost"), message("bad")))
+        after = self.store.addMessage(prepare(envelope("a@example.com"), message("after")))
         release.set()
         await holding
         (beforeCopy,) = await before
@@ -1163,8 +1169,10 @@ class PersistenceTests(_StoreCase):
             "SELECT count(*) FROM messages WHERE summary_json IS NULL").fetchone()[0], 0)
         listed = await self.store.listInbox("old@example.com", EVERYTHING)
         self.assertEqual([c.uid for c in listed], [c.uid for c in copies[::-1]])
-        self.assertEqual(json.loads(await self.store.listInboxJSON("old@example.com", EVERYTHING)),
-                         [messageJSON(c) for c in listed])
+        self.assertEqual(
+            json.loads(listingJSON(await self.store.listInboxSummaries("old@example.com",
+                                                                       EVERYTHING))),
+            [messageJSON(c) for c in listed])
 
     async def test_migrationThreeFillsIMAP(self) -> None:
         """
@@ -1282,7 +1290,7 @@ class SizeLimitTests(_StoreCase):
         messages = self.count("messages")
         env = envelope("tiny@example.com")
         try:
-            (copy,) = await self.store.addMessage(env, b"\r\nx")
+            (copy,) = await self.store.addMessage(prepare(env, b"\r\nx"))
         except StoreFull:
             self.assertEqual(self.count("messages"), messages)
             await self.assertFails(NotFound, self.store.getCopy(f"{env.queueId}-0"))
@@ -1309,7 +1317,7 @@ class SizeLimitTests(_StoreCase):
         for i in range(100):
             raw = message(f"m{i}", os.urandom(4000).hex().encode())
             try:
-                (copy,) = await self.store.addMessage(envelope("a@example.com"), raw)
+                (copy,) = await self.store.addMessage(prepare(envelope("a@example.com"), raw))
             except StoreFull:
                 refused += 1
                 break
@@ -1336,8 +1344,8 @@ class SizeLimitTests(_StoreCase):
         stored: list[Copy] = []
         for i in range(200):
             try:
-                (copy,) = await self.store.addMessage(
-                    envelope("a@example.com"), message(f"m{i}", os.urandom(8000).hex().encode()))
+                (copy,) = await self.store.addMessage(prepare(
+                    envelope("a@example.com"), message(f"m{i}", os.urandom(8000).hex().encode())))
             except StoreFull:
                 break
             stored.append(copy)
@@ -1352,8 +1360,8 @@ class SizeLimitTests(_StoreCase):
         await self.store.reserveAddress("late", "late@example.com")
         await self.store.deleteCopy(stored[1])
         await self.store.deleteCopy(stored[2])
-        (again,) = await self.store.addMessage(
-            envelope("a@example.com"), message("again", os.urandom(8000).hex().encode()))
+        (again,) = await self.store.addMessage(prepare(
+            envelope("a@example.com"), message("again", os.urandom(8000).hex().encode())))
         self.assertEqual(self.count("messages"), len(stored) - 1)
         self.assertConsistent()
 
@@ -1389,7 +1397,7 @@ class SizeLimitTests(_StoreCase):
         holding, release = self.holdWriter()
         envelopes = [envelope("batch@example.com") for _ in range(3)]
         raws = [message("small1"), message("big", os.urandom(100_000)), message("small2")]
-        pending = [self.store.addMessage(e, r) for e, r in zip(envelopes, raws, strict=True)]
+        pending = [self.store.addMessage(prepare(e, r)) for e, r in zip(envelopes, raws, strict=True)]
         release.set()
         await holding
         results = await DeferredList(pending, consumeErrors=True)

@@ -248,17 +248,18 @@ class IStore(Interface):
 
     # Messages
 
-    def addMessage(envelope, raw):
+    def addMessage(prepared):
         """
         Store one message and one copy per recipient, durably.
 
-        The message is parsed here, once.  The Deferred fires only after
-        the message and all its copies are committed and synced; a
-        sender with C{capturePrivate} on stars every copy, and the
-        sender's usage counter grows by one op.
+        The message was parsed already, once, and every text readers need
+        derived (L{capture.ingest.prepare}): the store writes what it is
+        given.  The Deferred fires only after the message and all its
+        copies are committed and synced; a sender with C{capturePrivate}
+        on stars every copy, and the sender's usage counter grows by one
+        op.
 
-        @param envelope: The L{Envelope}.
-        @param raw: The message bytes, C{Received:} line included.
+        @param prepared: The L{capture.ingest.PreparedMessage}.
         @return: Deferred firing with the list of new L{Copy}.
         """
 
@@ -282,14 +283,13 @@ class IStore(Interface):
         @return: Deferred firing with a list of L{Copy}.
         """
 
-    def listInboxJSON(inbox, visibility, limit=50, until=None):
+    def listInboxSummaries(inbox, visibility, limit=50, until=None):
         """
-        What L{listInbox} lists, as the UTF-8 JSON array of the copies'
-        C{EmailMessage} objects (each equal to
-        L{capture.web.messages.messageJSON} of the copy), built from the
-        stored summaries without making a L{Copy}: the fast path of
-        listings.
-        @return: Deferred firing with L{bytes}.
+        What L{listInbox} lists, as each copy's own fields and its
+        message's stored summary text, without making a L{Copy}: the fast
+        path of listings (L{capture.emailmessage.listingJSON} makes the
+        JSON of them).
+        @return: Deferred firing with a list of L{CopySummary}.
         """
 
     def countInbox(inbox, visibility):

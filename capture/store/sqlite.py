@@ -33,11 +33,11 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from capture import imapdata
 from capture.access import Visibility
 from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ids import copyId, newApiKey, splitCopyId
-from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
+from capture.ingest import PreparedMessage, backfillIMAP, backfillSummary
+from capture.mime import Attachment, MailAddress, Part
 from capture.store.interface import IStore
 from capture.store.model import (
     PUBLIC,
@@ -48,8 +48,8 @@ from capture.store.model import (
     Bodies,
     Conflict,
     Copy,
+    CopySummary,
     Domain,
-    Envelope,
     FetchedMessage,
     FlagState,
     InboxOwner,
@@ -66,7 +66,6 @@ from capture.store.model import (
     StoreFull,
     StoreLoad,
 )
-from capture.summary import summaryJSON
 
 T = TypeVar("T")
 _log = Logger()
@@ -74,7 +73,6 @@ _log = Logger()
 DATABASE_NAME = "capture.sqlite3"
 _BATCH_LIMIT = 500
 _RETENTION_BATCH = 1000
-_INLINE_PARSE_LIMIT = 32 * 1024
 _PAGE_SIZE = 4096
 # Octets a message's rows take besides its raw bytes and bodies.
 _ROW_OVERHEAD = 16 * 1024
@@ -99,15 +97,10 @@ _COPY_COLUMNS = """
 _COPY_FROM = "FROM copies c JOIN messages m ON m.id = c.message"
 # Bytes of the database file each reader maps (SQLite maps at most the file).
 _READ_MMAP = 1 << 30
-# One copy's EmailMessage JSON, joined by SQLite: the copy's own fields,
-# then the message's stored summary without its opening brace.
-_COPY_JSON = """
-    '{"_id":"' || m.queue_id || '-' || c.n || '","savedBy":' || json_quote(c.saved_by)
-    || ',"inbox":' || json_quote(c.inbox) || ',"originalInbox":' || json_quote(c.original_inbox)
-    || ',"domain":' || json_quote(c.domain) || ',"folder":' || json_quote(c.folder)
-    || ',"labels":' || c.labels_json
-    || ',"read":' || CASE c.read WHEN 1 THEN 'true' WHEN 0 THEN 'false' ELSE 'null' END
-    || ',' || substr(m.summary_json, 2)
+# What a listing shows of a copy (CopySummary), in its order.
+_SUMMARY_COLUMNS = """
+    m.queue_id, c.n, c.saved_by, c.inbox, c.original_inbox, c.domain, c.folder,
+    c.labels_json, c.read, m.summary_json
 """
 
 
@@ -226,7 +219,7 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
             "UPDATE messages SET summary_json = ? WHERE id = ?",
             [
                 (
-                    summaryJSON(
+                    backfillSummary(
                         fromAddresses=_addresses(f), to=_addresses(t), cc=_addresses(c),
                         bcc=_addresses(b), subject=subject, received=received, size=size,
                         attachments=[a[0] for a in json.loads(attachments)], ip=ip, via=via,
@@ -297,18 +290,10 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not rows:
             return
-        updates = []
-        for rowid, raw, structureJSON in rows:
-            raw = bytes(raw)
-            try:
-                part = Part.fromJSON(json.loads(structureJSON))
-                texts = (imapdata.envelope(raw), imapdata.bodyStructure(raw, part))
-            except Exception:
-                # One odd message must not keep the store from opening:
-                # it is served as the unparsed fallback would be.
-                part = _fallbackParse(raw).structure
-                texts = ("(" + " ".join(["NIL"] * 10) + ")", imapdata.bodyStructure(raw, part))
-            updates.append((*texts, part.bodyStart, rowid))
+        updates = [
+            (*backfillIMAP(bytes(raw), structureJSON), rowid)
+            for rowid, raw, structureJSON in rows
+        ]
         conn.executemany(
             "UPDATE messages SET imap_envelope = ?, imap_structure = ?, header_size = ? "
             "WHERE id = ?",
@@ -320,33 +305,6 @@ def _storeError(error: sqlite3.Error) -> StoreError:
     if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
         return StoreFull(str(error))
     return StoreError(str(error))
-
-
-def _fallbackParse(raw: bytes) -> ParsedMessage:
-    """
-    What to file when the parser itself fails: the raw bytes are kept, so
-    nothing the client sent is lost; only the parsed facts are missing.
-    """
-    return ParsedMessage(
-        subject="",
-        fromAddresses=(),
-        to=(),
-        cc=(),
-        bcc=(),
-        date=None,
-        messageId=None,
-        headers=(),
-        text=raw.decode("utf-8", "replace"),
-        html=None,
-        attachments=(),
-        links=(),
-        structure=Part(
-            mainType="text", subType="plain", params=(), contentId=None,
-            description=None, encoding=None, disposition=None,
-            dispositionParams=(), language=None, md5=None, headerStart=0,
-            bodyStart=0, end=len(raw), lines=raw.count(b"\n"),
-        ),
-    )
 
 
 class _Writer:
@@ -1166,20 +1124,10 @@ class SQLiteStore:
 
     # Messages
 
-    def addMessage(self, envelope: Envelope, raw: bytes) -> Deferred[list[Copy]]:
-        # Parsing is CPU work, done here rather than in the writer: a small
-        # message (most of them) is parsed at once on the calling thread,
-        # which costs less than handing it to a thread; a large one on the
-        # read pool, so the reactor never stalls on it.
-        d: Deferred[_Inserted]
-        if len(raw) <= _INLINE_PARSE_LIMIT:
-            try:
-                d = self._submitPrepared(_prepare(envelope, raw))
-            except Exception:
-                d = fail()
-        else:
-            parsed = deferToThreadPool(self._reactor, self._pool, _prepare, envelope, raw)
-            d = parsed.addCallback(self._submitPrepared)
+    def addMessage(self, prepared: PreparedMessage) -> Deferred[list[Copy]]:
+        # Parsed already (capture.ingest): the writer thread only runs SQL,
+        # which releases the GIL, and never competes with the reactor.
+        d = self._submitPrepared(prepared)
 
         def stored(inserted: _Inserted) -> list[Copy]:
             copies = _newCopies(inserted)
@@ -1193,16 +1141,20 @@ class SQLiteStore:
 
         return d.addCallback(stored)
 
-    def _submitPrepared(self, prepared: _PreparedMessage) -> Deferred[_Inserted]:
+    def _submitPrepared(self, prepared: PreparedMessage) -> Deferred[_Inserted]:
         writer = self._writer
         assert writer is not None, "store not started"
         # The raw bytes, and about as much again for the parsed bodies and
         # rows (the text and HTML are stored beside the raw message).
         size = 2 * len(prepared.raw) + _ROW_OVERHEAD
+        try:
+            messageRow = _messageRow(prepared)
+        except Exception:
+            return fail()
 
         def insert(conn: sqlite3.Connection) -> _Inserted:
             writer.makeRoom(conn, size)
-            return _insertMessage(conn, prepared)
+            return _insertMessage(conn, prepared, messageRow)
 
         return self._write(insert)
 
@@ -1241,24 +1193,15 @@ class SQLiteStore:
 
         return self._read(op)
 
-    def listInboxJSON(
+    def listInboxSummaries(
         self, inbox: str, visibility: Visibility, limit: int = 50, until: int | None = None
-    ) -> Deferred[bytes]:
+    ) -> Deferred[list[CopySummary]]:
         inbox = inbox.lower()
 
-        def op(conn: sqlite3.Connection) -> bytes:
-            sql, params = _newest(
-                f"{_COPY_JSON} AS j", "c.inbox = ?", [inbox], visibility, limit, until
-            )
-            # One row, aggregated by SQLite: a row per message would take
-            # and give back the GIL fifty times, each time waiting on the
-            # reactor thread.  The subquery's order is kept by group_concat
-            # (what SQLite does with an ordered, limited subquery; the store
-            # tests check the order).
-            (joined,) = conn.execute(
-                f"SELECT '[' || coalesce(group_concat(j, ','), '') || ']' FROM ({sql})", params
-            ).fetchone()
-            return str(joined).encode("utf-8")
+        def op(conn: sqlite3.Connection) -> list[CopySummary]:
+            sql, params = _newest(_SUMMARY_COLUMNS, "c.inbox = ?", [inbox], visibility, limit,
+                                  until)
+            return list(map(CopySummary._make, conn.execute(sql, params).fetchall()))
 
         return self._read(op)
 
@@ -2029,106 +1972,44 @@ def _visibleWhere(visibility: Visibility) -> tuple[str, tuple[Any, ...]]:
 
 
 @attrs.frozen
-class _PreparedMessage:
-    """
-    A message parsed and turned into rows, ready for the writer: all the
-    CPU work of ingest happens before the writer sees it, so the writer
-    thread only runs SQL (which releases the GIL) and never competes with
-    the reactor for the interpreter.
-    """
-
-    envelope: Envelope
-    parsed: ParsedMessage
-    messageRow: tuple[Any, ...]
-    bodiesRow: tuple[Any, ...]
-    raw: bytes
-    attachmentRows: list[tuple[str, str]]
-    copyRows: list[tuple[Any, ...]]
-    month: str
-
-
-def _prepare(envelope: Envelope, raw: bytes) -> _PreparedMessage:
-    """
-    Parse a message (once) and build its rows.
-
-    Whatever goes wrong in parsing, the message is still stored: a message
-    the parser cannot handle, or whose parsed text SQLite would refuse, is
-    stored with its raw bytes and no parsed facts, rather than refused with
-    a 4xx that the client would retry forever.
-    """
-    try:
-        prepared = _rows(envelope, raw, parseMessage(raw))
-        for row in (prepared.messageRow, prepared.bodiesRow):
-            for value in row:
-                # ASCII text is known to encode (constant time, no copy).
-                if isinstance(value, str) and not value.isascii():
-                    value.encode("utf-8")
-        return prepared
-    except Exception:
-        _log.failure("parsing {queueId} failed; storing it unparsed", queueId=envelope.queueId)
-        return _rows(envelope, raw, _fallbackParse(raw))
-
-
-def _rows(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> _PreparedMessage:
-    attachments = [
-        [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
-        for a in parsed.attachments
-    ]
-    messageRow = (
-        envelope.queueId, envelope.received, envelope.account, envelope.mailFrom,
-        envelope.helo, envelope.ip, envelope.via, int(envelope.tls), len(raw),
-        parsed.subject, _addressesJSON(parsed.fromAddresses),
-        _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
-        _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
-        _toJSON(list(parsed.links)) if parsed.links else "[]",
-        _toJSON(attachments) if attachments else "[]",
-        summaryJSON(
-            fromAddresses=parsed.fromAddresses, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc,
-            subject=parsed.subject, received=envelope.received, size=len(raw),
-            attachments=[a.md5 for a in parsed.attachments], ip=envelope.ip,
-            via=envelope.via, tls=envelope.tls, links=parsed.links,
-        ),
-        imapdata.envelope(raw),
-        imapdata.bodyStructure(raw, parsed.structure),
-        parsed.structure.bodyStart,
-    )
-    bodiesRow = (
-        parsed.text,
-        parsed.html,
-        _toJSON([list(h) for h in parsed.headers]),
-        _toJSON(parsed.structure.toJSON()),
-    )
-    copyRows = [
-        (n, r.inbox.lower(), r.original, r.inbox.lower().rpartition("@")[2], envelope.received)
-        for n, r in enumerate(envelope.recipients)
-    ]
-    return _PreparedMessage(
-        envelope=envelope,
-        parsed=parsed,
-        messageRow=messageRow,
-        bodiesRow=bodiesRow,
-        raw=raw,
-        attachmentRows=[(a.md5, a.part) for a in parsed.attachments],
-        copyRows=copyRows,
-        month=time.strftime("%Y-%m", time.gmtime(envelope.received / 1000)),
-    )
-
-
-@attrs.frozen
 class _Inserted:
     """
     What the writer reports for one stored message: the numbers SQLite gave
     it, from which the reactor side builds the L{Copy} objects.
     """
 
-    prepared: _PreparedMessage
+    prepared: PreparedMessage
     rowid: int
     uids: list[int]
     starredBy: str | None
 
 
-def _insertMessage(conn: sqlite3.Connection, prepared: _PreparedMessage) -> _Inserted:
-    envelope = prepared.envelope
+def _messageRow(prepared: PreparedMessage) -> tuple[Any, ...]:
+    """
+    The C{messages} row of C{prepared}, made on the calling thread: the
+    writer thread only runs SQL.
+    """
+    envelope, parsed = prepared.envelope, prepared.parsed
+    return (
+        envelope.queueId, envelope.received, envelope.account, envelope.mailFrom,
+        envelope.helo, envelope.ip, envelope.via, int(envelope.tls), len(prepared.raw),
+        parsed.subject, _addressesJSON(parsed.fromAddresses),
+        _addressesJSON(parsed.to), _addressesJSON(parsed.cc),
+        _addressesJSON(parsed.bcc), parsed.date, parsed.messageId,
+        _toJSON(list(parsed.links)) if parsed.links else "[]",
+        _toJSON([
+            [a.md5, a.filename, a.contentType, a.contentId, a.size, a.part]
+            for a in parsed.attachments
+        ]) if parsed.attachments else "[]",
+        prepared.summary, prepared.imapEnvelope, prepared.imapStructure,
+        prepared.headerSize,
+    )
+
+
+def _insertMessage(
+    conn: sqlite3.Connection, prepared: PreparedMessage, messageRow: tuple[Any, ...]
+) -> _Inserted:
+    envelope, parsed, raw = prepared.envelope, prepared.parsed, prepared.raw
     starredBy = None
     if envelope.account is not None:
         account = _account(conn, envelope.account)
@@ -2139,27 +2020,28 @@ def _insertMessage(conn: sqlite3.Connection, prepared: _PreparedMessage) -> _Ins
         "size, subject, from_json, to_json, cc_json, bcc_json, date, message_id, "
         "links_json, attachments_json, summary_json, imap_envelope, imap_structure, "
         "header_size) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        prepared.messageRow,
+        messageRow,
     )
     rowid = cursor.lastrowid
     assert rowid is not None
     conn.execute(
         "INSERT INTO message_bodies(message, text, html, headers_json, structure_json) "
         "VALUES (?, ?, ?, ?, ?)",
-        (rowid, *prepared.bodiesRow),
+        (rowid, parsed.text, parsed.html, prepared.headersJSON, prepared.structureJSON),
     )
-    conn.execute("INSERT INTO message_raw(message, raw) VALUES (?, ?)", (rowid, prepared.raw))
-    if prepared.attachmentRows:
+    conn.execute("INSERT INTO message_raw(message, raw) VALUES (?, ?)", (rowid, raw))
+    if parsed.attachments:
         conn.executemany(
             "INSERT OR IGNORE INTO attachments(message, md5, part) VALUES (?, ?, ?)",
-            [(rowid, md5, part) for md5, part in prepared.attachmentRows],
+            [(rowid, a.md5, a.part) for a in parsed.attachments],
         )
     uids = []
-    for row in prepared.copyRows:
+    for copy in prepared.copies:
         cursor = conn.execute(
             "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by) "
             "VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (rowid, *row, starredBy),
+            (rowid, copy.n, copy.inbox, copy.original, copy.domain, envelope.received,
+             starredBy),
         )
         assert cursor.lastrowid is not None
         uids.append(cursor.lastrowid)
@@ -2197,11 +2079,11 @@ def _newCopies(inserted: _Inserted) -> list[Copy]:
     )
     return [
         Copy(
-            uid=uid, n=n, inbox=inbox, originalInbox=original,
+            uid=uid, n=copy.n, inbox=copy.inbox, originalInbox=copy.original,
             savedBy=inserted.starredBy, read=None, deleted=False, answered=False,
             flagged=False, labels=(), folder="inbox", message=info,
         )
-        for uid, (n, inbox, original, _, _) in zip(inserted.uids, prepared.copyRows, strict=True)
+        for uid, copy in zip(inserted.uids, prepared.copies, strict=True)
     ]
 
 

@@ -29,6 +29,7 @@ from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
 from capture.access import Action, permits
+from capture.emailmessage import isoTime
 from capture.store.model import (
     Account,
     ApiKeyInfo,
@@ -39,7 +40,6 @@ from capture.store.model import (
     NotFound,
     OwnedAddress,
 )
-from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
 from capture.web.inboxpages import CURSOR, humanSize, rowActions, sender, shortcuts, shortTime
