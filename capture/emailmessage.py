@@ -159,7 +159,7 @@ def listingJSON(rows: Iterable[CopySummary]) -> bytes:
     """
     quote, read = _quote, _READ
     return ("[" + ",".join([
-        f'{{"_id":{quote(f"{r.queueId}-{r.n}")},'
+        f'{{"_id":{quote(r.id)},'
         f'"savedBy":{"null" if r.savedBy is None else quote(r.savedBy)},'
         f'"inbox":{quote(r.inbox)},"originalInbox":{quote(r.originalInbox)},'
         f'"domain":{quote(r.domain)},"folder":{quote(r.folder)},"labels":{r.labels},'

@@ -63,7 +63,7 @@ def row(c: Copy, summary: str) -> CopySummary:
     The listing row a store returns for C{c}.
     """
     read = None if c.read is None else int(c.read)
-    return CopySummary(c.message.queueId, c.n, c.savedBy, c.inbox, c.originalInbox, c.domain,
+    return CopySummary(c.id, c.savedBy, c.inbox, c.originalInbox, c.domain,
                        c.folder, _API_JSON(list(c.labels)), read, summary)
 
 

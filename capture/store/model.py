@@ -250,13 +250,13 @@ class CopySummary(NamedTuple):
     A tuple, not an attrs class: fifty are made per listing, on the hot
     path.
 
+    @ivar id: The Mailsac C{_id} (L{Copy.id}).
     @ivar labels: The labels as the text of a JSON array.
     @ivar read: 1, 0, or L{None} for never marked.
     @ivar summary: The message's C{summaryJSON} text, written at ingest.
     """
 
-    queueId: str
-    n: int
+    id: str
     savedBy: str | None
     inbox: str
     originalInbox: str

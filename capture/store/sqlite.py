@@ -97,11 +97,20 @@ _COPY_COLUMNS = """
 _COPY_FROM = "FROM copies c JOIN messages m ON m.id = c.message"
 # Bytes of the database file each reader maps (SQLite maps at most the file).
 _READ_MMAP = 1 << 30
-# What a listing shows of a copy (CopySummary), in its order.
+# What a listing shows of a copy (CopySummary), in its order, as columns;
+# and as one text, the fields apart by US (0x1f): savedBy with a mark in
+# front (so NULL is the empty text), read 1, 0 or empty.
 _SUMMARY_COLUMNS = """
-    m.queue_id, c.n, c.saved_by, c.inbox, c.original_inbox, c.domain, c.folder,
+    m.queue_id || '-' || c.n, c.saved_by, c.inbox, c.original_inbox, c.domain, c.folder,
     c.labels_json, c.read, m.summary_json
 """
+_SUMMARY_TEXT = """
+    m.queue_id || '-' || c.n || char(31) || coalesce('=' || c.saved_by, '') || char(31)
+    || c.inbox || char(31) || c.original_inbox || char(31) || c.domain || char(31)
+    || c.folder || char(31) || c.labels_json || char(31) || coalesce(c.read, '') || char(31)
+    || m.summary_json
+"""
+_READ_TEXT = {"": None, "1": 1, "0": 0}
 
 
 def _now() -> int:
@@ -1199,9 +1208,25 @@ class SQLiteStore:
         inbox = inbox.lower()
 
         def op(conn: sqlite3.Connection) -> list[CopySummary]:
-            sql, params = _newest(_SUMMARY_COLUMNS, "c.inbox = ?", [inbox], visibility, limit,
-                                  until)
-            return list(map(CopySummary._make, conn.execute(sql, params).fetchall()))
+            sql, params = _newest(f"{_SUMMARY_TEXT} AS s", "c.inbox = ?", [inbox], visibility,
+                                  limit, until)
+            # One row, aggregated by SQLite: a row per copy would take and
+            # give back the GIL fifty times, each time waiting on the
+            # reactor thread (bench/api.py: 40% fewer listings a second).
+            # The subquery's order is kept by group_concat (what SQLite does
+            # with an ordered, limited subquery; the store tests check it).
+            joined, count = conn.execute(
+                f"SELECT group_concat(s, char(30)), count(*) FROM ({sql})", params
+            ).fetchone()
+            if not count:
+                return []
+            summaries = _splitSummaries(joined, count)
+            if summaries is None:
+                # A name holding a separator: row by row instead.
+                sql, params = _newest(_SUMMARY_COLUMNS, "c.inbox = ?", [inbox], visibility,
+                                      limit, until)
+                summaries = list(map(CopySummary._make, conn.execute(sql, params).fetchall()))
+            return summaries
 
         return self._read(op)
 
@@ -1982,6 +2007,27 @@ class _Inserted:
     rowid: int
     uids: list[int]
     starredBy: str | None
+
+
+def _splitSummaries(joined: str, count: int) -> list[CopySummary] | None:
+    """
+    The L{CopySummary} of each of C{count} copies joined as
+    C{_SUMMARY_TEXT} by RS (0x1e), or L{None} if a field holds a separator
+    (there are then more fields than nine a copy; JSON text never holds a
+    raw control character, a name might).  One split of the whole text:
+    a split per copy costs twice as much.
+    """
+    fields = joined.replace("\x1e", "\x1f").split("\x1f")
+    if len(fields) != 9 * count:
+        return None
+    each = iter(fields)
+    read = _READ_TEXT
+    return [
+        CopySummary(copyId, savedBy[1:] if savedBy else None, inbox, original, domain, folder,
+                    labels, read[seen], summary)
+        for copyId, savedBy, inbox, original, domain, folder, labels, seen, summary
+        in zip(each, each, each, each, each, each, each, each, each, strict=True)
+    ]
 
 
 def _messageRow(prepared: PreparedMessage) -> tuple[Any, ...]:
