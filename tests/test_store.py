@@ -753,6 +753,21 @@ class MessageTests(_StoreCase):
             listingJSON(await self.store.listInboxSummaries("none@example.com", EVERYTHING)),
             b"[]")
 
+    async def test_listingWithSeparatorsInNames(self) -> None:
+        """
+        Names holding the control characters the listing's one aggregated
+        row separates fields with (an inbox, a starring account) still list
+        exactly, as L{messageJSON} shows them.
+        """
+        inbox = "a\x1fb\x1e@example.com"
+        await self.store.createAccount("s\x1ft")
+        copies = [(await self.add(inbox))[0] for _ in range(2)]
+        await self.store.setStarred(copies[0], "s\x1ft")
+        listed = await self.store.listInbox(inbox, EVERYTHING)
+        data = listingJSON(await self.store.listInboxSummaries(inbox, EVERYTHING))
+        self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
+        self.assertEqual(json.loads(data)[1]["savedBy"], "s\x1ft")
+
     async def test_listInboxVisibility(self) -> None:
         """
         The visibility filter hides copies starred by another account, shows
