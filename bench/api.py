@@ -148,6 +148,7 @@ def _fillStore(data: str, messages: int, inboxes: int, outstanding: int) -> str:
     from twisted.internet import defer, task
 
     from capture.ids import newQueueId
+    from capture.ingest import prepare
     from capture.store.model import Envelope, Recipient
     from capture.store.sqlite import SQLiteStore
 
@@ -170,7 +171,7 @@ def _fillStore(data: str, messages: int, inboxes: int, outstanding: int) -> str:
                         recipients=(Recipient(to, to),), account=None, helo="bench",
                         ip="192.0.2.1", via="127.0.0.1", tls=True, received=int(when * 1000),
                     )
-                    batch.append(store.addMessage(envelope, raw))
+                    batch.append(store.addMessage(prepare(envelope, raw)))
                 filled += len(batch)
                 await defer.gatherResults(batch, consumeErrors=True)
                 elapsed = time.monotonic() - began

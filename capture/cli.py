@@ -24,11 +24,11 @@ from twisted.internet.task import react
 
 from capture.access import Visibility
 from capture.addresses import customDomain, inboxOf
+from capture.emailmessage import isoTime
 from capture.store import hasStoredData, makeStore
 from capture.store.errors import Conflict, NotFound, StoreError
 from capture.store.interface import IAccountStore, IMessageStore, IOwnershipStore
 from capture.store.model import Account, Copy
-from capture.summary import isoTime
 
 _NAME_RE = re.compile(r"[^@\s]+")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]+")

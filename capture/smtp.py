@@ -35,7 +35,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from email.utils import format_datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import attrs
 from twisted.cred.error import UnauthorizedLogin
@@ -51,11 +51,12 @@ from twisted.python.failure import Failure
 from capture.addresses import inboxOf, shown
 from capture.auth import MECHANISMS, ISubmitter, LoginThrottle
 from capture.ids import newQueueId
+from capture.ingest import Ingest
 from capture.metrics import Metrics
 from capture.mime import HEADER_LINE_RE
 from capture.sessions import SessionFactory
 from capture.store.errors import StoreFull
-from capture.store.interface import IMessageStore, IStore
+from capture.store.interface import IStore
 from capture.store.model import Envelope, Recipient
 
 _log = Logger()
@@ -249,10 +250,10 @@ class CaptureSMTP(ESMTP):
     # Not LineReceiver's bytes: see _newBuffer.
     _buffer: bytearray  # type: ignore[assignment]
 
-    def __init__(self, store: IMessageStore, settings: SMTPSettings, tlsOptions: Any) -> None:
+    def __init__(self, ingest: Ingest, settings: SMTPSettings, tlsOptions: Any) -> None:
         challengers: dict[bytes, Callable[[], IChallengeResponse]] = dict(MECHANISMS)
         super().__init__(chal=challengers, contextFactory=tlsOptions)
-        self._store = store
+        self._ingest = ingest
         self.settings = settings
         self.host = settings.hostname.encode("idna")
         self.timeout = settings.idleTimeout
@@ -888,10 +889,9 @@ class CaptureSMTP(ESMTP):
         # the budget goes back then, not when the transaction resets.
         budgeted, self._budgeted = self._budgeted, 0
         self._resetTransaction()
-        # The DATA buffer itself, not a copy of up to --max-message-size: the
-        # store reads it as bytes (typed bytes until addMessage takes ingest's
-        # prepared value).
-        d = self._store.addMessage(envelope, raw)  # type: ignore[arg-type]
+        # The session's buffer itself (a bytes copy would double it):
+        # what ingest and the store do with it only reads it.
+        d = self._ingest.add(envelope, cast(bytes, raw))
         d.addBoth(self._giveBack, budgeted)
         d.addCallbacks(
             self._stored, self._storeFailed, callbackArgs=(envelope.queueId, len(raw))
@@ -985,6 +985,7 @@ class SMTPFactory(SessionFactory):
         (sessions, replies, failed logins and captured messages are counted
         there, as C{protocol="smtp"} for SMTP and SMTPS alike).
     @ivar budget: The process's L{IngestBudget}.
+    @ivar ingest: Where sessions file the messages they receive.
     """
 
     protocol = CaptureSMTP  # type: ignore[assignment]
@@ -1002,12 +1003,15 @@ class SMTPFactory(SessionFactory):
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
         clock: Any = None,
+        *,
+        ingest: Ingest,
     ) -> None:
         super().__init__(store, portal, settings, tlsOptions, throttle, metrics, clock)
         self.budget = budget if budget is not None else IngestBudget(512 * 1024 * 1024)
+        self.ingest = ingest
 
     def buildSession(self) -> CaptureSMTP:
-        p = CaptureSMTP(self.store, self.settings, self.tlsOptions)
+        p = CaptureSMTP(self.ingest, self.settings, self.tlsOptions)
         p.factory = self
         p.portal = self.portal
         return p

@@ -42,6 +42,7 @@ from capture.connections import (
 from capture.egress import DestinationPolicy, parseNetworks
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
+from capture.ingest import Ingest
 from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
@@ -637,10 +638,14 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             (name, _Listener(label, endpoint, factory, guard, name, description, slots))
         )
 
+    # Large messages are parsed on the reactor's thread pool.
+    ingest = Ingest(store, reactor)
     listen("smtp", "SMTP (STARTTLS)",
-           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics))
+           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics,
+                       ingest=ingest))
     listen("smtps", "SMTPS (implicit TLS)",
-           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics),
+           SMTPFactory(store, portal, settings, tlsOptions, budget, throttle, metrics,
+                       ingest=ingest),
            implicit=True)
     listen("pop3", "POP3 (STLS)",
            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor))

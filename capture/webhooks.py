@@ -56,10 +56,10 @@ from capture.egress import (
     Resolve,
     resolverFor,
 )
+from capture.emailmessage import messageWithBodiesJSON
 from capture.store.errors import NotFound
 from capture.store.interface import IStore
 from capture.store.model import Copy, InboxOwner
-from capture.web.messages import messageWithBodiesJSON
 
 _log = Logger()
 

@@ -44,7 +44,9 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from capture.access import Visibility
+from capture.emailmessage import listingJSON, messageJSON
 from capture.ids import newQueueId
+from capture.ingest import prepare
 from capture.mime import Part, parseMessage
 
 # The store's errors, imported in this one place (the SQLite-only tests take
@@ -65,10 +67,11 @@ from capture.store.model import (
     Retention,
     StoreLoad,
 )
-from capture.web.messages import messageJSON
 
 EVERYTHING = Visibility(everything=True)
 ANONYMOUS = Visibility(everything=False, starredBy=None)
+# How the API encodes a JSON answer (capture.web.responses).
+_API_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 DAY = 86400 * 1000
 
 #: The environment variable naming the backends to run, comma-separated.
@@ -121,7 +124,7 @@ def deliver(store: Any, env: Envelope, raw: bytes) -> Deferred[list[Copy]]:
 
     @return: Deferred firing with the new copies.
     """
-    return store.addMessage(env, raw)  # type: ignore[no-any-return]
+    return store.addMessage(prepare(env, raw))  # type: ignore[no-any-return]
 
 
 def listen(
@@ -1006,10 +1009,11 @@ class MessageTests(StoreCase):
         self.assertEqual(await self.store.accountAndOwner(key, "pub@example.com"),
                          (None, PUBLIC))
 
-    async def test_listInboxJSONIsMessageJSON(self) -> None:
+    async def test_listingJSONIsMessageJSON(self) -> None:
         """
-        The JSON listing SQLite joins from stored summaries is, copy for
-        copy, what L{messageJSON} makes of L{listInbox}'s copies: across
+        The JSON listing joined from stored summaries is, copy for copy and
+        byte for byte, what L{messageJSON} makes of L{listInbox}'s copies
+        (encoded as the API encodes one message): across
         names with quotes and non-ASCII, encoded words, control characters,
         attachments, links, labels, read states, starred copies and a
         message with no headers; C{limit} and C{until} agree too.
@@ -1034,11 +1038,28 @@ class MessageTests(StoreCase):
         for visible in (EVERYTHING, ANONYMOUS, Visibility(everything=False, starredBy="alice")):
             for kwargs in ({}, {"limit": 2}, {"until": copies[1].message.received}):
                 listed = await self.store.listInbox(inbox, visible, **kwargs)
-                data = await self.store.listInboxJSON(inbox, visible, **kwargs)
+                data = listingJSON(await self.store.listInboxSummaries(inbox, visible, **kwargs))
                 self.assertIsInstance(data, bytes)
                 self.assertEqual(json.loads(data), [messageJSON(c) for c in listed])
-        self.assertEqual(json.loads(await self.store.listInboxJSON("none@example.com",
-                                                                     EVERYTHING)), [])
+                self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
+        self.assertEqual(
+            listingJSON(await self.store.listInboxSummaries("none@example.com", EVERYTHING)),
+            b"[]")
+
+    async def test_listingWithSeparatorsInNames(self) -> None:
+        """
+        Names holding the control characters the listing's one aggregated
+        row separates fields with (an inbox, a starring account) still list
+        exactly, as L{messageJSON} shows them.
+        """
+        inbox = "a\x1fb\x1e@example.com"
+        await self.store.createAccount("s\x1ft")
+        copies = [(await self.add(inbox))[0] for _ in range(2)]
+        await self.store.setStarred(copies[0], "s\x1ft")
+        listed = await self.store.listInbox(inbox, EVERYTHING)
+        data = listingJSON(await self.store.listInboxSummaries(inbox, EVERYTHING))
+        self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
+        self.assertEqual(json.loads(data)[1]["savedBy"], "s\x1ft")
 
     async def test_listInboxVisibility(self) -> None:
         """
@@ -1867,8 +1888,8 @@ class PrivacyTests(StoreCase):
             inbox = "pub@example.com"
             found = {
                 "listInbox": [c.uid for c in await self.store.listInbox(inbox, visibility)],
-                "listInboxJSON": [ids[m["_id"]] for m in json.loads(
-                    await self.store.listInboxJSON(inbox, visibility))],
+                "listInboxSummaries": [ids[m["_id"]] for m in json.loads(listingJSON(
+                    await self.store.listInboxSummaries(inbox, visibility)))],
                 "listMailbox": [e.uid for e in await self.store.listMailbox(inbox, visibility)],
                 "mailboxFlags": [s.uid for s in await self.store.mailboxFlags(
                     MailboxQuery(inbox, visibility))],

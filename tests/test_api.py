@@ -90,6 +90,32 @@ def test_listPublicInboxWithoutKey(server: CaptureServer) -> None:
     assert [m["_id"] for m in limited] == [f"{second}-0"]
 
 
+def test_listingIsEachMessagesJSON(server: CaptureServer) -> None:
+    """
+    The listing (served from stored summaries) is, byte for byte, the
+    array of what the single-message route answers for each copy: starred,
+    labelled, read and unread copies, names with quotes and non-ASCII.
+    """
+    address = inbox()
+    ids = [
+        send(server, address, b"Subject: plain\r\n\r\n1\r\n"),
+        send(server, address, 'From: "Ann \\"Q\\"" <a@example.net>\r\nTo: J\u00fcrgen '
+             '<j@example.com>\r\nSubject: \u2603 \t tab\r\n\r\nhttps://example.com/x\r\n'
+             .encode()),
+        send(server, address, b"no header\r\n"),
+    ]
+    base = f"/api/addresses/{address}/messages"
+    key = server.key
+    assert call(server, "PUT", f"{base}/{ids[0]}-0/labels/a%22b", key)[0] == 200
+    assert call(server, "PUT", f"{base}/{ids[0]}-0/read/true", key)[0] == 200
+    assert call(server, "PUT", f"{base}/{ids[1]}-0/read/false", key)[0] == 200
+    assert call(server, "PUT", f"{base}/{ids[2]}-0/star", key)[0] == 200
+    status, _, listed = call(server, "GET", base, key)
+    assert status == 200
+    singles = [call(server, "GET", f"{base}/{i}-0", key)[2] for i in reversed(ids)]
+    assert listed == b"[" + b",".join(singles) + b"]"
+
+
 @pytest.mark.parametrize(
     "query, error",
     [("limit=1001", "limit"), ("limit=-1", "limit"), ("limit=abc", "limit"),

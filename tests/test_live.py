@@ -29,6 +29,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from capture.ids import newApiKey
+from capture.ingest import prepare
 from capture.web.api import BoundedRequest, MailsacAPI
 from capture.web.live import Listener, LiveHub
 from capture.web.openapi import document
@@ -759,7 +760,7 @@ class LiveCleanupTests(_StoreCase):
         """
         await self._connectAndLeave("/api/addresses/a@example.com/messages/wait?timeout=300")
         self.assertIsNone(self.api._live._unsubscribe)
-        await self.store.addMessage(envelope("a@example.com"), message())
+        await self.store.addMessage(prepare(envelope("a@example.com"), message()))
 
     async def test_eventStreamLeavesNoListener(self) -> None:
         """
@@ -792,7 +793,7 @@ class LiveCleanupTests(_StoreCase):
         client.transport.pauseProducing()  # type: ignore[attr-defined]
         body = (b"y" * 76 + b"\r\n") * 4000
         for _ in range(200):
-            await self.store.addMessage(envelope("s@example.com"), message(body=body))
+            await self.store.addMessage(prepare(envelope("s@example.com"), message(body=body)))
             if self.api._live.listeners() == 0:
                 break
         self.assertEqual(self.api._live.listeners(), 0)
@@ -835,7 +836,7 @@ class LiveHubTests(_StoreCase):
             for inboxes, domains in ((["x@d.example"], []), (["x@d.example"], []),
                                      ([], ["d.example"]))
         ]
-        await self.store.addMessage(envelope("x@d.example", "y@d.example"), message())
+        await self.store.addMessage(prepare(envelope("x@d.example", "y@d.example"), message()))
         for _ in range(500):
             if len(frames) == 4:
                 break

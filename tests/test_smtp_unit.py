@@ -27,12 +27,14 @@ from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from capture.addresses import baseInbox
 from capture.auth import LoginThrottle, makePortal
 from capture.connections import GuardFactory, GuardSettings, Slots
 from capture.ids import newApiKey
+from capture.ingest import Ingest
 from capture.smtp import (
     CaptureSMTP,
     IngestBudget,
@@ -101,6 +103,9 @@ class _Backend:
         self.reactor = _HandDrivenReactor()
         self.store = SQLiteStore(self.directory, self.reactor)
         self.store.start()
+        self.pool = ThreadPool(minthreads=0, maxthreads=1, name="smtp-unit-ingest")
+        self.pool.start()
+        self.ingest = Ingest(self.store, self.reactor, self.pool)
         self.key = newApiKey()
         self.reactor.settle(self.store.createAccount(ACCOUNT, self.key))
         self.portal = makePortal(self.store)
@@ -129,6 +134,7 @@ class _Backend:
 def backend() -> Iterator[_Backend]:
     made = _Backend()
     yield made
+    made.pool.stop()
     made.reactor.settle(made.store.stop())
 
 
@@ -143,7 +149,7 @@ class _Session:
         self.clock = Clock()
         self.factory = SMTPFactory(
             backend.store, backend.portal, SMTPSettings(**settings),
-            tlsOptions=object() if tls else None, clock=self.clock,
+            tlsOptions=object() if tls else None, clock=self.clock, ingest=backend.ingest,
         )
         proto = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
         assert isinstance(proto, CaptureSMTP)
@@ -841,7 +847,8 @@ def test_tooManyConnections(backend: _Backend) -> None:
     """
     clock = Clock()
     factory = GuardFactory(
-        SMTPFactory(backend.store, backend.portal, SMTPSettings()), GuardSettings(), clock,
+        SMTPFactory(backend.store, backend.portal, SMTPSettings(), ingest=backend.ingest),
+        GuardSettings(), clock,
         Slots(limit=1, perAddress=1),
     )
     address = IPv4Address("TCP", "127.0.0.1", 40001)
@@ -873,7 +880,8 @@ def test_tooManyConnectionsFromOneAddress(backend: _Backend) -> None:
     """
     clock = Clock()
     factory = GuardFactory(
-        SMTPFactory(backend.store, backend.portal, SMTPSettings()), GuardSettings(), clock,
+        SMTPFactory(backend.store, backend.portal, SMTPSettings(), ingest=backend.ingest),
+        GuardSettings(), clock,
         Slots(limit=10, perAddress=1),
     )
     first = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40001))

@@ -18,6 +18,7 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from capture.access import Visibility, visibleTo
+from capture.ingest import prepare
 from capture.store import Dialect, IBackend
 from capture.store._core import StoreCore
 from capture.store._privacy import Privacy, visibleWhere
@@ -143,7 +144,7 @@ def test_coreOnAnotherBackend(tmp_path: Any) -> None:
     assert store.uidValidity == 7
     _result(store.createAccount("alice"))
     _result(store.reserveAddress("alice", "mine@example.com"))
-    copies = _result(store.addMessage(envelope("mine@example.com"), message("private")))
+    copies = _result(store.addMessage(prepare(envelope("mine@example.com"), message("private"))))
     assert [c.message.subject for c in copies] == ["private"]
     mine = _result(store.listInbox("mine@example.com", Visibility(everything=True)))
     assert [c.uid for c in mine] == [copies[0].uid]

@@ -27,10 +27,10 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
+from capture.emailmessage import listingJSON, messageJSON
 from capture.store import _core, _privacy, _retention
 from capture.store.model import Copy, Retention
 from capture.store.sqlite import SQLiteStore, _migrations
-from capture.web.messages import messageJSON
 from tests.storesuite import (
     EVERYTHING,
     SQLITE,
@@ -227,8 +227,10 @@ class SchemaTests(SQLiteStoreCase):
             "SELECT count(*) FROM messages WHERE summary_json IS NULL").fetchone()[0], 0)
         listed = await self.store.listInbox("old@example.com", EVERYTHING)
         self.assertEqual([c.uid for c in listed], [c.uid for c in copies[::-1]])
-        self.assertEqual(json.loads(await self.store.listInboxJSON("old@example.com", EVERYTHING)),
-                         [messageJSON(c) for c in listed])
+        self.assertEqual(
+            json.loads(listingJSON(await self.store.listInboxSummaries("old@example.com",
+                                                                       EVERYTHING))),
+            [messageJSON(c) for c in listed])
 
     async def test_migrationThreeFillsIMAP(self) -> None:
         """

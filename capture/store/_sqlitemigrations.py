@@ -14,12 +14,9 @@ from importlib import resources
 
 from twisted.logger import Logger
 
-from capture import imapdata
 from capture.addresses import canonicalAddress, canonicalDomain
-from capture.mime import Part
-from capture.store._prepare import _fallbackParse
+from capture.ingest import backfillIMAP, backfillSummary
 from capture.store._rows import addresses as _addresses
-from capture.summary import summaryJSON
 
 _log = Logger()
 
@@ -53,7 +50,7 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
             "UPDATE messages SET summary_json = ? WHERE id = ?",
             [
                 (
-                    summaryJSON(
+                    backfillSummary(
                         fromAddresses=_addresses(f), to=_addresses(t), cc=_addresses(c),
                         bcc=_addresses(b), subject=subject, received=received, size=size,
                         attachments=[a[0] for a in json.loads(attachments)], ip=ip, via=via,
@@ -124,18 +121,10 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not rows:
             return
-        updates = []
-        for rowid, raw, structureJSON in rows:
-            raw = bytes(raw)
-            try:
-                part = Part.fromJSON(json.loads(structureJSON))
-                texts = (imapdata.envelope(raw), imapdata.bodyStructure(raw, part))
-            except Exception:
-                # One odd message must not keep the store from opening:
-                # it is served as the unparsed fallback would be.
-                part = _fallbackParse(raw).structure
-                texts = ("(" + " ".join(["NIL"] * 10) + ")", imapdata.bodyStructure(raw, part))
-            updates.append((*texts, part.bodyStart, rowid))
+        updates = [
+            (*backfillIMAP(bytes(raw), structureJSON), rowid)
+            for rowid, raw, structureJSON in rows
+        ]
         conn.executemany(
             "UPDATE messages SET imap_envelope = ?, imap_structure = ?, header_size = ? "
             "WHERE id = ?",

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from capture.access import Visibility
+    from capture.ingest import PreparedMessage
     from capture.store.model import (
         Account,
         AccountDeletion,
@@ -50,8 +51,8 @@ if TYPE_CHECKING:
         ApiKeyInfo,
         Bodies,
         Copy,
+        CopySummary,
         Domain,
-        Envelope,
         FetchedMessage,
         FlagState,
         InboxOwner,
@@ -384,19 +385,19 @@ class IMessageStore(Interface):
     newest first by uid, and C{beforeUid} pages by it.
     """
 
-    def addMessage(envelope: Envelope, raw: bytes) -> Deferred[list[Copy]]:
+    def addMessage(prepared: PreparedMessage) -> Deferred[list[Copy]]:
         """
         Store one message and one copy per recipient, durably.
 
-        The message is parsed here, once (a message the parser cannot read
-        is stored unparsed: its raw bytes are never lost).  The Deferred
-        fires only after the message and all its copies are committed and
-        synced, and the new copies' uids keep L{IMailboxStore}'s uid
-        guarantee; a sender with C{capturePrivate} on stars every copy.
-        The new copies go to L{IStoreEvents.subscribe}'s subscribers.
+        The message was parsed already, once, and every text readers need
+        derived (L{capture.ingest.prepare}): the store writes what it is
+        given.  The Deferred fires only after the message and all its
+        copies are committed and synced, and the new copies' uids keep
+        L{IMailboxStore}'s uid guarantee; a sender with C{capturePrivate}
+        on stars every copy, and the sender's usage counter grows by one
+        op.  The new copies go to L{IStoreEvents.subscribe}'s subscribers.
 
-        @param envelope: The L{Envelope}.
-        @param raw: The message bytes, C{Received:} line included.
+        @param prepared: The L{capture.ingest.PreparedMessage}.
         @return: Deferred firing with the list of new L{Copy}, in the
             envelope's recipient order; failing with L{StoreFull} when the
             store has no room outside its reserve, or L{StoreError}.
@@ -427,17 +428,16 @@ class IMessageStore(Interface):
         @return: Deferred firing with at most C{limit} L{Copy}.
         """
 
-    def listInboxJSON(
+    def listInboxSummaries(
         inbox: str, visibility: Visibility, limit: int = 50, until: int | None = None
-    ) -> Deferred[bytes]:
+    ) -> Deferred[list[CopySummary]]:
         """
-        What L{listInbox} lists, as the UTF-8 JSON array of the copies'
-        C{EmailMessage} objects (each equal to
-        L{capture.web.messages.messageJSON} of the copy), built from the
-        stored summaries without making a L{Copy}: the fast path of
-        listings.
+        What L{listInbox} lists, as each copy's own fields and its
+        message's stored summary text, without making a L{Copy}: the fast
+        path of listings (L{capture.emailmessage.listingJSON} makes the
+        JSON of them).
 
-        @return: Deferred firing with L{bytes}.
+        @return: Deferred firing with a list of L{CopySummary}.
         """
 
     def countInbox(inbox: str, visibility: Visibility) -> Deferred[int]:

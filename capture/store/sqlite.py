@@ -71,7 +71,7 @@ SQLITE = Dialect(
     asBytes=lambda expression: f"CAST({expression} AS BLOB)",
     # The order of an ordered, limited subquery is kept (the store tests
     # check it).
-    joinText=lambda column: f"group_concat({column}, ',')",
+    joinText=lambda column: f"group_concat({column}, char(30))",
     insertOrIgnore=lambda insert: insert.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
 )
 

@@ -29,9 +29,9 @@ from twisted.web.server import Request
 from twisted.web.template import Tag, tags
 
 from capture.access import Action, permits
+from capture.emailmessage import isoTime
 from capture.store.errors import Conflict, NotFound
 from capture.store.model import Account, ApiKeyInfo, Copy, Domain, InboxOwner, OwnedAddress
-from capture.summary import isoTime
 from capture.web import accountrules
 from capture.web.homepage import inboxPath
 from capture.web.inboxpages import CURSOR, humanSize, rowActions, sender, shortcuts, shortTime

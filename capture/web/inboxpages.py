@@ -23,8 +23,8 @@ from twisted.web.template import Tag, tags
 
 from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import inboxOf
+from capture.emailmessage import isoTime
 from capture.store.model import Copy, InboxOwner
-from capture.summary import isoTime
 from capture.web.autoconfig import MailSettings
 from capture.web.homepage import inboxPath
 from capture.web.pagebase import PageBase, PageError, csrfField, notFound, pages

@@ -41,9 +41,9 @@ from zope.interface import implementer
 from capture.access import Visibility, visibility, visibleTo
 from capture.addresses import customDomain
 from capture.connections import Slots, peerHost
+from capture.emailmessage import messageJSON, messageWithBodiesJSON
 from capture.store.interface import IMessageStore, IStore
 from capture.store.model import Bodies, Copy, InboxOwner, OwnedAddress, RemovedCopy
-from capture.web.messages import messageJSON, messageWithBodiesJSON
 from capture.web.responses import ApiError
 
 _log = Logger()

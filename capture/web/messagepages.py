@@ -22,9 +22,9 @@ from twisted.web.template import Tag, tags
 
 from capture.access import Action, permits
 from capture.addresses import inboxOf
+from capture.emailmessage import isoTime
 from capture.store.errors import NotFound
 from capture.store.model import Bodies, Copy, InboxOwner
-from capture.summary import isoTime
 from capture.web.homepage import inboxPath
 from capture.web.pagebase import PageBase, PageError, csrfField, notFound, pages, securityHeaders
 from capture.web.parts import attachmentData, inlineImages, safeFilename, textOf

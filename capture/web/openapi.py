@@ -10,7 +10,7 @@ websocket frame and the webhook body extend.  C{tests/test_openapi.py}
 keeps it true: every route of L{capture.web.api.MailsacAPI} is an operation
 here and every operation a route, and real answers of a running server are
 validated against these schemas (which refuse unknown fields, so a field
-added to L{capture.web.messages.messageJSON} without this document fails).
+added to L{capture.emailmessage.messageJSON} without this document fails).
 
 Where the Mailsac reference (C{reference/mailsac-api.md}) leaves something
 UNKNOWN or contradicts itself, the operation's description says what
@@ -94,7 +94,7 @@ _MD5 = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
 
 def _messageProperties() -> Json:
     """
-    The fields of L{capture.web.messages.messageJSON}, in its order.
+    The fields of L{capture.emailmessage.messageJSON}, in its order.
     """
     recipients = _arrayOf(_schema("EmailRecipient"))
     return {
