@@ -56,6 +56,7 @@ from capture.egress import (
     Resolve,
     resolverFor,
 )
+from capture.events import IEventBus, NewCopies
 from capture.store.interface import IStore
 from capture.store.model import Copy, InboxOwner, NotFound
 from capture.web.messages import messageWithBodiesJSON
@@ -218,8 +219,15 @@ class WebhookDispatcher(Service):
         jitter: Callable[[], float] = random.random,
         policy: DestinationPolicy | None = None,
         resolve: Resolve | None = None,
+        *,
+        events: IEventBus,
     ) -> None:
+        """
+        @param events: The bus the store publishes to: each new copy is
+            checked for a webhook.
+        """
         self._store = store
+        self._events = events
         self._reactor = reactor
         self._queueLimit = queueLimit
         self._timeout = timeout
@@ -263,7 +271,7 @@ class WebhookDispatcher(Service):
                 ),
                 pool=self._pool,
             )
-        self._unsubscribe = self._store.subscribe(self._newCopies)
+        self._unsubscribe = self._events.subscribe(NewCopies, self._newCopies)
 
     def stopService(self) -> Deferred[None] | None:
         """
@@ -303,10 +311,11 @@ class WebhookDispatcher(Service):
 
     # New mail
 
-    def _newCopies(self, copies: list[Copy]) -> None:
+    def _newCopies(self, event: NewCopies) -> None:
         """
-        The store's callback: queue the copies and return (no I/O here).
+        The bus's callback: queue the copies and return (no I/O here).
         """
+        copies = list(event.copies)
         if not self.running:
             return
         if self._incomingCopies + len(copies) > self.lookupBacklog:

@@ -23,6 +23,7 @@ from collections.abc import Awaitable
 from importlib import resources
 from typing import Any, cast
 
+import attrs
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater
@@ -31,6 +32,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from capture.access import Visibility
+from capture.events import ChangedCopies, ChangedCopy, InProcessBus, NewCopies, RemovedCopies
 from capture.ids import newQueueId
 from capture.mime import Part, parseMessage
 from capture.store import sqlite as sqliteBackend
@@ -120,7 +122,8 @@ class _StoreCase(unittest.TestCase):
         self.directory = tempfile.mkdtemp(prefix="capture-store-")
         self.path = os.path.join(self.directory, DATABASE_NAME)
         self.connections: list[sqlite3.Connection] = []
-        self.store = SQLiteStore(self.directory)
+        self.events = InProcessBus()
+        self.store = SQLiteStore(self.directory, events=self.events)
         self.store.start()
         self.running = True
 
@@ -140,7 +143,7 @@ class _StoreCase(unittest.TestCase):
         """
         self.running = False
         await self.store.stop()
-        self.store = SQLiteStore(self.directory, **kwargs)
+        self.store = SQLiteStore(self.directory, events=self.events, **kwargs)
         self.store.start()
         self.running = True
 
@@ -809,7 +812,7 @@ class MessageTests(_StoreCase):
         unsubscribing they get nothing.
         """
         seen: list[list[Copy]] = []
-        unsubscribe = self.store.subscribe(seen.append)
+        unsubscribe = self.events.subscribe(NewCopies, lambda e: seen.append(list(e.copies)))
         copies = await self.add("a@example.com", "b@example.com")
         # Subscribers are called right after the writer's callers.
         await deferLater(reactor, 0, lambda: None)
@@ -1009,12 +1012,12 @@ class MailboxTests(_StoreCase):
 
     async def test_deletionsArePublished(self) -> None:
         """
-        Subscribers of subscribeRemoved hear what deleteCopy, deleteCopies
+        Subscribers of RemovedCopies hear what deleteCopy, deleteCopies
         and purgeInbox removed (uid, copy id, inbox, starrer), after the
         commit; uids that were not there are not reported.
         """
         heard: list[list[RemovedCopy]] = []
-        unsubscribe = self.store.subscribeRemoved(heard.append)
+        unsubscribe = self.events.subscribe(RemovedCopies, lambda e: heard.append(list(e.copies)))
         copies = await self.add("a@example.com", "b@example.com", "c@example.com")
         await self.store.deleteCopy(copies[0])
         self.assertEqual(await self.store.deleteCopies([copies[1].uid, 999999]), [copies[1].uid])
@@ -1025,6 +1028,39 @@ class MailboxTests(_StoreCase):
         self.assertEqual(
             heard[2], [RemovedCopy(copies[2].uid, copies[2].id, "c@example.com", None)]
         )
+
+    async def test_changesArePublished(self) -> None:
+        """
+        Every writer of a copy's state publishes its new state after the
+        commit, with what routes it (uid, copy id, inbox, starrer, sending
+        account): setFlags (IMAP flags and keywords), setCopyState (read,
+        labels, folder), setStarred, and the stars deleteAccount drops.
+        """
+        await self.store.createAccount("alice")
+        heard: list[ChangedCopies] = []
+        unsubscribe = self.events.subscribe(ChangedCopies, heard.append)
+        first, second = await self.add("a@example.com", "b@example.com", account="alice")
+        await self.store.setFlags([FlagState(first.uid, True, False, True, False, ("$Work",))])
+        await self.store.setCopyState(second, read=True, labels=("x",), folder="spam")
+        starred = await self.store.setStarred(second, "alice")
+        await self.store.deleteAccount("alice")
+        unsubscribe()
+        await self.store.setCopyState(first, read=False)
+
+        def changed(copy: Copy, **state: Any) -> ChangedCopy:
+            base = ChangedCopy(copy.uid, copy.id, copy.inbox, None, "alice", False, False,
+                               False, False, (), "inbox")
+            return attrs.evolve(base, **state)
+
+        self.assertEqual([event.copies for event in heard], [
+            (changed(first, read=True, answered=True, labels=("$Work",)),),
+            (changed(second, read=True, labels=("x",), folder="spam"),),
+            (changed(second, savedBy="alice", read=True, labels=("x",), folder="spam"),),
+            (changed(second, read=True, labels=("x",), folder="spam"),),
+        ])
+        self.assertEqual(heard[2].copies[0], ChangedCopy.of(starred))
+        self.assertEqual(heard[0].copies[0].flags,
+                         FlagState(first.uid, True, False, True, False, ("$Work",)))
 
     async def test_readerInboxes(self) -> None:
         """
@@ -1443,7 +1479,7 @@ class RetentionTests(_StoreCase):
     async def test_retentionIsPublished(self) -> None:
         """
         Copies retention recycles (over a public inbox's limit, too old,
-        over an account's message limit) are announced to subscribeRemoved
+        over an account's message limit) are announced as RemovedCopies
         like any other deletion, so IMAP sessions and open pages drop them.
         """
         await self.store.createAccount("alice")
@@ -1452,7 +1488,7 @@ class RetentionTests(_StoreCase):
         public = [(await self.add("pub@example.com"))[0] for _ in range(3)]
         owned = [(await self.add("owned@example.com"))[0] for _ in range(2)]
         heard: list[list[RemovedCopy]] = []
-        unsubscribe = self.store.subscribeRemoved(heard.append)
+        unsubscribe = self.events.subscribe(RemovedCopies, lambda e: heard.append(list(e.copies)))
         retention = Retention(publicInboxLimit=2, publicMaxAge=0, messageLimit=0)
         removed = await self.store.enforceRetention(retention, nowMillis())
         unsubscribe()

@@ -8,9 +8,6 @@ L{IStore} and never see SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 from zope.interface import Attribute, Interface
 
 
@@ -21,6 +18,13 @@ class IStore(Interface):
     Failures arrive as errbacks: L{capture.store.model.NotFound},
     L{capture.store.model.Conflict}, L{capture.store.model.StoreFull} and
     L{capture.store.model.StoreError}.
+
+    Every committed change to copies is published, after the commit and
+    before the method's Deferred fires, to the L{capture.events.IEventBus}
+    the store was built with: new copies (L{addMessage}), removed ones
+    (deletes, purges, expunges, retention, account deletion) and changed
+    ones (L{setFlags}, L{setCopyState}, L{setStarred}, the stars an
+    account deletion drops).  Readers subscribe to the bus, not the store.
     """
 
     uidValidity = Attribute(
@@ -551,21 +555,4 @@ class IStore(Interface):
     def load():
         """
         @return: The L{StoreLoad} now (queue depths, read at scrape time).
-        """
-
-    def subscribeRemoved(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
-        """
-        Call C{callback} in the reactor thread with a L{RemovedCopy} for
-        each copy each L{deleteCopy}, L{deleteCopies}, L{purgeInbox} or
-        L{purgeDomain} deleted, once committed (IMAP tells selected
-        sessions with C{EXPUNGE}, live pages drop the row).  The deletion
-        read them before deleting, so subscribers need no query of their
-        own.  Retention's deletions are not reported.
-        @return: A function that unsubscribes.
-        """
-
-    def subscribe(callback: Callable[[list[Any]], None]) -> Callable[[], None]:
-        """
-        Call C{callback} in the reactor thread with the new L{Copy} list
-        of every committed message.  @return: A function that unsubscribes.
         """

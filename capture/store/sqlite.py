@@ -36,6 +36,14 @@ from zope.interface import implementer
 from capture import imapdata
 from capture.access import Visibility
 from capture.addresses import canonicalAddress, canonicalDomain
+from capture.events import (
+    ChangedCopies,
+    ChangedCopy,
+    IEventBus,
+    InProcessBus,
+    NewCopies,
+    RemovedCopies,
+)
 from capture.ids import copyId, newApiKey, splitCopyId
 from capture.mime import Attachment, MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
@@ -605,11 +613,15 @@ class SQLiteStore:
         readThreads: int = 4,
         observeCommit: Callable[[float, int], None] | None = None,
         reserve: int = DEFAULT_RESERVE,
+        events: IEventBus | None = None,
     ) -> None:
         """
         @param reserve: Octets of the disk new mail may not use (at most a
             quarter of C{maxSize} of the store), kept for deletions, purges,
             retention and settings, so that a full store can be emptied.
+        @param events: Where every committed change to copies is published
+            (L{None}: a bus of its own that nobody hears, for the admin
+            command, whose process has no readers).
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -622,8 +634,7 @@ class SQLiteStore:
         self._reserve = reserve
         self._pool = ThreadPool(minthreads=1, maxthreads=readThreads, name="capture-read")
         self._local = threading.local()
-        self._subscribers: list[Callable[[list[Copy]], None]] = []
-        self._removedSubscribers: list[Callable[[list[RemovedCopy]], None]] = []
+        self._events: IEventBus = events if events is not None else InProcessBus()
         self._writer: _Writer | None = None
         self._touchedInboxes: set[str] = set()
         self._touchedAccounts: set[str] = set()
@@ -764,31 +775,13 @@ class SQLiteStore:
             readsPending=self._readsPending,
         )
 
-    def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
-
-    def subscribeRemoved(
-        self, callback: Callable[[list[RemovedCopy]], None]
-    ) -> Callable[[], None]:
-        self._removedSubscribers.append(callback)
-        return lambda: self._removedSubscribers.remove(callback)
-
     def _publishRemoved(self, removed: list[RemovedCopy]) -> None:
-        if not removed:
-            return
-        for callback in list(self._removedSubscribers):
-            try:
-                callback(list(removed))
-            except Exception:
-                _log.failure("removed-copy subscriber failed")
+        if removed:
+            self._events.publish(RemovedCopies(tuple(removed)))
 
-    def _published(self, copies: list[Copy]) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(list(copies))
-            except Exception:
-                _log.failure("new-message subscriber failed")
+    def _publishChanged(self, changed: list[ChangedCopy]) -> None:
+        if changed:
+            self._events.publish(ChangedCopies(tuple(changed)))
 
     # Accounts and keys
 
@@ -870,7 +863,9 @@ class SQLiteStore:
         return self._read(op)
 
     def deleteAccount(self, name: str) -> Deferred[AccountDeletion]:
-        def op(conn: sqlite3.Connection) -> tuple[AccountDeletion, list[RemovedCopy]]:
+        def op(
+            conn: sqlite3.Connection,
+        ) -> tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]]:
             _account(conn, name)
             keys = conn.execute(
                 "SELECT count(*) FROM api_keys WHERE account = ?", (name,)
@@ -889,18 +884,25 @@ class SQLiteStore:
                 (name, name, name, name),
             )]
             removed = _deleteCopies(conn, uids)
+            starred = [r[0] for r in conn.execute(
+                "SELECT uid FROM copies WHERE saved_by = ?", (name,))]
             stars = conn.execute(
                 "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
             ).rowcount
+            unstarred = _changedCopies(conn, starred)
             conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
             conn.execute("DELETE FROM usage WHERE account = ?", (name,))
             # Keys, addresses and domains go with it (ON DELETE CASCADE).
             conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
-            return AccountDeletion(keys, addresses, domains, len(removed), stars), removed
+            deletion = AccountDeletion(keys, addresses, domains, len(removed), stars)
+            return deletion, removed, unstarred
 
-        def done(result: tuple[AccountDeletion, list[RemovedCopy]]) -> AccountDeletion:
+        def done(
+            result: tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]],
+        ) -> AccountDeletion:
             self._pendingOps = {k: v for k, v in self._pendingOps.items() if k[0] != name}
             self._removed(result[1])
+            self._publishChanged(result[2])
             return result[0]
 
         return self._write(op).addCallback(done)
@@ -1188,7 +1190,7 @@ class SQLiteStore:
                 # Starred mail counts toward its account's limit wherever
                 # it was filed.
                 self._touchedAccounts.add(inserted.starredBy)
-            self._published(copies)
+            self._events.publish(NewCopies(tuple(copies)))
             return list(copies)
 
         return d.addCallback(stored)
@@ -1354,7 +1356,11 @@ class SQLiteStore:
                 conn.execute("UPDATE copies SET folder = ? WHERE uid = ?", (folder, copy.uid))
             return _reread(conn, copy)
 
-        return self._write(op)
+        return self._write(op).addCallback(self._changedCopy)
+
+    def _changedCopy(self, copy: Copy) -> Copy:
+        self._publishChanged([ChangedCopy.of(copy)])
+        return copy
 
     # IMAP and POP3
 
@@ -1501,14 +1507,15 @@ class SQLiteStore:
             for s in states
         ]
 
-        def op(conn: sqlite3.Connection) -> None:
+        def op(conn: sqlite3.Connection) -> list[ChangedCopy]:
             conn.executemany(
                 "UPDATE copies SET read = ?, deleted = ?, answered = ?, flagged = ?, "
                 "labels_json = ? WHERE uid = ?",
                 rows,
             )
+            return _changedCopies(conn, [s.uid for s in states])
 
-        return self._write(op)
+        return self._write(op).addCallback(self._publishChanged)
 
     def deleteCopies(self, uids: list[int]) -> Deferred[list[int]]:
         def op(conn: sqlite3.Connection) -> list[RemovedCopy]:
@@ -1762,7 +1769,7 @@ class SQLiteStore:
             conn.execute("UPDATE copies SET saved_by = ? WHERE uid = ?", (account, copy.uid))
             return _reread(conn, copy)
 
-        return self._write(op)
+        return self._write(op).addCallback(self._changedCopy)
 
     def usage(self, account: str, month: str) -> Deferred[int]:
         # Read through the writer, in order after every flush already
@@ -2211,6 +2218,29 @@ def _dropOrphans(conn: sqlite3.Connection, messages: Iterable[int]) -> None:
         "(SELECT 1 FROM copies WHERE message = ?)",
         [(m, m) for m in set(messages)],
     )
+
+
+def _changedCopies(conn: sqlite3.Connection, uids: list[int]) -> list[ChangedCopy]:
+    """
+    The state of the copies C{uids} names, read in the transaction that
+    changed them, for the bus (uids no longer there are left out).
+    """
+    changed: list[ChangedCopy] = []
+    for chunk in _chunks(uids):
+        rows = conn.execute(
+            "SELECT c.uid, m.queue_id, c.n, c.inbox, c.saved_by, m.account, c.read, c.deleted, "
+            f"c.answered, c.flagged, c.labels_json, c.folder {_COPY_FROM} "
+            f"WHERE c.uid IN ({','.join('?' * len(chunk))}) ORDER BY c.uid",
+            chunk,
+        )
+        for uid, queueId, n, inbox, savedBy, sender, read, deleted, answered, flagged, \
+                labels, folder in rows:
+            changed.append(ChangedCopy(
+                uid, copyId(queueId, n), inbox, savedBy, sender, bool(read), bool(deleted),
+                bool(answered), bool(flagged),
+                tuple(json.loads(labels)) if labels != "[]" else (), folder,
+            ))
+    return changed
 
 
 def _deleteCopies(conn: sqlite3.Connection, uids: list[int]) -> list[RemovedCopy]:
