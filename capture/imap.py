@@ -1039,9 +1039,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         view = self.view
         if view is None:
             return
+        gone = set(self._gone)
         for uid in sorted(changed):
             state = changed[uid]
-            if view.flags.get(uid, state) == state:
+            # An expunged copy's last flags are not worth telling.
+            if uid in gone or view.flags.get(uid, state) == state:
                 continue
             view.flags[uid] = state
             for line in _newKeywords(view, state.labels):
