@@ -22,7 +22,10 @@ _PERMANENT = b"\\Seen \\Answered \\Flagged \\Deleted"
 
 
 def _client(server: CaptureServer, address: str) -> IMAPClient:
-    client = IMAPClient("127.0.0.1", port=server.ports["imaps"], ssl_context=server.tlsContext())
+    # A timeout, so that a failed assertion made while idling (the client
+    # then logs out into the IDLE) fails the test instead of hanging it.
+    client = IMAPClient("127.0.0.1", port=server.ports["imaps"], ssl_context=server.tlsContext(),
+                        timeout=5)
     client.login(address, server.key or "")
     client.select_folder("INBOX")
     return client
