@@ -57,18 +57,23 @@ def _idleUntil(client: IMAPClient, wanted: Any, timeout: float = 1.0) -> list[An
 def test_storeElsewhereReachesAnIdlingSession(server: CaptureServer) -> None:
     """
     One session's STORE reaches another session idling on the same mailbox
-    as an untagged FETCH FLAGS within a second; the session that stored it
-    hears only its own STORE answer, not an echo.
+    as an untagged FETCH FLAGS within a second, and a third one, not
+    idling, at its next NOOP (once); the session that stored it hears only
+    its own STORE answer, not an echo.
     """
     address = inbox()
     send(server, address, b"Subject: one\r\n\r\nx\r\n")
     send(server, address, b"Subject: two\r\n\r\nx\r\n")
-    with _client(server, address) as storing, _client(server, address) as idling:
+    with _client(server, address) as storing, _client(server, address) as idling, \
+            _client(server, address) as waiting:
         second = storing.search()[1]
         idling.idle()
         assert storing.add_flags([second], [b"\\Flagged"]) == {second: (b"\\Flagged",)}
         flagged = (2, b"FETCH", (b"FLAGS", (b"\\Flagged",)))
         assert _idleUntil(idling, flagged) == [flagged]
+        # Not idling: told at its next command.
+        assert waiting.noop() == (b"NOOP completed", [flagged])
+        assert waiting.noop() == (b"NOOP completed", [])
         storing.remove_flags([second], [b"\\Flagged"], silent=True)
         cleared = (2, b"FETCH", (b"FLAGS", ()))
         assert _idleUntil(idling, cleared) == [cleared]
