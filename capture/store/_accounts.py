@@ -9,12 +9,14 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from capture.addresses import canonicalDomain, inboxOf
+from capture.events import ChangedCopy
 from capture.ids import newApiKey
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account, _now
 from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
 from capture.store._privacy import owner
 from capture.store._removal import deleteCopies
+from capture.store._rows import changedCopies
 from capture.store.errors import Conflict
 from capture.store.model import (
     Account,
@@ -108,7 +110,9 @@ class Accounts(CoreBase):
         return self._read(op)
 
     def deleteAccount(self, name: str) -> Deferred[AccountDeletion]:
-        def op(conn: Connection) -> tuple[AccountDeletion, list[RemovedCopy]]:
+        def op(
+            conn: Connection,
+        ) -> tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]]:
             _account(conn, name)
             keys = conn.execute(
                 "SELECT count(*) FROM api_keys WHERE account = ?", (name,)
@@ -127,18 +131,25 @@ class Accounts(CoreBase):
                 (name, name, name, name),
             )]
             removed = deleteCopies(conn, uids)
+            starred = [r[0] for r in conn.execute(
+                "SELECT uid FROM copies WHERE saved_by = ?", (name,))]
             stars = conn.execute(
                 "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
             ).rowcount
+            unstarred = changedCopies(conn, starred)
             conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
             conn.execute("DELETE FROM usage WHERE account = ?", (name,))
             # Keys, addresses and domains go with it (ON DELETE CASCADE).
             conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
-            return AccountDeletion(keys, addresses, domains, len(removed), stars), removed
+            deletion = AccountDeletion(keys, addresses, domains, len(removed), stars)
+            return deletion, removed, unstarred
 
-        def done(result: tuple[AccountDeletion, list[RemovedCopy]]) -> AccountDeletion:
+        def done(
+            result: tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]],
+        ) -> AccountDeletion:
             self._ops.forget(name)
             self._removed(result[1])
+            self._publishChanged(result[2])
             return result[0]
 
         return self._write(op).addCallback(done)
