@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from capture.events import IEventBus
 from capture.store._backend import Connection, Cursor, Dialect, IBackend, Operation
 from capture.store.interface import IStore
+
+if TYPE_CHECKING:
+    # Only an annotation: capture.events imports capture.store.model, so a
+    # run-time import here would be a cycle.
+    from capture.events import IEventBus
 
 __all__ = [
     "Connection", "Cursor", "Dialect", "IBackend", "IStore", "Operation", "hasStoredData",
