@@ -11,6 +11,7 @@ from twisted.internet.defer import Deferred
 from capture.addresses import canonicalDomain, inboxOf
 from capture.ids import newApiKey
 from capture.store._backend import Connection
+from capture.store._listing import refreshListing
 from capture.store._base import CoreBase, _account, _now
 from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
 from capture.store._privacy import owner
@@ -127,9 +128,11 @@ class Accounts(CoreBase):
                 (name, name, name, name),
             )]
             removed = deleteCopies(conn, uids)
-            stars = conn.execute(
-                "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
-            ).rowcount
+            starred = [r[0] for r in conn.execute(
+                "SELECT uid FROM copies WHERE saved_by = ?", (name,))]
+            conn.execute("UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,))
+            refreshListing(conn, starred)
+            stars = len(starred)
             conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
             conn.execute("DELETE FROM usage WHERE account = ?", (name,))
             # Keys, addresses and domains go with it (ON DELETE CASCADE).
