@@ -11,9 +11,9 @@ from twisted.internet.defer import Deferred
 from capture.addresses import canonicalDomain, inboxOf
 from capture.ids import newApiKey
 from capture.store._backend import Connection
-from capture.store._listing import refreshListing
 from capture.store._base import CoreBase, _account, _now
 from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
+from capture.store._listing import refreshListing
 from capture.store._privacy import owner
 from capture.store._removal import deleteCopies
 from capture.store.errors import Conflict

@@ -16,8 +16,8 @@ from capture.access import Visibility
 from capture.ids import copyId
 from capture.mime import Part
 from capture.store._backend import Connection
-from capture.store._listing import refreshListing
 from capture.store._base import CoreBase
+from capture.store._listing import refreshListing
 from capture.store._privacy import visibleWhere
 from capture.store._removal import deleteCopies
 from capture.store._rows import (
