@@ -22,7 +22,8 @@ here, in one order, so the API, the live events, the webhooks and the web
 page show one and the same object.
 
 Below C{capture.web} and C{capture.webhooks}, above the store: it imports
-only the store's value types.
+only the store's value types (the store calls L{listingHead}, the one maker
+of the text it keeps, from C{capture.store._listing}).
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ Python.  The price is that the head must be made again whenever a field
 it shows changes (read, labels, folder, savedBy, inbox): every statement
 that changes one of those columns is followed, in its transaction, by
 L{refreshListing} for the copies it touched.  The conformance suite's
-C{test_listingJSONIsMessageJSON} checks each such write.
+C{test_listingFollowsEveryChange} checks each such write.
 """
 
 from __future__ import annotations

@@ -39,6 +39,8 @@ from capture.store.model import (
 
 # Octets a message's rows take besides its raw bytes and bodies.
 _ROW_OVERHEAD = 16 * 1024
+
+
 class Messages(CoreBase):
     """
     Messages and their copies as the HTTP API and the web pages see them.
@@ -125,9 +127,9 @@ class Messages(CoreBase):
             # (capture.store._listing): a row per copy would take and give
             # back the GIL fifty times, each time waiting on the reactor
             # thread, and any JSON made here would hold it (bench/api.py).
-            # The subquery's order is kept by group_concat (what SQLite
-            # does with an ordered, limited subquery; the store tests check
-            # it).
+            # The subquery's order is kept by the aggregate (what SQLite's
+            # group_concat does with an ordered, limited subquery; the
+            # store tests check it).
             (text,) = conn.execute(
                 f"SELECT '[' || coalesce({joined}, '') || ']' FROM ({sql})", params
             ).fetchone()
