@@ -1106,9 +1106,9 @@ class MessageTests(StoreCase):
 
     async def test_listingWithSeparatorsInNames(self) -> None:
         """
-        Names holding the control characters the listing's one aggregated
-        row separates fields with (an inbox, a starring account) still list
-        exactly, as L{messageJSON} shows them.
+        Names holding control characters (an inbox, a starring account;
+        once the separators of the listing's one aggregated row) list
+        exactly, escaped as L{messageJSON} shows them.
         """
         inbox = "a\x1fb\x1e@example.com"
         await self.store.createAccount("s\x1ft")
