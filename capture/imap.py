@@ -39,6 +39,7 @@ from zope.interface import implementer
 
 from capture.access import Visibility, visibility
 from capture.auth import MECHANISMS, IMailboxReader, LoginLogin, LoginThrottle, PlainLogin
+from capture.events import ChangedCopies, ChangedCopy, IEventBus, NewCopies, RemovedCopies
 from capture.imapitems import (
     METADATA_ITEMS,
     applyFlags,
@@ -46,6 +47,7 @@ from capture.imapitems import (
     fetchItem,
     flagList,
     headersOnly,
+    keywords,
     metadataFlags,
     metadataItems,
 )
@@ -54,14 +56,13 @@ from capture.imapsearch import SearchError, parseSearch, splitSearchKeys
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
 from capture.sessions import SessionFactory
-from capture.store.interface import IStore, IStoreEvents
+from capture.store.interface import IStore
 from capture.store.model import (
     Copy,
     FetchedMessage,
     FlagState,
     MailboxQuery,
     MetadataRow,
-    RemovedCopy,
 )
 
 _log = Logger()
@@ -72,7 +73,10 @@ INBOXES = "Inboxes"
 # Trash is always empty, and what is moved there is deleted.
 TRASH = "Trash"
 _SYSTEM_FLAGS = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")
-_PERMANENT = "\\Seen \\Answered \\Flagged \\Deleted \\*"
+_PERMANENT = ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted")
+# RFC 3501 7.4.1: no EXPUNGE while answering these (their sequence numbers
+# would shift under a pipelined client); their UID forms may carry one.
+_NO_EXPUNGE = {b"FETCH", b"STORE", b"SEARCH"}
 _FETCH_BATCH_OCTETS = 4 * 1024 * 1024
 # Messages per store read when FETCH asks no whole bodies (the header sync):
 # a mailbox of any size is then answered in bounded memory.
@@ -129,6 +133,8 @@ class _View:
     uids: list[int]
     flags: dict[int, FlagState]
     uidNext: int
+    # The keywords the client was told of (FLAGS, PERMANENTFLAGS), in order.
+    keywords: dict[str, None] = attrs.Factory(dict)
 
     def seq(self, uid: int) -> int:
         return bisect.bisect_left(self.uids, uid) + 1
@@ -150,26 +156,24 @@ class _View:
 
 class _Hub:
     """
-    New mail for the sessions that have a mailbox selected: one store
-    subscription for the listener, sessions kept per inbox (and per sending
+    What the event bus tells of copies, for the sessions that have their
+    mailbox selected: one subscription for the listener while any session
+    has a mailbox selected, sessions kept per inbox (and per sending
     account, for the sent-mail C{INBOX}).
     """
 
-    def __init__(self, store: IStoreEvents) -> None:
-        self._store = store
+    def __init__(self, events: IEventBus) -> None:
+        self._events = events
         self._sessions: dict[tuple[str, str], set[CaptureIMAP]] = {}
-        self._unsubscribe: Callable[[], None] | None = None
+        self._unsubscribe: list[Callable[[], None]] = []
 
     def watch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
-        if self._unsubscribe is None:
-            added = self._store.subscribe(self._arrived)
-            removed = self._store.subscribeRemoved(self._removed)
-
-            def unsubscribe() -> None:
-                added()
-                removed()
-
-            self._unsubscribe = unsubscribe
+        if not self._unsubscribe:
+            self._unsubscribe = [
+                self._events.subscribe(NewCopies, self._arrived),
+                self._events.subscribe(RemovedCopies, self._removed),
+                self._events.subscribe(ChangedCopies, self._changed),
+            ]
         self._sessions.setdefault(key, set()).add(session)
 
     def unwatch(self, key: tuple[str, str], session: CaptureIMAP) -> None:
@@ -178,23 +182,35 @@ class _Hub:
             sessions.discard(session)
             if not sessions:
                 del self._sessions[key]
-        if not self._sessions and self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+        if not self._sessions:
+            stops, self._unsubscribe = self._unsubscribe, []
+            for stop in stops:
+                stop()
 
-    def _removed(self, removed: list[RemovedCopy]) -> None:
-        uids = [r.uid for r in removed]
+    def _removed(self, event: RemovedCopies) -> None:
+        uids = [r.uid for r in event.copies]
         for sessions in list(self._sessions.values()):
             for session in list(sessions):
                 session.copiesRemoved(uids)
 
-    def _arrived(self, copies: list[Copy]) -> None:
+    def _arrived(self, event: NewCopies) -> None:
+        copies = event.copies
         for copy in copies:
             for session in list(self._sessions.get(("inbox", copy.inbox), ())):
                 session.newCopy(copy)
         for account in {c.message.account for c in copies if c.message.account is not None}:
             for session in list(self._sessions.get(("sent", account), ())):
                 session.sentMail()
+
+    def _changed(self, event: ChangedCopies) -> None:
+        byKey: dict[tuple[str, str], list[ChangedCopy]] = {}
+        for change in event.copies:
+            byKey.setdefault(("inbox", change.inbox), []).append(change)
+            if change.sender is not None:
+                byKey.setdefault(("sent", change.sender), []).append(change)
+        for key, changes in byKey.items():
+            for session in list(self._sessions.get(key, ())):
+                session.copiesChanged(changes)
 
 
 def _command(*parts: Any) -> Any:
@@ -263,6 +279,10 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._nonSync = False
         self._watching: tuple[str, str] | None = None
         self._gone: list[int] = []
+        # Flags changed elsewhere, not yet told (see copiesChanged), and the
+        # command being answered (see _beforeTagged).
+        self._changed: dict[int, FlagState] = {}
+        self._commandName = b""
         self._refreshing = False
         self._refreshAgain = False
         # Read-ahead of pipelined single-message FETCHes (see _readAhead):
@@ -418,6 +438,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not parts:
             self.sendBadResponse(tag, b"Missing command")
             return
+        self._commandName = parts[0].upper()
         try:
             self.dispatchCommand(tag, parts[0].upper(), parts[1] if len(parts) > 1 else None)
         except Exception:
@@ -533,7 +554,26 @@ class CaptureIMAP(imap4.IMAP4Server):
     def sendPositiveResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
         if tag is not None:
             self._errors = 0
+            self._beforeTagged()
         super().sendPositiveResponse(tag, message)
+
+    def sendNegativeResponse(self, tag: bytes | None = None, message: bytes = b"") -> None:
+        if tag is not None:
+            self._beforeTagged()
+        super().sendNegativeResponse(tag, message)
+
+    def _beforeTagged(self) -> None:
+        """
+        A command is about to complete: tell what changed elsewhere
+        meanwhile (RFC 3501 5.2, 7.4.1), flags always, expunges unless the
+        command is one whose answer must keep sequence numbers still.
+        """
+        if self.view is None:
+            return
+        if self._gone and self._commandName not in _NO_EXPUNGE:
+            self._announceGone()
+        if self._changed:
+            self._announceChanged()
 
     def do_IDLE(self, tag: bytes) -> None:
         self.sendLine(b"+ idling")
@@ -541,9 +581,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         self.lastState = self.parseState
         self.parseState = "idle"
         self._announceGone()
+        self._announceChanged()
 
     def do_NOOP(self, tag: bytes) -> None:
-        self._announceGone()
         self.sendPositiveResponse(tag, b"NOOP completed")
 
     unauth_NOOP = auth_NOOP = select_NOOP = _command(do_NOOP)
@@ -849,6 +889,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         )
         self.view = view
         self._gone = []
+        self._changed = {}
+        for state in states:
+            view.keywords.update(dict.fromkeys(keywords(state.labels)))
         self.state = "select"
         self._watching = (
             ("inbox", query.inbox) if query.inbox is not None else ("sent", str(query.sentBy))
@@ -857,11 +900,8 @@ class CaptureIMAP(imap4.IMAP4Server):
         unseen = next((i for i, s in enumerate(states, 1) if not s.read), None)
         self.sendUntaggedResponse(b"%d EXISTS" % len(states))
         self.sendUntaggedResponse(b"0 RECENT")
-        self.sendUntaggedResponse(b"FLAGS (" + " ".join(_SYSTEM_FLAGS).encode() + b")")
-        self.sendUntaggedResponse(
-            b"OK [PERMANENTFLAGS (" + (_PERMANENT.encode() if view.writable else b"") + b")] "
-            b"Flags and keywords persist"
-        )
+        for line in _flagsLines(view):
+            self.sendUntaggedResponse(line)
         self.sendUntaggedResponse(b"OK [UIDVALIDITY %d] UIDs valid" % self.factory.store.uidValidity)
         self.sendUntaggedResponse(b"OK [UIDNEXT %d] Predicted next UID" % view.uidNext)
         if unseen is not None:
@@ -904,7 +944,6 @@ class CaptureIMAP(imap4.IMAP4Server):
     select_CLOSE = _command(do_CLOSE,)
 
     def do_CHECK(self, tag: bytes) -> None:
-        self._announceGone()
         self.sendPositiveResponse(tag, b"CHECK completed")
 
     select_CHECK = _command(do_CHECK,)
@@ -956,9 +995,9 @@ class CaptureIMAP(imap4.IMAP4Server):
     def copiesRemoved(self, uids: list[int]) -> None:
         """
         Copies deleted elsewhere (the HTTP API, another session): announced
-        with C{EXPUNGE} at once while idling, else at the next NOOP, CHECK
-        or IDLE (RFC 3501 7.4.1 forbids it between commands and during
-        FETCH, STORE and SEARCH).
+        with C{EXPUNGE} at once while idling, else when the next command
+        completes but FETCH, STORE and SEARCH (RFC 3501 7.4.1 forbids it
+        between commands and during those three).
         """
         view = self.view
         if view is None:
@@ -977,6 +1016,39 @@ class CaptureIMAP(imap4.IMAP4Server):
         for uid in sorted(set(gone), reverse=True):
             if uid in view.flags:
                 self.sendUntaggedResponse(b"%d EXPUNGE" % view.remove(uid))
+
+    def copiesChanged(self, changes: list[ChangedCopy]) -> None:
+        """
+        Copies of the selected mailbox whose flags changed (the HTTP API,
+        another session, this one): told with an unsolicited C{FETCH
+        (FLAGS ...)} at once while idling, else when the next command
+        completes.  Only what differs from what this session last showed
+        is told, so a session's own STORE is not echoed (RFC 3501 6.4.6).
+        """
+        view = self.view
+        if view is None:
+            return
+        for change in changes:
+            if change.uid in view.flags:
+                self._changed[change.uid] = change.flags
+        if self._changed and self.parseState == "idle":
+            self._announceChanged()
+
+    def _announceChanged(self) -> None:
+        changed, self._changed = self._changed, {}
+        view = self.view
+        if view is None:
+            return
+        gone = set(self._gone)
+        for uid in sorted(changed):
+            state = changed[uid]
+            # An expunged copy's last flags are not worth telling.
+            if uid in gone or view.flags.get(uid, state) == state:
+                continue
+            view.flags[uid] = state
+            for line in _newKeywords(view, state.labels):
+                self.sendUntaggedResponse(line)
+            self.sendUntaggedResponse(b"%d FETCH (FLAGS %s)" % (view.seq(uid), flagList(state)))
 
     # Unsupported changes
 
@@ -1179,28 +1251,35 @@ class CaptureIMAP(imap4.IMAP4Server):
         # written straight out, no object per message (_fetchedMetadata).
         metadata = len(uids) > 1 and kinds <= METADATA_ITEMS
         formatRow = metadataItems(query) if metadata else None
+        showsFlags = "Flags" in kinds
+        # Messages of the view the store no longer has: expunged elsewhere,
+        # and not told yet (no EXPUNGE may be sent during a FETCH).
+        missing = 0
 
         async def answer(batch: list[int]) -> bool:
+            nonlocal missing
             if formatRow is not None:
                 rows = await store.fetchMetadata(
                     batch, envelope=options["envelope"], structure=options["structure"]
                 )
                 if self.view is not view:
                     return False
-                self._fetchedMetadata(view, rows, formatRow)
+                self._fetchedMetadata(view, rows, formatRow, showsFlags)
+                missing += len(batch) - len(rows)
                 return True
-            if len(uids) == 1 and not marksSeen and "Flags" not in kinds:
+            if len(uids) == 1 and not marksSeen and not showsFlags:
                 fetched = await self._readAhead(view, batch[0], uid, options)
             else:
                 fetched = await store.fetchMessages(batch, **options)
             if self.view is not view:
                 return False
-            await self._fetched(view, batch, fetched, query, marksSeen)
+            await self._fetched(view, batch, fetched, query, marksSeen, showsFlags)
+            missing += sum(1 for u in batch if u not in fetched)
             return True
 
         if len(batches) == 1:
             if await answer(uids):
-                self.sendPositiveResponse(tag, b"FETCH completed")
+                self._fetchCompleted(tag, missing)
             return
         pressure = _Pressure()
         self.transport.registerProducer(pressure, True)
@@ -1211,7 +1290,21 @@ class CaptureIMAP(imap4.IMAP4Server):
                 await pressure.writable()
         finally:
             self.transport.unregisterProducer()
-        self.sendPositiveResponse(tag, b"FETCH completed")
+        self._fetchCompleted(tag, missing)
+
+    def _fetchCompleted(self, tag: bytes, missing: int) -> None:
+        """
+        A FETCH's tagged answer: C{NO [EXPUNGEISSUED]} when some of the
+        messages it named were expunged elsewhere meanwhile (RFC 2180
+        4.1.2, RFC 5530), what was still there having been sent; the
+        C{EXPUNGE} follows at the next command that may carry it.
+        """
+        if missing:
+            self.sendNegativeResponse(
+                tag, b"[EXPUNGEISSUED] Some of the requested messages no longer exist"
+            )
+        else:
+            self.sendPositiveResponse(tag, b"FETCH completed")
 
     async def _readAhead(
         self, view: _View, wanted: int, uid: bool, options: dict[str, bool]
@@ -1245,7 +1338,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         return {wanted: fetched[wanted]} if wanted in fetched else {}
 
     async def _fetched(self, view: _View, uids: list[int], fetched: dict[int, FetchedMessage],
-                       query: list[Any], marksSeen: bool) -> None:
+                       query: list[Any], marksSeen: bool, showsFlags: bool) -> None:
         for u, message in fetched.items():
             # Flags as stored now: the API or another session may have
             # changed them since SELECT.
@@ -1260,13 +1353,15 @@ class CaptureIMAP(imap4.IMAP4Server):
                 await self.factory.store.setFlags(changed)
                 for state in changed:
                     view.flags[state.uid] = state
-        out = []
+        out: list[bytes] = []
         for u in uids:
             found = fetched.get(u)
             flags = view.flags.get(u)
             if found is None or flags is None:
                 continue
             items = [fetchItem(q, found, flags) for q in query]
+            if showsFlags and flags.labels:
+                out.extend(b"* %s\r\n" % line for line in _newKeywords(view, flags.labels))
             out.append(b"* %d FETCH (%s)\r\n" % (view.seq(u), b" ".join(items)))
             if len(out) >= 256:
                 self.transport.write(b"".join(out))
@@ -1275,7 +1370,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             self.transport.write(b"".join(out))
 
     def _fetchedMetadata(self, view: _View, rows: list[MetadataRow],
-                         formatRow: Callable[[MetadataRow], bytes]) -> None:
+                         formatRow: Callable[[MetadataRow], bytes], showsFlags: bool) -> None:
         """
         Write the FETCH responses of metadata rows (ascending by uid), what
         L{_fetched} writes for the same items: the view takes each copy's
@@ -1284,7 +1379,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         flags = view.flags
         uids = view.uids
         known: dict[tuple[int, str], FlagState] = {}
-        out = []
+        out: list[bytes] = []
         seq = 0
         for row in rows:
             u = row[0]
@@ -1295,6 +1390,8 @@ class CaptureIMAP(imap4.IMAP4Server):
             stored = known.get(key)
             if stored is None:
                 stored = known[key] = metadataFlags(0, row[1], row[2])
+                if showsFlags and stored.labels:
+                    out.extend(b"* %s\r\n" % line for line in _newKeywords(view, stored.labels))
             if (
                 state.read != stored.read
                 or state.deleted != stored.deleted
@@ -1349,6 +1446,8 @@ class CaptureIMAP(imap4.IMAP4Server):
                 view.flags[state.uid] = state
                 if not silent:
                     uidPart = b" UID %d" % state.uid if uid else b""
+                    for line in _newKeywords(view, state.labels):
+                        self.sendUntaggedResponse(line)
                     self.sendUntaggedResponse(
                         b"%d FETCH (FLAGS %s%s)" % (view.seq(state.uid), flagList(state), uidPart)
                     )
@@ -1417,6 +1516,7 @@ class CaptureIMAP(imap4.IMAP4Server):
     def do_UID(self, tag: bytes, command: bytes, line: bytes) -> None:
         command = command.upper()
         if command == b"EXPUNGE":
+            self._commandName = b"UID EXPUNGE"
             view = self.view
             assert view is not None
             messages, _ = self.arg_seqset(line)
@@ -1428,6 +1528,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             return
         if command not in (b"FETCH", b"STORE", b"SEARCH", b"COPY", b"MOVE"):
             raise imap4.IllegalClientResponse(f"Unknown UID command {command!r}")
+        self._commandName = b"UID " + command
         self.dispatchCommand(tag, command, line, uid=1)
 
     select_UID = _command(do_UID, imap4.IMAP4Server.arg_atom, imap4.IMAP4Server.arg_line)
@@ -1482,6 +1583,35 @@ def _said(error: BaseException | None) -> bytes:
     return text.encode("ascii")
 
 
+def _flagsLines(view: _View) -> list[bytes]:
+    """
+    The untagged C{FLAGS} and C{OK [PERMANENTFLAGS]} of a mailbox: the
+    system flags and every keyword the session was shown (RFC 3501 7.2.6:
+    a client learns the keywords in use from these).
+    """
+    known = list(view.keywords)
+    flags = " ".join([*_SYSTEM_FLAGS, *known]).encode("ascii")
+    permanent = " ".join([*_PERMANENT, *known, "\\*"]).encode("ascii") if view.writable else b""
+    return [
+        b"FLAGS (" + flags + b")",
+        b"OK [PERMANENTFLAGS (" + permanent + b")] Flags and keywords persist",
+    ]
+
+
+def _newKeywords(view: _View, labels: tuple[str, ...]) -> list[bytes]:
+    """
+    What must precede a C{FETCH} showing C{labels}: a new C{FLAGS} and
+    C{PERMANENTFLAGS} if one of them is a keyword the session was not told
+    of (a client must see a keyword in FLAGS before it is used), else
+    nothing.
+    """
+    new = [k for k in keywords(labels) if k not in view.keywords]
+    if not new:
+        return []
+    view.keywords.update(dict.fromkeys(new))
+    return _flagsLines(view)
+
+
 def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:
     return seen is not None and (seen.everything or savedBy is None or savedBy == seen.starredBy)
 
@@ -1496,8 +1626,8 @@ class IMAPFactory(SessionFactory):
     Build IMAP sessions for one listener; every listener shares the store,
     the portal, the login throttle and the metrics.
 
-    @ivar hub: New and deleted copies, to the sessions that selected their
-        inbox.
+    @ivar hub: New, deleted and changed copies, to the sessions that
+        selected their inbox.
     """
 
     protocolName = "imap"
@@ -1512,9 +1642,15 @@ class IMAPFactory(SessionFactory):
         tlsOptions: Any = None,
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
+        *,
+        events: IEventBus,
     ) -> None:
+        """
+        @param events: The bus the store publishes to: new, removed and
+            changed copies reach the sessions that have them selected.
+        """
         super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
-        self.hub = _Hub(store)
+        self.hub = _Hub(events)
 
     def buildSession(self) -> CaptureIMAP:
         return CaptureIMAP(self)

@@ -59,10 +59,17 @@ def flagList(state: FlagState) -> bytes:
         flags.append("\\Flagged")
     if state.deleted:
         flags.append("\\Deleted")
-    # A label that is not an IMAP atom ("big deal") cannot be a keyword:
-    # the API shows it, IMAP does not (and keeps it when flags change).
-    flags.extend(label for label in state.labels if _KEYWORD_RE.fullmatch(label))
+    flags.extend(keywords(state.labels))
     return ("(" + " ".join(flags) + ")").encode("ascii")
+
+
+def keywords(labels: tuple[str, ...]) -> list[str]:
+    """
+    The labels IMAP shows as keywords.  A label that is not an IMAP atom
+    ("big deal") cannot be one: the API shows it, IMAP does not (and keeps
+    it when flags change).
+    """
+    return [label for label in labels if _KEYWORD_RE.fullmatch(label)]
 
 
 def applyFlags(state: FlagState, flags: list[str], mode: int) -> FlagState:

@@ -40,6 +40,7 @@ from capture.connections import (
     raiseDescriptorLimit,
 )
 from capture.egress import DestinationPolicy, parseNetworks
+from capture.events import InProcessBus
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
 from capture.ingest import Ingest
@@ -546,9 +547,12 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     returnLargeBlocks()
     top = MultiService()
     metrics = Metrics()
+    # What the store commits, told to IMAP sessions, live listeners and
+    # webhooks.
+    events = InProcessBus()
     store = makeStore(
         options["data"], reactor, maxSize=options["max-store-size"],
-        observeCommit=metrics.committed, reserve=options["store-reserve"],
+        observeCommit=metrics.committed, reserve=options["store-reserve"], events=events,
     )
     metrics.gauge("capture_store_write_queue_depth", "Write operations waiting for the "
                   "store writer.", lambda: store.load().writesQueued)
@@ -567,6 +571,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         store, reactor, queueLimit=options["webhook-queue"],
         timeout=float(options["webhook-timeout"]), retries=options["webhook-retries"],
         policy=DestinationPolicy(allow=options["webhook-allow"], deny=options["webhook-deny"]),
+        events=events,
     )
     webhooks.setServiceParent(top)
 
@@ -653,9 +658,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
            implicit=True)
     listen("imap", "IMAP (STARTTLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics))
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, events=events))
     listen("imaps", "IMAPS (implicit TLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, events=events),
            implicit=True)
     # Mail clients learn the mail listeners from the HTTP listener
     # (Thunderbird's autoconfig), with the ports they are bound to.
@@ -674,6 +679,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             mailSettings=mailSettings,
             sessions=sessions,
             messageLimit=options["message-limit"],
+            events=events,
         )
         api.sseHeartbeat = options["sse-heartbeat"]
         # Streams are HTTP connections: never more than the listener takes.

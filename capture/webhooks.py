@@ -57,6 +57,7 @@ from capture.egress import (
     resolverFor,
 )
 from capture.emailmessage import messageWithBodiesJSON
+from capture.events import IEventBus, NewCopies
 from capture.store.errors import NotFound
 from capture.store.interface import IStore
 from capture.store.model import Copy, InboxOwner
@@ -219,8 +220,15 @@ class WebhookDispatcher(Service):
         jitter: Callable[[], float] = random.random,
         policy: DestinationPolicy | None = None,
         resolve: Resolve | None = None,
+        *,
+        events: IEventBus,
     ) -> None:
+        """
+        @param events: The bus the store publishes to: each new copy is
+            checked for a webhook.
+        """
         self._store = store
+        self._events = events
         self._reactor = reactor
         self._queueLimit = queueLimit
         self._timeout = timeout
@@ -264,7 +272,7 @@ class WebhookDispatcher(Service):
                 ),
                 pool=self._pool,
             )
-        self._unsubscribe = self._store.subscribe(self._newCopies)
+        self._unsubscribe = self._events.subscribe(NewCopies, self._newCopies)
 
     def stopService(self) -> Deferred[None] | None:
         """
@@ -304,10 +312,11 @@ class WebhookDispatcher(Service):
 
     # New mail
 
-    def _newCopies(self, copies: list[Copy]) -> None:
+    def _newCopies(self, event: NewCopies) -> None:
         """
-        The store's callback: queue the copies and return (no I/O here).
+        The bus's callback: queue the copies and return (no I/O here).
         """
+        copies = list(event.copies)
         if not self.running:
             return
         if self._incomingCopies + len(copies) > self.lookupBacklog:

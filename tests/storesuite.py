@@ -45,6 +45,14 @@ from zope.interface.verify import verifyObject
 
 from capture.access import Visibility
 from capture.emailmessage import messageJSON
+from capture.events import (
+    ChangedCopies,
+    ChangedCopy,
+    IEventBus,
+    InProcessBus,
+    NewCopies,
+    RemovedCopies,
+)
 from capture.ids import newQueueId
 from capture.ingest import prepare
 from capture.mime import Part, parseMessage
@@ -127,19 +135,23 @@ def deliver(store: Any, env: Envelope, raw: bytes) -> Deferred[list[Copy]]:
     return store.addMessage(prepare(env, raw))  # type: ignore[no-any-return]
 
 
+_KINDS: dict[str, type] = {"new": NewCopies, "removed": RemovedCopies, "changed": ChangedCopies}
+
+
 def listen(
-    store: Any, kind: Literal["new", "removed"], callback: Callable[[list[Any]], None]
+    store: Any, kind: Literal["new", "removed", "changed"], callback: Callable[[list[Any]], None]
 ) -> Callable[[], None]:
     """
     Hear, after each commit, of the copies stored (C{"new"}: the list of
-    new L{Copy} of each message) or removed (C{"removed"}: a list of
-    L{RemovedCopy}): the one way the store tests subscribe.
+    new L{Copy} of each message), removed (C{"removed"}: a list of
+    L{RemovedCopy}) or changed (C{"changed"}: a list of L{ChangedCopy}):
+    the one way the store tests subscribe.  C{store} is the event bus the
+    test's stores publish to (C{self.events}).
 
     @return: A function that stops listening.
     """
-    if kind == "new":
-        return store.subscribe(callback)  # type: ignore[no-any-return]
-    return store.subscribeRemoved(callback)  # type: ignore[no-any-return]
+    events: IEventBus = store
+    return events.subscribe(_KINDS[kind], lambda event: callback(list(event.copies)))
 
 
 # Backends
@@ -302,6 +314,7 @@ class StoreCase:
                 )
             raise unittest.SkipTest(reason)
         self.backend = self.backendFactory.make()
+        self.events = InProcessBus()
         self.running: list[Any] = []
         self.store = self.openStore()
 
@@ -317,6 +330,7 @@ class StoreCase:
         Start another store object on this test's data (stopped at the
         end of the test).
         """
+        options.setdefault("events", self.events)
         store = self.backend.newStore(**options)
         store.start()
         self.running.append(store)
@@ -1181,7 +1195,7 @@ class MessageTests(StoreCase):
         unsubscribing they get nothing.
         """
         seen: list[list[Copy]] = []
-        unsubscribe = listen(self.store, "new", seen.append)
+        unsubscribe = listen(self.events, "new", seen.append)
         copies = await self.add("a@example.com", "b@example.com")
         # Subscribers are called right after the writer's callers.
         await deferLater(reactor, 0, lambda: None)
@@ -1251,7 +1265,7 @@ class MessageTests(StoreCase):
         (starred,) = await self.add("p@example.com")
         await self.store.setStarred(starred, "alice")
         heard: list[list[RemovedCopy]] = []
-        stop = listen(self.store, "removed", heard.append)
+        stop = listen(self.events, "removed", heard.append)
         self.assertEqual(await self.store.purgeInbox("P@example.com"), 1)
         stop()
         self.assertEqual(heard, [[RemovedCopy.of(plain[0])]])
@@ -1283,7 +1297,7 @@ class MessageTests(StoreCase):
             "corp.test", "alice", EVERYTHING, limit=1)], [x2.uid])
         self.assertEqual(await self.store.countDomain("corp.test", "alice", EVERYTHING), 3)
         heard: list[list[RemovedCopy]] = []
-        stop = listen(self.store, "removed", heard.append)
+        stop = listen(self.events, "removed", heard.append)
         self.assertEqual(await self.store.purgeDomain("corp.test", "alice"), 2)
         stop()
         self.assertEqual(sorted(r.uid for batch in heard for r in batch), [x1.uid, x2.uid])
@@ -1509,12 +1523,12 @@ class MailboxTests(StoreCase):
 
     async def test_deletionsArePublished(self) -> None:
         """
-        Subscribers of subscribeRemoved hear what deleteCopy, deleteCopies
+        Subscribers of RemovedCopies hear what deleteCopy, deleteCopies
         and purgeInbox removed (uid, copy id, inbox, starrer), after the
         commit; uids that were not there are not reported.
         """
         heard: list[list[RemovedCopy]] = []
-        unsubscribe = listen(self.store, "removed", heard.append)
+        unsubscribe = listen(self.events, "removed", heard.append)
         copies = await self.add("a@example.com", "b@example.com", "c@example.com")
         await self.store.deleteCopy(copies[0])
         self.assertEqual(await self.store.deleteCopies([copies[1].uid, 999999]), [copies[1].uid])
@@ -1525,6 +1539,39 @@ class MailboxTests(StoreCase):
         self.assertEqual(
             heard[2], [RemovedCopy(copies[2].uid, copies[2].id, "c@example.com", None)]
         )
+
+    async def test_changesArePublished(self) -> None:
+        """
+        Every writer of a copy's state publishes its new state after the
+        commit, with what routes it (uid, copy id, inbox, starrer, sending
+        account): setFlags (IMAP flags and keywords), setCopyState (read,
+        labels, folder), setStarred, and the stars deleteAccount drops.
+        """
+        await self.store.createAccount("alice")
+        heard: list[list[ChangedCopy]] = []
+        unsubscribe = listen(self.events, "changed", heard.append)
+        first, second = await self.add("a@example.com", "b@example.com", account="alice")
+        await self.store.setFlags([FlagState(first.uid, True, False, True, False, ("$Work",))])
+        await self.store.setCopyState(second, read=True, labels=("x",), folder="spam")
+        starred = await self.store.setStarred(second, "alice")
+        await self.store.deleteAccount("alice")
+        unsubscribe()
+        await self.store.setCopyState(first, read=False)
+
+        def changed(copy: Copy, **state: Any) -> ChangedCopy:
+            base = ChangedCopy(copy.uid, copy.id, copy.inbox, None, "alice", False, False,
+                               False, False, (), "inbox")
+            return attrs.evolve(base, **state)
+
+        self.assertEqual(heard, [
+            [changed(first, read=True, answered=True, labels=("$Work",))],
+            [changed(second, read=True, labels=("x",), folder="spam")],
+            [changed(second, savedBy="alice", read=True, labels=("x",), folder="spam")],
+            [changed(second, read=True, labels=("x",), folder="spam")],
+        ])
+        self.assertEqual(heard[2][0], ChangedCopy.of(starred))
+        self.assertEqual(heard[0][0].flags,
+                         FlagState(first.uid, True, False, True, False, ("$Work",)))
 
     async def test_readerInboxes(self) -> None:
         """
@@ -1684,7 +1731,7 @@ class RetentionTests(StoreCase):
     async def test_retentionIsPublished(self) -> None:
         """
         Copies retention recycles (over a public inbox's limit, too old,
-        over an account's message limit) are announced to subscribeRemoved
+        over an account's message limit) are announced as RemovedCopies
         like any other deletion, so IMAP sessions and open pages drop them.
         """
         await self.store.createAccount("alice")
@@ -1693,7 +1740,7 @@ class RetentionTests(StoreCase):
         public = [(await self.add("pub@example.com"))[0] for _ in range(3)]
         owned = [(await self.add("owned@example.com"))[0] for _ in range(2)]
         heard: list[list[RemovedCopy]] = []
-        unsubscribe = listen(self.store, "removed", heard.append)
+        unsubscribe = listen(self.events, "removed", heard.append)
         retention = Retention(publicInboxLimit=2, publicMaxAge=0, messageLimit=0)
         removed = await self.store.enforceRetention(retention, nowMillis())
         unsubscribe()

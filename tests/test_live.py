@@ -730,7 +730,7 @@ class LiveCleanupTests(_StoreCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.api = MailsacAPI(self.store)
+        self.api = MailsacAPI(self.store, events=self.events)
         site = Site(self.api.app.resource(), requestFactory=BoundedRequest)
         self.listening = reactor.listenTCP(0, site, interface="127.0.0.1")
         self.addCleanup(self.listening.stopListening)
@@ -828,7 +828,7 @@ class LiveHubTests(_StoreCase):
         await self.store.addDomain("a", "d.example")
         await self.store.reserveAddress("a", "*@d.example")
         await self.store.updateAddress("a", "*@d.example", {"enablews": True})
-        hub = LiveHub(self.store)
+        hub = LiveHub(self.store, self.events)
         frames: list[tuple[str, bytes | None]] = []
         stops = [
             hub.listen(Listener("a", lambda c, f: frames.append((c.inbox, f)), full=True),
@@ -862,7 +862,7 @@ class LiveHubTests(_StoreCase):
         """
         await self.store.createAccount("a")
         await self.store.createAccount("b")
-        hub = LiveHub(self.store)
+        hub = LiveHub(self.store, self.events)
         heard: dict[str, list[str]] = {
             name: [] for name in ("anonymous", "b", "b-unified", "a-unified", "other")
         }

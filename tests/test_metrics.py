@@ -20,6 +20,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from capture.events import InProcessBus
 from capture.health import Readiness
 from capture.metrics import Histogram, Metrics
 from capture.store.sqlite import SQLiteStore
@@ -269,7 +270,7 @@ def test_notReadyWhenTheStoreDoesNotAnswer() -> None:
     clock = Clock()
     store = _SilentStore()
     readiness = Readiness(store, clock, timeout=2.0)  # type: ignore[arg-type]
-    api = MailsacAPI(store, readiness=readiness)  # type: ignore[arg-type]
+    api = MailsacAPI(store, readiness=readiness, events=InProcessBus())  # type: ignore[arg-type]
     status, body = _get(api, "/readyz", clock, 2.0)
     assert status == 503
     assert body == {
@@ -290,7 +291,8 @@ def test_notReadyWhenAListenerIsNotBound() -> None:
     readiness = Readiness(store, Clock())  # type: ignore[arg-type]
     readiness.listener("smtp", lambda: True)
     readiness.listener("imap", lambda: False)
-    status, body = _get(MailsacAPI(store, readiness=readiness), "/readyz")  # type: ignore[arg-type]
+    api = MailsacAPI(store, readiness=readiness, events=InProcessBus())  # type: ignore[arg-type]
+    status, body = _get(api, "/readyz")
     assert status == 503
     assert body["validationErrors"] == ["listener imap: not listening"]
     assert body["checks"] == {"store": "ok", "listener smtp": "ok", "listener imap": "not listening"}
@@ -310,7 +312,8 @@ def test_notReadyWhenTheStoreIsStopped(stoppedStore: SQLiteStore) -> None:
     C{/readyz} says so with 503.
     """
     readiness = Readiness(stoppedStore, Clock())
-    status, body = _get(MailsacAPI(stoppedStore, readiness=readiness), "/readyz")
+    status, body = _get(MailsacAPI(stoppedStore, readiness=readiness, events=InProcessBus()),
+                        "/readyz")
     assert status == 503
     assert body["checks"] == {"store": "the store is not running"}
 

@@ -33,7 +33,6 @@ from capture.store.interface import (
     IMessageStore,
     IOwnershipStore,
     IStore,
-    IStoreEvents,
     IStoreLifecycle,
 )
 from capture.store.sqlite import DATABASE_NAME, SQLiteStore
@@ -47,7 +46,6 @@ ROLES: list[InterfaceClass] = [
     IMailboxStore,
     IMaintenanceStore,
     IHealthStore,
-    IStoreEvents,
 ]
 
 # What SQLite says of a file that is not one of its databases.

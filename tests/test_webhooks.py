@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from twisted.internet.task import Clock
 
+from capture.events import InProcessBus
 from capture.webhooks import WebhookDispatcher, _Delivery
 from tests.harness import CaptureServer
 from tests.test_api import call, callJSON, send
@@ -372,8 +373,10 @@ def test_backoffDoublesWithJitterUpToCap() -> None:
     The wait after attempt n is base * 2**(n-1), capped, times a factor in
     [0.5, 1) from the jitter.
     """
-    low = WebhookDispatcher(None, Clock(), jitter=lambda: 0.0)  # type: ignore[arg-type]
-    high = WebhookDispatcher(None, Clock(), jitter=lambda: 0.999)  # type: ignore[arg-type]
+    low = WebhookDispatcher(None, Clock(), jitter=lambda: 0.0,  # type: ignore[arg-type]
+                            events=InProcessBus())
+    high = WebhookDispatcher(None, Clock(), jitter=lambda: 0.999,  # type: ignore[arg-type]
+                             events=InProcessBus())
     assert [low.backoff(n) for n in (1, 2, 3, 4)] == [0.5, 1.0, 2.0, 4.0]
     assert high.backoff(1) == pytest.approx(0.9995)
     assert low.backoff(40) == low.backoffCap / 2
@@ -387,7 +390,7 @@ def test_attemptRingKeepsNewestPerAccount() -> None:
     first; one account's attempts never show in another's.
     """
     clock = Clock()
-    dispatcher = WebhookDispatcher(None, clock)  # type: ignore[arg-type]
+    dispatcher = WebhookDispatcher(None, clock, events=InProcessBus())  # type: ignore[arg-type]
     copy: Any = type("FakeCopy", (), {"id": "q-0"})()
     for n in range(dispatcher.attemptsKept + 50):
         clock.advance(1)

@@ -21,6 +21,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from capture.events import IEventBus
 from capture.store._backend import Connection, Cursor, Dialect, IBackend, Operation
 from capture.store.interface import IStore
 
@@ -36,6 +37,7 @@ def makeStore(
     maxSize: int = 0,
     reserve: int | None = None,
     observeCommit: Callable[[float, int], None] | None = None,
+    events: IEventBus | None = None,
 ) -> IStore:
     """
     The store on the data in C{directory}, not opened yet (the server opens
@@ -46,6 +48,8 @@ def makeStore(
         the backend's default.
     @param observeCommit: Called on the reactor after each write batch with
         its seconds and number of operations.
+    @param events: Where the store publishes every committed change to
+        copies (L{None}: a bus of its own nobody hears, for the console).
     """
     # Imported here, not at the top: importing the package (for its
     # interfaces, errors or value objects) then loads no backend and no
@@ -53,7 +57,7 @@ def makeStore(
     from capture.store.sqlite import DEFAULT_RESERVE, SQLiteStore
 
     return SQLiteStore(
-        directory, reactor, maxSize=maxSize, observeCommit=observeCommit,
+        directory, reactor, maxSize=maxSize, observeCommit=observeCommit, events=events,
         reserve=DEFAULT_RESERVE if reserve is None else reserve,
     )
 

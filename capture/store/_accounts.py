@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.internet.defer import Deferred
 
 from capture.addresses import canonicalDomain, inboxOf
+from capture.events import ChangedCopy
 from capture.ids import newApiKey
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account, _now
@@ -16,6 +17,7 @@ from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
 from capture.store._listing import refreshListing
 from capture.store._privacy import owner
 from capture.store._removal import deleteCopies
+from capture.store._rows import changedCopies
 from capture.store.errors import Conflict
 from capture.store.model import (
     Account,
@@ -109,7 +111,9 @@ class Accounts(CoreBase):
         return self._read(op)
 
     def deleteAccount(self, name: str) -> Deferred[AccountDeletion]:
-        def op(conn: Connection) -> tuple[AccountDeletion, list[RemovedCopy]]:
+        def op(
+            conn: Connection,
+        ) -> tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]]:
             _account(conn, name)
             keys = conn.execute(
                 "SELECT count(*) FROM api_keys WHERE account = ?", (name,)
@@ -130,18 +134,24 @@ class Accounts(CoreBase):
             removed = deleteCopies(conn, uids)
             starred = [r[0] for r in conn.execute(
                 "SELECT uid FROM copies WHERE saved_by = ?", (name,))]
-            conn.execute("UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,))
+            stars = conn.execute(
+                "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
+            ).rowcount
             refreshListing(conn, starred)
-            stars = len(starred)
+            unstarred = changedCopies(conn, starred)
             conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
             conn.execute("DELETE FROM usage WHERE account = ?", (name,))
             # Keys, addresses and domains go with it (ON DELETE CASCADE).
             conn.execute("DELETE FROM accounts WHERE name = ?", (name,))
-            return AccountDeletion(keys, addresses, domains, len(removed), stars), removed
+            deletion = AccountDeletion(keys, addresses, domains, len(removed), stars)
+            return deletion, removed, unstarred
 
-        def done(result: tuple[AccountDeletion, list[RemovedCopy]]) -> AccountDeletion:
+        def done(
+            result: tuple[AccountDeletion, list[RemovedCopy], list[ChangedCopy]],
+        ) -> AccountDeletion:
             self._ops.forget(name)
             self._removed(result[1])
+            self._publishChanged(result[2])
             return result[0]
 
         return self._write(op).addCallback(done)

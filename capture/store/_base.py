@@ -7,12 +7,12 @@ methods use to reach their backend.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from capture.events import ChangedCopies, ChangedCopy, IEventBus, InProcessBus, RemovedCopies
 from capture.store._backend import Connection, Dialect, IBackend, Operation
 from capture.store._ops import OpCounter
 from capture.store._privacy import Privacy
@@ -35,13 +35,20 @@ class CoreBase:
     """
     What every part of the store's core shares: its backend and dialect,
     the privacy terms built from it, the statements built once, the
-    subscribers of new and removed copies, retention's and op counting's
+    event bus its changes are published to, retention's and op counting's
     bookkeeping.  The role classes (L{Accounts}, L{Ownership},
     L{Messages}, L{Mailboxes}) add the methods; L{StoreCore} is all of
     them.
     """
 
-    def __init__(self, backend: IBackend, reactor: Any = None) -> None:
+    def __init__(
+        self, backend: IBackend, reactor: Any = None, events: IEventBus | None = None
+    ) -> None:
+        """
+        @param events: Where every committed change to copies is published
+            (L{None}: a bus of its own that nobody hears, for the admin
+            command, whose process has no readers).
+        """
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
@@ -50,8 +57,7 @@ class CoreBase:
         self._reactor = reactor
         self._dialect: Dialect = backend.dialect
         self._privacy = Privacy(self._dialect)
-        self._subscribers: list[Callable[[list[Copy]], None]] = []
-        self._removedSubscribers: list[Callable[[list[RemovedCopy]], None]] = []
+        self._events: IEventBus = events if events is not None else InProcessBus()
         self._retention = RetentionPass()
         self._ops = OpCounter(reactor, backend)
         # Statements built from the dialect once, not per call.
@@ -100,31 +106,17 @@ class CoreBase:
     def load(self) -> StoreLoad:
         return self._backend.load()
 
-    def subscribe(self, callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
-        self._subscribers.append(callback)
-        return lambda: self._subscribers.remove(callback)
-
-    def subscribeRemoved(
-        self, callback: Callable[[list[RemovedCopy]], None]
-    ) -> Callable[[], None]:
-        self._removedSubscribers.append(callback)
-        return lambda: self._removedSubscribers.remove(callback)
-
     def _publishRemoved(self, removed: list[RemovedCopy]) -> None:
-        if not removed:
-            return
-        for callback in list(self._removedSubscribers):
-            try:
-                callback(list(removed))
-            except Exception:
-                _log.failure("removed-copy subscriber failed")
+        if removed:
+            self._events.publish(RemovedCopies(tuple(removed)))
 
-    def _published(self, copies: list[Copy]) -> None:
-        for callback in list(self._subscribers):
-            try:
-                callback(list(copies))
-            except Exception:
-                _log.failure("new-message subscriber failed")
+    def _publishChanged(self, changed: list[ChangedCopy]) -> None:
+        if changed:
+            self._events.publish(ChangedCopies(tuple(changed)))
+
+    def _changedCopy(self, copy: Copy) -> Copy:
+        self._publishChanged([ChangedCopy.of(copy)])
+        return copy
 
     def _removed(self, removed: list[RemovedCopy]) -> list[RemovedCopy]:
         self._publishRemoved(removed)

@@ -13,6 +13,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from capture.access import Visibility
+from capture.events import ChangedCopy
 from capture.ids import copyId
 from capture.mime import Part
 from capture.store._backend import Connection
@@ -22,6 +23,7 @@ from capture.store._privacy import visibleWhere
 from capture.store._removal import deleteCopies
 from capture.store._rows import (
     COPY_FROM,
+    changedCopies,
     flagState,
     toJSON,
 )
@@ -207,7 +209,7 @@ class Mailboxes(CoreBase):
             for s in states
         ]
 
-        def op(conn: Connection) -> None:
+        def op(conn: Connection) -> list[ChangedCopy]:
             conn.executemany(
                 "UPDATE copies SET read = ?, deleted = ?, answered = ?, flagged = ?, "
                 "labels_json = ? WHERE uid = ?",
@@ -215,8 +217,9 @@ class Mailboxes(CoreBase):
             )
             # \Seen is the listing's read, keywords its labels.
             refreshListing(conn, [s.uid for s in states])
+            return changedCopies(conn, [s.uid for s in states])
 
-        return self._write(op)
+        return self._write(op).addCallback(self._publishChanged)
 
     def deleteCopies(self, uids: list[int]) -> Deferred[list[int]]:
         def op(conn: Connection) -> list[RemovedCopy]:

@@ -13,6 +13,7 @@ import attrs
 from twisted.internet.defer import Deferred, fail
 
 from capture.access import Visibility
+from capture.events import NewCopies
 from capture.ids import splitCopyId
 from capture.ingest import PreparedMessage
 from capture.store._backend import Connection
@@ -58,7 +59,7 @@ class Messages(CoreBase):
                 # Starred mail counts toward its account's limit wherever
                 # it was filed.
                 self._retention.accounts.add(inserted.starredBy)
-            self._published(copies)
+            self._events.publish(NewCopies(tuple(copies)))
             return list(copies)
 
         return d.addCallback(stored)
@@ -209,7 +210,7 @@ class Messages(CoreBase):
             refreshListing(conn, [copy.uid])
             return _reread(conn, copy)
 
-        return self._write(op)
+        return self._write(op).addCallback(self._changedCopy)
 
     def listAccountInbox(
         self,
@@ -457,7 +458,7 @@ class Messages(CoreBase):
             refreshListing(conn, [copy.uid])
             return _reread(conn, copy)
 
-        return self._write(op)
+        return self._write(op).addCallback(self._changedCopy)
 
 
 def _reread(conn: Connection, copy: Copy) -> Copy:

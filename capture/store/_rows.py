@@ -11,7 +11,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from capture.events import ChangedCopy
+from capture.ids import copyId
 from capture.mime import Attachment, MailAddress
+from capture.store._backend import Connection
+from capture.store._uids import chunks
 from capture.store.model import Copy, FlagState, MessageInfo, OwnedAddress
 
 COPY_COLUMNS = """
@@ -121,3 +125,26 @@ def flagState(row: tuple[Any, ...]) -> FlagState:
         uid, bool(read), bool(deleted), bool(answered), bool(flagged),
         tuple(json.loads(labels)) if labels != "[]" else (),
     )
+
+
+def changedCopies(conn: Connection, uids: list[int]) -> list[ChangedCopy]:
+    """
+    The state of the copies C{uids} names, read in the transaction that
+    changed them, for the event bus (uids no longer there are left out).
+    """
+    changed: list[ChangedCopy] = []
+    for chunk in chunks(uids):
+        rows = conn.execute(
+            "SELECT c.uid, m.queue_id, c.n, c.inbox, c.saved_by, m.account, c.read, c.deleted, "
+            f"c.answered, c.flagged, c.labels_json, c.folder {COPY_FROM} "
+            f"WHERE c.uid IN ({','.join('?' * len(chunk))}) ORDER BY c.uid",
+            chunk,
+        )
+        for uid, queueId, n, inbox, savedBy, sender, read, deleted, answered, flagged, \
+                labels, folder in rows:
+            changed.append(ChangedCopy(
+                uid, copyId(queueId, n), inbox, savedBy, sender, bool(read), bool(deleted),
+                bool(answered), bool(flagged),
+                tuple(json.loads(labels)) if labels != "[]" else (), folder,
+            ))
+    return changed

@@ -18,7 +18,6 @@ against every role, a caller against the roles it holds.
     - L{IMaintenanceStore}: retention and usage counts;
     - L{IHealthStore}: readiness and load, for C{/readyz} and metrics;
     - L{IStoreLifecycle}: opening, starting and stopping;
-    - L{IStoreEvents}: in-process notification of new and removed copies.
 
 L{IStore} extends them all: wiring code (C{capture.tap}, the console) and a
 backend class (C{@implementer(IStore)}) use it; everything else takes the
@@ -59,7 +58,6 @@ if TYPE_CHECKING:
         MailboxQuery,
         MetadataRow,
         OwnedAddress,
-        RemovedCopy,
         Retention,
         StoreLoad,
     )
@@ -183,7 +181,7 @@ class IAccountStore(Interface):
         its recipients' inboxes, no longer counted as sent by it (an
         account made later with the same name starts empty).  Its sessions
         end with it.  The deleted copies are reported to
-        L{IStoreEvents.subscribeRemoved}'s subscribers.
+        the event bus (L{capture.events.RemovedCopies}).
 
         @return: Deferred firing with an L{AccountDeletion}; failing with
             L{NotFound} for no such account.
@@ -394,7 +392,7 @@ class IMessageStore(Interface):
         copies are committed and synced, and the new copies' uids keep
         L{IMailboxStore}'s uid guarantee; a sender with C{capturePrivate}
         on stars every copy, and the sender's usage counter grows by one
-        op.  The new copies go to L{IStoreEvents.subscribe}'s subscribers.
+        op.  The new copies go to the event bus (L{capture.events.NewCopies}).
 
         @param prepared: The L{capture.ingest.PreparedMessage}.
         @return: Deferred firing with the list of new L{Copy}, in the
@@ -464,7 +462,7 @@ class IMessageStore(Interface):
     def deleteCopy(copy: Copy) -> Deferred[None]:
         """
         Delete one copy (the message goes with its last copy); reported to
-        L{IStoreEvents.subscribeRemoved}'s subscribers.
+        the event bus (L{capture.events.RemovedCopies}).
 
         @return: Deferred firing with L{None}; failing with L{NotFound}
             when the copy is gone already.
@@ -488,8 +486,8 @@ class IMessageStore(Interface):
     def purgeInbox(inbox: str) -> Deferred[int]:
         """
         Delete every unstarred copy of an inbox (Mailsac's purge keeps
-        starred mail); reported to L{IStoreEvents.subscribeRemoved}'s
-        subscribers.
+        starred mail); reported to the event bus
+        (L{capture.events.RemovedCopies}).
 
         @return: Deferred firing with how many went.
         """
@@ -517,7 +515,7 @@ class IMessageStore(Interface):
         """
         Delete every unstarred copy filed in C{domain}, except in addresses
         another account reserved there; reported to
-        L{IStoreEvents.subscribeRemoved}'s subscribers.
+        the event bus (L{capture.events.RemovedCopies}).
 
         @return: Deferred firing with how many went.
         """
@@ -784,7 +782,7 @@ class IMailboxStore(Interface):
         """
         Delete several copies in one write (messages go with their last
         copy); uids of copies gone already are skipped.  What was deleted
-        is reported to L{IStoreEvents.subscribeRemoved}'s subscribers.
+        is reported to the event bus (L{capture.events.RemovedCopies}).
 
         @return: Deferred firing with the uids that were deleted,
             ascending.
@@ -810,7 +808,7 @@ class IMaintenanceStore(Interface):
         the first pass after start); what had more excess than a batch is
         checked again by the next pass, and after a failed pass the next
         one checks all that this one would have.  The removed copies are
-        reported to L{IStoreEvents.subscribeRemoved}'s subscribers, as
+        reported to the event bus (L{capture.events.RemovedCopies}), as
         any deletion.
 
         @param now: Milliseconds since the epoch.
@@ -858,38 +856,6 @@ class IHealthStore(Interface):
         """
 
 
-class IStoreEvents(Interface):
-    """
-    In-process notification of new and removed copies, in the reactor
-    thread, after commit.
-    """
-
-    def subscribeRemoved(callback: Callable[[list[RemovedCopy]], None]) -> Callable[[], None]:
-        """
-        Call C{callback} in the reactor thread with a L{RemovedCopy} for
-        each copy that L{IMessageStore.deleteCopy},
-        L{IMailboxStore.deleteCopies}, L{IMessageStore.purgeInbox},
-        L{IMessageStore.purgeDomain}, L{IAccountStore.deleteAccount} or
-        L{IMaintenanceStore.enforceRetention} deleted, once committed
-        (IMAP tells selected sessions with C{EXPUNGE}, live pages drop the
-        row); an empty deletion calls nobody.  The deletion read them
-        before deleting, so subscribers need no query of their own.  A
-        callback that raises is logged; the others are still called.
-
-        @return: A function that unsubscribes.
-        """
-
-    def subscribe(callback: Callable[[list[Copy]], None]) -> Callable[[], None]:
-        """
-        Call C{callback} in the reactor thread with the new L{Copy} list
-        of every committed message (L{IMessageStore.addMessage}), before
-        that method's Deferred fires.  A callback that raises is logged;
-        the others are still called.
-
-        @return: A function that unsubscribes.
-        """
-
-
 class IStore(
     IStoreLifecycle,
     IAccountStore,
@@ -898,10 +864,18 @@ class IStore(
     IMailboxStore,
     IMaintenanceStore,
     IHealthStore,
-    IStoreEvents,
 ):
     """
     Every role of a store: what a backend provides, and what wiring code
     (C{capture.tap}, the console) holds.  Anything else takes the roles it
     uses.
+
+    Every committed change to copies is published, after the commit and
+    before the method's Deferred fires, to the L{capture.events.IEventBus}
+    the store was built with: new copies (L{IMessageStore.addMessage}),
+    removed ones (deletes, purges, expunges, retention, account deletion)
+    and changed ones (L{IMailboxStore.setFlags},
+    L{IMessageStore.setCopyState}, L{IMessageStore.setStarred}, the stars
+    an account deletion drops).  Readers subscribe to the bus, not the
+    store.
     """

@@ -30,6 +30,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from capture.events import IEventBus
 from capture.store._backend import Connection, Dialect, IBackend, Operation
 from capture.store._core import StoreCore
 from capture.store._sqlitemigrations import (
@@ -567,6 +568,7 @@ class SQLiteStore(StoreCore):
         readThreads: int = 4,
         observeCommit: Callable[[float, int], None] | None = None,
         reserve: int = DEFAULT_RESERVE,
+        events: IEventBus | None = None,
     ) -> None:
         """
         @param maxSize: The largest the database may grow, in bytes (0:
@@ -577,6 +579,8 @@ class SQLiteStore(StoreCore):
         @param reserve: Octets of the disk new mail may not use (at most a
             quarter of C{maxSize} of the store), kept for deletions, purges,
             retention and settings, so that a full store can be emptied.
+        @param events: Where every committed change to copies is published
+            (L{None}: a bus of its own that nobody hears).
         """
         if reactor is None:
             from twisted.internet import reactor as _reactor
@@ -585,7 +589,7 @@ class SQLiteStore(StoreCore):
         self._sqlite = SQLiteBackend(
             directory, reactor, maxSize, readThreads, observeCommit, reserve
         )
-        super().__init__(self._sqlite, reactor)
+        super().__init__(self._sqlite, reactor, events)
 
     @property
     def _writer(self) -> _Writer | None:

@@ -34,6 +34,7 @@ from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox, inboxOf, isAddress
 from capture.connections import Slots, peerHost
 from capture.emailmessage import headersJSON, isoTime, messageJSON
+from capture.events import IEventBus
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
 from capture.mime import Part, findPart
@@ -261,8 +262,12 @@ class MailsacAPI:
         mailSettings: MailSettings | None = None,
         sessions: WebSessions | None = None,
         messageLimit: int = DEFAULT_MESSAGE_LIMIT,
+        *,
+        events: IEventBus,
     ) -> None:
         """
+        @param events: The bus the store publishes to, which live listeners
+            (waits, event streams, websockets) hear new mail from.
         @param sessions: The web pages' sessions, whose cookie the API
             takes in place of a key for reading.
         @param messageLimit: The server's default limit on an account's
@@ -277,7 +282,7 @@ class MailsacAPI:
         self.metrics = metrics
         self._readiness = readiness if readiness is not None else Readiness(store)
         self._webhooks = webhooks
-        self._live = LiveHub(store, publicReadable)
+        self._live = LiveHub(store, events, publicReadable)
         self.streams = Slots(limit=512, perAddress=64)
         self.anonymousStreamLifetime = 600.0
         self._incoming = IncomingMessagesFactory(self._live, store, self._inbox, self.streams)

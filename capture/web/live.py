@@ -4,8 +4,8 @@ Live events: new mail pushed to the clients waiting for it.
 
 Three ways in share one hub: the wait-for-message route, the Mailsac
 websocket (C{/incoming-messages}, C{reference/mailsac-api.md} 9.1) and
-Server-Sent Events for the web page.  The hub subscribes to the store's
-new-message event (L{IStore.subscribe}) while anyone listens, keeps its
+Server-Sent Events for the web page.  The hub subscribes to the event
+bus's new copies (L{capture.events.NewCopies}) while anyone listens, keeps its
 listeners in dicts by inbox, by domain and by account (so a new copy costs
 the listeners of its own inbox, not every listener), and checks every copy
 against the listener's access with L{capture.access} when it is published,
@@ -17,7 +17,7 @@ catch-alls, each by its own C{enablews} switch (L{IStore.routes}), read
 when the mail is published.  The wider stream, any inbox the viewer may
 read, is Capture's own Server-Sent Events route.
 
-Deletions (L{IStore.subscribeRemoved}) go the same way, through the same
+Deletions (L{capture.events.RemovedCopies}) go the same way, through the same
 queue (so a removal never overtakes the arrival it undoes), to the
 listeners that asked for them (the event streams), under the same check:
 a listener hears of a removed copy only if it could have listed it.
@@ -42,6 +42,7 @@ from capture.access import Visibility, visibility, visibleTo
 from capture.addresses import customDomain
 from capture.connections import Slots, peerHost
 from capture.emailmessage import messageJSON, messageWithBodiesJSON
+from capture.events import IEventBus, NewCopies, RemovedCopies
 from capture.store.interface import IMessageStore, IStore
 from capture.store.model import Bodies, Copy, InboxOwner, OwnedAddress, RemovedCopy
 from capture.web.responses import ApiError
@@ -142,8 +143,9 @@ class LiveHub:
     per message, however many listen.
     """
 
-    def __init__(self, store: IStore, publicReadable: bool = True) -> None:
+    def __init__(self, store: IStore, events: IEventBus, publicReadable: bool = True) -> None:
         self._store = store
+        self._events = events
         self.publicReadable = publicReadable
         self._byInbox: dict[str, set[Listener]] = {}
         self._byDomain: dict[str, set[Listener]] = {}
@@ -170,8 +172,8 @@ class LiveHub:
         for table, key in registrations:
             table.setdefault(key, set()).add(listener)
         if self._unsubscribe is None:
-            added = self._store.subscribe(self._published)
-            removed = self._store.subscribeRemoved(self._removed)
+            added = self._events.subscribe(NewCopies, self._published)
+            removed = self._events.subscribe(RemovedCopies, self._removed)
 
             def unsubscribe() -> None:
                 added()
@@ -228,13 +230,13 @@ class LiveHub:
         self._queue.addCallback(lambda _: ensureDeferred(work()))
         self._queue.addErrback(lambda f: _log.failure("Live event delivery failed", f))
 
-    def _published(self, copies: list[Copy]) -> None:
-        wanted = self._interested(copies)
+    def _published(self, event: NewCopies) -> None:
+        wanted = self._interested(list(event.copies))
         if wanted:
             self._enqueue(lambda: self._dispatch(wanted))
 
-    def _removed(self, removed: list[RemovedCopy]) -> None:
-        wanted = self._interested(removed, lambda one: one.removed is not None)
+    def _removed(self, event: RemovedCopies) -> None:
+        wanted = self._interested(list(event.copies), lambda one: one.removed is not None)
         if wanted:
             self._enqueue(lambda: self._dispatchRemoved(wanted))
 
