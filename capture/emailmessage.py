@@ -11,31 +11,36 @@ C{inbox}, C{originalInbox}, C{domain}, C{folder}, C{labels}, C{read})
 change or differ per copy; they are added when a copy is shown.
 
 Listings are the hottest read (an inbox page is 50 messages): building each
-row's JSON from parsed columns costs far more than the query, so
-L{listingJSON} joins the stored summary text with each copy's own few
-fields.  L{messageJSON} builds the same object from a L{Copy}; both spell
-the fields here, in one order, so the API, the live events, the webhooks
-and the web page show one and the same object.
+row's JSON from parsed columns costs far more than the query, and building
+it in Python at all holds the GIL the reactor needs.  So the copy-level
+fields are written as text too, by L{listingHead}, which the store keeps in
+each copy's row and re-makes whenever one of them changes: a listing is then
+the stored texts joined by the database (each copy's head, its message's
+summary minus its C{{}), with no JSON made per request.
+L{messageJSON} builds the same object from a L{Copy}; both spell the fields
+here, in one order, so the API, the live events, the webhooks and the web
+page show one and the same object.
 
 Below C{capture.web} and C{capture.webhooks}, above the store: it imports
-only the store's value types.
+only the store's value types (the store calls L{listingHead}, the one maker
+of the text it keeps, from C{capture.store._listing}).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from json.encoder import encode_basestring
 from typing import Any
 
 from capture.mime import MailAddress
-from capture.store.model import Bodies, Copy, CopySummary
+from capture.store.model import Bodies, Copy
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # The C quoting of one string, as _encode quotes it (ensure_ascii off).
 _quote = encode_basestring
-_READ = {1: "true", 0: "false", None: "null"}
+_READ = {True: "true", False: "false", None: "null"}
 
 
 def isoTime(millis: int) -> str:
@@ -103,7 +108,7 @@ def summaryJSON(
     """
     The message-level C{EmailMessage} fields as a JSON object's text, as
     the store keeps it (the copy-level ones are added per copy by
-    L{listingJSON}).
+    L{listingHead}).
 
     @param attachments: The attachments' MD5 sums, in order.
     """
@@ -118,7 +123,8 @@ def messageJSON(copy: Copy) -> dict[str, Any]:
     """
     The C{EmailMessage} object of one copy, every field present; list fields
     are C{[]}, never C{null} (pymailsac's models require lists).  The same
-    object, field for field and in the same order, as L{listingJSON}'s.
+    object, field for field and in the same order, as a listing's
+    (L{listingHead} followed by the message's L{summaryJSON} minus its C{{}).
     """
     message = copy.message
     return {
@@ -147,25 +153,40 @@ def messageJSON(copy: Copy) -> dict[str, Any]:
     }
 
 
-def listingJSON(rows: Iterable[CopySummary]) -> bytes:
+def listingHead(
+    *,
+    copyId: str,
+    savedBy: str | None,
+    inbox: str,
+    originalInbox: str,
+    domain: str,
+    folder: str,
+    labels: Sequence[str],
+    read: bool | None,
+) -> str:
     """
-    A listing's UTF-8 JSON array of C{EmailMessage} objects, joined from
-    each copy's own fields and its message's stored L{summaryJSON} text:
-    the fast path of C{GET /api/addresses/:email/messages}, equal text for
-    text to C{json} of L{messageJSON} for the same copies.
+    The copy-level C{EmailMessage} fields as the opening of the object's
+    text, up to and with the comma after C{read}: C{{"_id":...,"read":...,}.
+    Its message's L{summaryJSON} text without its C{{} completes it, equal
+    text for text to C{json} of L{messageJSON} for the same copy.
 
-    One f-string per copy and one C{join}: cheaper than SQLite's
-    concatenation was (C{bench/api.py}), and no row is ever parsed.
+    The store keeps this text in each copy's row, made at ingest and made
+    again, by this function, in the transaction of every change to one of
+    these fields, so that C{GET /api/addresses/:email/messages} is served
+    as the stored texts joined by the database, without a row parsed or a
+    string made in Python per request (C{bench/api.py}).
+
+    @param copyId: The Mailsac C{_id} (L{Copy.id}).
     """
-    quote, read = _quote, _READ
-    return ("[" + ",".join([
-        f'{{"_id":{quote(r.id)},'
-        f'"savedBy":{"null" if r.savedBy is None else quote(r.savedBy)},'
-        f'"inbox":{quote(r.inbox)},"originalInbox":{quote(r.originalInbox)},'
-        f'"domain":{quote(r.domain)},"folder":{quote(r.folder)},"labels":{r.labels},'
-        f'"read":{read[r.read]},{r.summary[1:]}'
-        for r in rows
-    ]) + "]").encode("utf-8")
+    quote = _quote
+    return (
+        f'{{"_id":{quote(copyId)},'
+        f'"savedBy":{"null" if savedBy is None else quote(savedBy)},'
+        f'"inbox":{quote(inbox)},"originalInbox":{quote(originalInbox)},'
+        f'"domain":{quote(domain)},"folder":{quote(folder)},'
+        f'"labels":{_encode(list(labels)) if labels else "[]"},'
+        f'"read":{_READ[read]},'
+    )
 
 
 def headersJSON(headers: tuple[tuple[str, str], ...], style: str) -> Any:

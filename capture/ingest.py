@@ -37,7 +37,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from capture import imapdata
-from capture.emailmessage import summaryJSON
+from capture.emailmessage import listingHead, summaryJSON
+from capture.ids import copyId
 from capture.mime import MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
 from capture.store.model import Copy, Envelope
@@ -64,12 +65,16 @@ class PreparedCopy:
     @ivar inbox: The canonical inbox (lower case, plus-address removed).
     @ivar original: The recipient exactly as the client gave it.
     @ivar domain: The inbox's domain.
+    @ivar listing: The copy's L{capture.emailmessage.listingHead} as filed
+        (unread, unlabelled, in C{inbox}, saved by nobody: the writer makes
+        it again for a sender whose account keeps its mail private).
     """
 
     n: int
     inbox: str
     original: str
     domain: str
+    listing: str
 
 
 @attrs.frozen
@@ -150,9 +155,13 @@ def _derive(envelope: Envelope, raw: bytes, parsed: ParsedMessage) -> PreparedMe
         parsed=parsed,
         raw=raw,
         copies=tuple(
-            PreparedCopy(n, inbox, r.original, inbox.rpartition("@")[2])
+            PreparedCopy(n, inbox, r.original, domain, listingHead(
+                copyId=copyId(envelope.queueId, n), savedBy=None, inbox=inbox,
+                originalInbox=r.original, domain=domain, folder="inbox", labels=(), read=None,
+            ))
             for n, r in enumerate(envelope.recipients)
             for inbox in (r.inbox.lower(),)
+            for domain in (inbox.rpartition("@")[2],)
         ),
         summary=summaryJSON(
             fromAddresses=parsed.fromAddresses, to=parsed.to, cc=parsed.cc, bcc=parsed.bcc,

@@ -44,7 +44,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from capture.access import Visibility
-from capture.emailmessage import listingJSON, messageJSON
+from capture.emailmessage import messageJSON
 from capture.events import (
     ChangedCopies,
     ChangedCopy,
@@ -1023,14 +1023,34 @@ class MessageTests(StoreCase):
         self.assertEqual(await self.store.accountAndOwner(key, "pub@example.com"),
                          (None, PUBLIC))
 
+    async def assertListingIsMessageJSON(self, inbox: str) -> None:
+        """
+        C{listInboxJSON} of C{inbox} is, copy for copy and byte for byte,
+        what L{messageJSON} makes of L{listInbox}'s copies (encoded as the
+        API encodes one message), to every viewer, with and without
+        C{limit} and C{until}.
+        """
+        listed = await self.store.listInbox(inbox, EVERYTHING)
+        until = listed[len(listed) // 2].message.received if listed else None
+        viewers = [EVERYTHING, ANONYMOUS]
+        viewers += [Visibility(everything=False, starredBy=c.savedBy)
+                    for c in listed if c.savedBy is not None]
+        for visible in viewers:
+            for kwargs in ({}, {"limit": 2}, {"until": until}):
+                listed = await self.store.listInbox(inbox, visible, **kwargs)
+                data = await self.store.listInboxJSON(inbox, visible, **kwargs)
+                self.assertIsInstance(data, bytes)
+                self.assertEqual(json.loads(data), [messageJSON(c) for c in listed])
+                self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
+
     async def test_listingJSONIsMessageJSON(self) -> None:
         """
-        The JSON listing joined from stored summaries is, copy for copy and
+        The JSON listing joined from stored texts is, copy for copy and
         byte for byte, what L{messageJSON} makes of L{listInbox}'s copies
-        (encoded as the API encodes one message): across
-        names with quotes and non-ASCII, encoded words, control characters,
-        attachments, links, labels, read states, starred copies and a
-        message with no headers; C{limit} and C{until} agree too.
+        (L{assertListingIsMessageJSON}): across names with quotes and
+        non-ASCII, encoded words, control characters, attachments, links,
+        plus-addressed recipients, labels, read states, folders, starred
+        copies and a message with no headers.
         """
         inbox = "json@example.com"
         raws = [
@@ -1046,32 +1066,70 @@ class MessageTests(StoreCase):
         ]
         copies = [(await self.add(inbox, raw=raw, received=nowMillis() - 1000 * i))[0]
                   for i, raw in enumerate(raws)]
+        await self.add((inbox, "JSON+tag\"\u00e9@Example.COM"))
         await self.store.setCopyState(copies[0], read=True, labels=("a\"b", "\u00e9"))
         await self.store.setCopyState(copies[1], read=False, folder="spam")
         await self.store.setStarred(copies[2], "alice")
-        for visible in (EVERYTHING, ANONYMOUS, Visibility(everything=False, starredBy="alice")):
-            for kwargs in ({}, {"limit": 2}, {"until": copies[1].message.received}):
-                listed = await self.store.listInbox(inbox, visible, **kwargs)
-                data = listingJSON(await self.store.listInboxSummaries(inbox, visible, **kwargs))
-                self.assertIsInstance(data, bytes)
-                self.assertEqual(json.loads(data), [messageJSON(c) for c in listed])
-                self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
-        self.assertEqual(
-            listingJSON(await self.store.listInboxSummaries("none@example.com", EVERYTHING)),
-            b"[]")
+        await self.assertListingIsMessageJSON(inbox)
+        self.assertEqual(await self.store.listInboxJSON("none@example.com", EVERYTHING), b"[]")
+
+    async def test_listingFollowsEveryChange(self) -> None:
+        """
+        Every write that changes a field a listing shows (read, labels,
+        folder, savedBy) makes the copy's stored listing text again in its
+        own transaction: after each one, on its own copy, the listing is
+        still L{messageJSON} of the copies as they are now.
+        """
+        inbox = "changes@example.com"
+        await self.store.createAccount("alice")
+        await self.store.createAccount("bob")
+        await self.store.setAccountSettings("bob", capturePrivate=True)
+        copies = [(await self.add(inbox))[0] for _ in range(11)]
+        # Ingest by an account that keeps its mail: saved by it at once.
+        (private,) = await self.add(inbox, account="bob")
+        check = self.assertListingIsMessageJSON
+        await check(inbox)
+        await self.store.setCopyState(copies[0], read=True)
+        await check(inbox)
+        await self.store.setCopyState(copies[0], read=False)
+        await check(inbox)
+        await self.store.setCopyState(copies[1], labels=("x", "y\u00e9"))
+        await check(inbox)
+        await self.store.setCopyState(copies[2], folder="trash")
+        await check(inbox)
+        await self.store.setStarred(copies[3], "alice")
+        await check(inbox)
+        await self.store.setStarred(copies[3], None)
+        await check(inbox)
+        # IMAP STORE: \Seen is read, keywords are labels.
+        await self.store.setFlags([FlagState(copies[4].uid, True, False, False, False, ())])
+        await check(inbox)
+        await self.store.setFlags([FlagState(copies[4].uid, False, True, True, True, ())])
+        await check(inbox)
+        await self.store.setFlags([FlagState(copies[5].uid, False, False, False, False,
+                                             ("$Work", "k"))])
+        await check(inbox)
+        # An account's deletion takes its stars off the copies it leaves.
+        await self.store.setStarred(copies[6], "alice")
+        await self.store.deleteAccount("alice")
+        self.assertIsNone((await self.store.getCopy(copies[6].id)).savedBy)
+        await check(inbox)
+        await self.store.deleteAccount("bob")
+        self.assertIsNone((await self.store.getCopy(private.id)).savedBy)
+        await check(inbox)
 
     async def test_listingWithSeparatorsInNames(self) -> None:
         """
-        Names holding the control characters the listing's one aggregated
-        row separates fields with (an inbox, a starring account) still list
-        exactly, as L{messageJSON} shows them.
+        Names holding control characters (an inbox, a starring account;
+        once the separators of the listing's one aggregated row) list
+        exactly, escaped as L{messageJSON} shows them.
         """
         inbox = "a\x1fb\x1e@example.com"
         await self.store.createAccount("s\x1ft")
         copies = [(await self.add(inbox))[0] for _ in range(2)]
         await self.store.setStarred(copies[0], "s\x1ft")
         listed = await self.store.listInbox(inbox, EVERYTHING)
-        data = listingJSON(await self.store.listInboxSummaries(inbox, EVERYTHING))
+        data = await self.store.listInboxJSON(inbox, EVERYTHING)
         self.assertEqual(data, _API_JSON([messageJSON(c) for c in listed]).encode())
         self.assertEqual(json.loads(data)[1]["savedBy"], "s\x1ft")
 
@@ -1935,8 +1993,8 @@ class PrivacyTests(StoreCase):
             inbox = "pub@example.com"
             found = {
                 "listInbox": [c.uid for c in await self.store.listInbox(inbox, visibility)],
-                "listInboxSummaries": [ids[m["_id"]] for m in json.loads(listingJSON(
-                    await self.store.listInboxSummaries(inbox, visibility)))],
+                "listInboxJSON": [ids[m["_id"]] for m in json.loads(
+                    await self.store.listInboxJSON(inbox, visibility))],
                 "listMailbox": [e.uid for e in await self.store.listMailbox(inbox, visibility)],
                 "mailboxFlags": [s.uid for s in await self.store.mailboxFlags(
                     MailboxQuery(inbox, visibility))],

@@ -90,11 +90,26 @@ def test_listPublicInboxWithoutKey(server: CaptureServer) -> None:
     assert [m["_id"] for m in limited] == [f"{second}-0"]
 
 
+def assertListingIsEachMessagesJSON(server: CaptureServer, address: str) -> None:
+    """
+    The listing of C{address} is, byte for byte, the array of what the
+    single-message route answers for each of its copies.
+    """
+    base = f"/api/addresses/{address}/messages"
+    status, _, listed = call(server, "GET", base, server.key)
+    assert status == 200
+    ids = [m["_id"] for m in json.loads(listed)]
+    singles = [call(server, "GET", f"{base}/{i}", server.key)[2] for i in ids]
+    assert listed == b"[" + b",".join(singles) + b"]"
+
+
 def test_listingIsEachMessagesJSON(server: CaptureServer) -> None:
     """
-    The listing (served from stored summaries) is, byte for byte, the
-    array of what the single-message route answers for each copy: starred,
-    labelled, read and unread copies, names with quotes and non-ASCII.
+    The listing (served from stored texts) is, byte for byte, the array of
+    what the single-message route answers for each copy: starred,
+    labelled, read and unread copies, names with quotes and non-ASCII;
+    and it stays so after each change of a field it shows (labels added
+    and removed, read and unread, folder, star and unstar).
     """
     address = inbox()
     ids = [
@@ -114,6 +129,14 @@ def test_listingIsEachMessagesJSON(server: CaptureServer) -> None:
     assert status == 200
     singles = [call(server, "GET", f"{base}/{i}-0", key)[2] for i in reversed(ids)]
     assert listed == b"[" + b",".join(singles) + b"]"
+    for method, path in [
+        ("PUT", f"{ids[1]}-0/labels/%C3%A9t%C3%A9"), ("DELETE", f"{ids[0]}-0/labels/a%22b"),
+        ("PUT", f"{ids[1]}-0/read/true"), ("PUT", f"{ids[0]}-0/read/false"),
+        ("PUT", f"{ids[1]}-0/folder/spam"), ("PUT", f"{ids[2]}-0/star"),
+        ("PUT", f"{ids[0]}-0/star"),
+    ]:
+        assert call(server, method, f"{base}/{path}", key)[0] == 200, path
+        assertListingIsEachMessagesJSON(server, address)
 
 
 @pytest.mark.parametrize(

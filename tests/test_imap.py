@@ -22,7 +22,7 @@ import pytest
 from imapclient import IMAPClient
 
 from tests.harness import CaptureServer, LineSocket
-from tests.test_api import call, callJSON, inbox, send
+from tests.test_api import assertListingIsEachMessagesJSON, call, callJSON, inbox, send
 
 MULTIPART = (
     b"From: Alice <alice@example.com>\r\n"
@@ -1270,3 +1270,26 @@ def test_curlReadsOverIMAPS(server: CaptureServer) -> None:
         capture_output=True, timeout=60,
     )
     assert message.returncode == 0 and message.stdout.endswith(MULTIPART), message
+
+
+def test_storeShowsInListing(server: CaptureServer) -> None:
+    """
+    A STORE of \\Seen (read), -\\Seen (unread) and keywords (labels) shows
+    in the API's listing, which stays, byte for byte, the array of the
+    single-message answers.
+    """
+    address = inbox()
+    for n in range(3):
+        send(server, address, b"Subject: s%d\r\n\r\nx\r\n" % n)
+    client = imaps(server, address)
+    client.select("INBOX")
+    for message, change, flags in [("1", "+FLAGS", "(\\Seen)"), ("2", "+FLAGS", "(work $Later)"),
+                                   ("1", "-FLAGS", "(\\Seen)"), ("3", "FLAGS", "(\\Seen other)")]:
+        assert client.store(message, change, flags)[0] == "OK"
+        assertListingIsEachMessagesJSON(server, address)
+    _, listed = callJSON(server, "GET", f"/api/addresses/{address}/messages", server.key)
+    assert [(m["subject"], m["labels"]) for m in listed] == [
+        ("s2", ["other"]), ("s1", ["work", "$Later"]), ("s0", []),
+    ]
+    assert (listed[0]["read"], listed[2]["read"]) == (True, False)
+    client.logout()

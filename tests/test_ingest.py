@@ -15,7 +15,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import SynchronousTestCase
 
 from capture import imapdata, ingest
-from capture.emailmessage import summaryJSON
+from capture.emailmessage import listingHead, summaryJSON
 from capture.ids import newQueueId
 from capture.ingest import Ingest, PreparedCopy, PreparedMessage, backfillIMAP, prepare
 from capture.mime import MailAddress, Part, parseMessage
@@ -66,15 +66,25 @@ class PrepareTests(SynchronousTestCase):
     def test_copyPerRecipient(self) -> None:
         """
         One copy per recipient, in RCPT order, numbered from 0: the inbox
-        in lower case, the original as given, the inbox's domain.
+        in lower case, the original as given, the inbox's domain, and its
+        listing head as filed (unread, unlabelled, saved by nobody).
         """
         prepared = prepare(envelope(("Bob@Example.COM", "Bob+tag@Example.COM"),
                                     ("carol@b\u00fccher.example", "carol@b\u00fccher.example")),
                            RAW)
+        queueId = prepared.envelope.queueId
         self.assertEqual(prepared.copies, (
-            PreparedCopy(0, "bob@example.com", "Bob+tag@Example.COM", "example.com"),
+            PreparedCopy(0, "bob@example.com", "Bob+tag@Example.COM", "example.com",
+                         listingHead(copyId=f"{queueId}-0", savedBy=None,
+                                     inbox="bob@example.com", originalInbox="Bob+tag@Example.COM",
+                                     domain="example.com", folder="inbox", labels=(), read=None)),
             PreparedCopy(1, "carol@b\u00fccher.example", "carol@b\u00fccher.example",
-                         "b\u00fccher.example"),
+                         "b\u00fccher.example",
+                         listingHead(copyId=f"{queueId}-1", savedBy=None,
+                                     inbox="carol@b\u00fccher.example",
+                                     originalInbox="carol@b\u00fccher.example",
+                                     domain="b\u00fccher.example", folder="inbox", labels=(),
+                                     read=None)),
         ))
 
     def test_month(self) -> None:

@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from capture.emailmessage import listingJSON, messageJSON
+from capture.emailmessage import messageJSON
 from capture.store import _core, _privacy, _retention
 from capture.store.model import Copy, Retention
 from capture.store.sqlite import SQLiteStore, _migrations
@@ -218,6 +218,7 @@ class SchemaTests(SQLiteStoreCase):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
         # Later migrations run again: undo what they added.
         db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
+        db.execute("ALTER TABLE copies DROP COLUMN listing_head")
         db.execute("PRAGMA user_version = 1")
         db.commit()
         db.close()
@@ -228,8 +229,7 @@ class SchemaTests(SQLiteStoreCase):
         listed = await self.store.listInbox("old@example.com", EVERYTHING)
         self.assertEqual([c.uid for c in listed], [c.uid for c in copies[::-1]])
         self.assertEqual(
-            json.loads(listingJSON(await self.store.listInboxSummaries("old@example.com",
-                                                                       EVERYTHING))),
+            json.loads(await self.store.listInboxJSON("old@example.com", EVERYTHING)),
             [messageJSON(c) for c in listed])
 
     async def test_migrationThreeFillsIMAP(self) -> None:
@@ -246,6 +246,7 @@ class SchemaTests(SQLiteStoreCase):
             db.execute(f"ALTER TABLE messages DROP COLUMN {column}")
         # Later migrations run again: undo what they added.
         db.execute("ALTER TABLE accounts DROP COLUMN session_generation")
+        db.execute("ALTER TABLE copies DROP COLUMN listing_head")
         db.execute("PRAGMA user_version = 2")
         db.commit()
         db.close()
@@ -254,6 +255,38 @@ class SchemaTests(SQLiteStoreCase):
         self.assertEqual(after, before)
         self.assertTrue(after.envelope and after.envelope.startswith("("))
         self.assertGreater(after.headerSize, 0)
+
+    async def test_migrationSevenFillsListings(self) -> None:
+        """
+        Copies stored before migration 7 get their listing head, in
+        batches, when the store opens: their listing is, byte for byte,
+        what the API shows of each of them (read, labelled, moved, starred,
+        plus-addressed copies; more copies than one batch).
+        """
+        await self.store.createAccount("alice")
+        many = await self.add(*[f"r{i}@example.com" for i in range(1001)])
+        (plain,) = await self.add(("old@example.com", "Old+tag@Example.com"))
+        copies = [plain] + [(await self.add("old@example.com"))[0] for _ in range(3)]
+        await self.store.setCopyState(copies[1], read=True, labels=("x", "\u00e9"))
+        await self.store.setCopyState(copies[2], read=False, folder="spam")
+        await self.store.setStarred(copies[3], "alice")
+        await self.stopStore()
+        db = sqlite3.connect(self.path)
+        db.execute("ALTER TABLE copies DROP COLUMN listing_head")
+        db.execute("PRAGMA user_version = 5")
+        db.commit()
+        db.close()
+        self.store = self.openStore()
+        self.assertEqual(self.db().execute("PRAGMA user_version").fetchone()[0], latestMigration())
+        self.assertEqual(self.db().execute(
+            "SELECT count(*) FROM copies WHERE listing_head IS NULL").fetchone()[0], 0)
+        for inbox in ("old@example.com", many[0].inbox, many[-1].inbox):
+            listed = await self.store.listInbox(inbox, EVERYTHING)
+            self.assertEqual(
+                await self.store.listInboxJSON(inbox, EVERYTHING),
+                json.dumps([messageJSON(c) for c in listed], ensure_ascii=False,
+                           separators=(",", ":")).encode("utf-8"))
+        self.assertEqual(len(listed), 1)
 
     async def _assertRefusedUntouched(self) -> None:
         before = os.listdir(self.directory)
@@ -581,6 +614,7 @@ def test_storedSpellingsMigrate(tmp_path: Path) -> None:
     conn = sqlite3.connect(directory / "capture.sqlite3")
     # Back to a version 3 store: undo what later migrations added.
     conn.execute("ALTER TABLE accounts DROP COLUMN session_generation")
+    conn.execute("ALTER TABLE copies DROP COLUMN listing_head")
     conn.execute("PRAGMA user_version = 3")
     conn.execute("INSERT INTO accounts(name, created) VALUES ('a', 0)")
     conn.execute("INSERT INTO messages(id, queue_id, received, mail_from, helo, ip, via, tls, "

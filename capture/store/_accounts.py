@@ -14,6 +14,7 @@ from capture.ids import newApiKey
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account, _now
 from capture.store._keys import insertKey, keyAccount, keyHash, namedKey
+from capture.store._listing import refreshListing
 from capture.store._privacy import owner
 from capture.store._removal import deleteCopies
 from capture.store._rows import changedCopies
@@ -136,6 +137,7 @@ class Accounts(CoreBase):
             stars = conn.execute(
                 "UPDATE copies SET saved_by = NULL WHERE saved_by = ?", (name,)
             ).rowcount
+            refreshListing(conn, starred)
             unstarred = changedCopies(conn, starred)
             conn.execute("UPDATE messages SET account = NULL WHERE account = ?", (name,))
             conn.execute("DELETE FROM usage WHERE account = ?", (name,))

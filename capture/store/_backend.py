@@ -83,7 +83,7 @@ class Dialect:
     @ivar truth: A boolean expression as a 0/1 integer, to add or sum.
     @ivar asBytes: A text expression read back as bytes.
     @ivar joinText: The aggregate that joins a text column's values with
-        RS (0x1e) between them, in the order of the rows.
+        commas between them, in the order of the rows (NULL for no rows).
     @ivar insertOrIgnore: C{INSERT INTO table(columns) VALUES (...)}
         rewritten to skip rows that would break a uniqueness constraint.
     """

@@ -18,6 +18,7 @@ from capture.ids import copyId
 from capture.mime import Part
 from capture.store._backend import Connection
 from capture.store._base import CoreBase
+from capture.store._listing import refreshListing
 from capture.store._privacy import visibleWhere
 from capture.store._removal import deleteCopies
 from capture.store._rows import (
@@ -214,6 +215,8 @@ class Mailboxes(CoreBase):
                 "labels_json = ? WHERE uid = ?",
                 rows,
             )
+            # \Seen is the listing's read, keywords its labels.
+            refreshListing(conn, [s.uid for s in states])
             return changedCopies(conn, [s.uid for s in states])
 
         return self._write(op).addCallback(self._publishChanged)

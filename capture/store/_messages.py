@@ -18,6 +18,7 @@ from capture.ids import splitCopyId
 from capture.ingest import PreparedMessage
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account
+from capture.store._listing import LISTING_TEXT, refreshListing
 from capture.store._privacy import visibleWhere
 from capture.store._removal import deleteCopies, dropOrphans
 from capture.store._rows import (
@@ -33,27 +34,12 @@ from capture.store.model import (
     AccountStats,
     Bodies,
     Copy,
-    CopySummary,
     MessageInfo,
     RemovedCopy,
 )
 
 # Octets a message's rows take besides its raw bytes and bodies.
 _ROW_OVERHEAD = 16 * 1024
-# What a listing shows of a copy (CopySummary), in its order, as columns;
-# and as one text, the fields apart by US (0x1f): savedBy with a mark in
-# front (so NULL is the empty text), read 1, 0 or empty.
-_SUMMARY_COLUMNS = """
-    m.queue_id || '-' || c.n, c.saved_by, c.inbox, c.original_inbox, c.domain, c.folder,
-    c.labels_json, c.read, m.summary_json
-"""
-_SUMMARY_TEXT = """
-    m.queue_id || '-' || c.n || char(31) || coalesce('=' || c.saved_by, '') || char(31)
-    || c.inbox || char(31) || c.original_inbox || char(31) || c.domain || char(31)
-    || c.folder || char(31) || c.labels_json || char(31) || coalesce(c.read, '') || char(31)
-    || m.summary_json
-"""
-_READ_TEXT = {"": None, "1": 1, "0": 0}
 
 
 class Messages(CoreBase):
@@ -129,32 +115,26 @@ class Messages(CoreBase):
 
         return self._read(op)
 
-    def listInboxSummaries(
+    def listInboxJSON(
         self, inbox: str, visibility: Visibility, limit: int = 50, until: int | None = None
-    ) -> Deferred[list[CopySummary]]:
+    ) -> Deferred[bytes]:
         inbox = inbox.lower()
-        joined = self._dialect.joinText("s")
+        joined = self._dialect.joinText("j")
 
-        def op(conn: Connection) -> list[CopySummary]:
-            sql, params = _newest(f"{_SUMMARY_TEXT} AS s", "c.inbox = ?", [inbox], visibility,
+        def op(conn: Connection) -> bytes:
+            sql, params = _newest(f"{LISTING_TEXT} AS j", "c.inbox = ?", [inbox], visibility,
                                   limit, until)
-            # One row, aggregated by SQLite: a row per copy would take and
-            # give back the GIL fifty times, each time waiting on the
-            # reactor thread (bench/api.py: 40% fewer listings a second).
-            # The subquery's order is kept by group_concat (what SQLite does
-            # with an ordered, limited subquery; the store tests check it).
-            text, count = conn.execute(
-                f"SELECT {joined}, count(*) FROM ({sql})", params
+            # One row, aggregated by the database from the stored texts
+            # (capture.store._listing): a row per copy would take and give
+            # back the GIL fifty times, each time waiting on the reactor
+            # thread, and any JSON made here would hold it (bench/api.py).
+            # The subquery's order is kept by the aggregate (what SQLite's
+            # group_concat does with an ordered, limited subquery; the
+            # store tests check it).
+            (text,) = conn.execute(
+                f"SELECT '[' || coalesce({joined}, '') || ']' FROM ({sql})", params
             ).fetchone()
-            if not count:
-                return []
-            summaries = _splitSummaries(text, count)
-            if summaries is None:
-                # A name holding a separator: row by row instead.
-                sql, params = _newest(_SUMMARY_COLUMNS, "c.inbox = ?", [inbox], visibility,
-                                      limit, until)
-                summaries = list(map(CopySummary._make, conn.execute(sql, params).fetchall()))
-            return summaries
+            return str(text).encode("utf-8")
 
         return self._read(op)
 
@@ -227,6 +207,7 @@ class Messages(CoreBase):
                 )
             if folder is not None:
                 conn.execute("UPDATE copies SET folder = ? WHERE uid = ?", (folder, copy.uid))
+            refreshListing(conn, [copy.uid])
             return _reread(conn, copy)
 
         return self._write(op).addCallback(self._changedCopy)
@@ -474,6 +455,7 @@ class Messages(CoreBase):
     def setStarred(self, copy: Copy, account: str | None) -> Deferred[Copy]:
         def op(conn: Connection) -> Copy:
             conn.execute("UPDATE copies SET saved_by = ? WHERE uid = ?", (account, copy.uid))
+            refreshListing(conn, [copy.uid])
             return _reread(conn, copy)
 
         return self._write(op).addCallback(self._changedCopy)
@@ -532,27 +514,6 @@ class _Inserted:
     starredBy: str | None
 
 
-def _splitSummaries(joined: str, count: int) -> list[CopySummary] | None:
-    """
-    The L{CopySummary} of each of C{count} copies joined as
-    C{_SUMMARY_TEXT} by RS (0x1e), or L{None} if a field holds a separator
-    (there are then more fields than nine a copy; JSON text never holds a
-    raw control character, a name might).  One split of the whole text:
-    a split per copy costs twice as much.
-    """
-    fields = joined.replace("\x1e", "\x1f").split("\x1f")
-    if len(fields) != 9 * count:
-        return None
-    each = iter(fields)
-    read = _READ_TEXT
-    return [
-        CopySummary(copyId, savedBy[1:] if savedBy else None, inbox, original, domain, folder,
-                    labels, read[seen], summary)
-        for copyId, savedBy, inbox, original, domain, folder, labels, seen, summary
-        in zip(each, each, each, each, each, each, each, each, each, strict=True)
-    ]
-
-
 def _messageRow(prepared: PreparedMessage) -> tuple[Any, ...]:
     """
     The C{messages} row of C{prepared}, made on the calling thread: the
@@ -608,13 +569,16 @@ def _insertMessage(
     uids = []
     for copy in prepared.copies:
         cursor = conn.execute(
-            "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO copies(message, n, inbox, original_inbox, domain, received, saved_by, "
+            "listing_head) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (rowid, copy.n, copy.inbox, copy.original, copy.domain, envelope.received,
-             starredBy),
+             starredBy, copy.listing),
         )
         assert cursor.lastrowid is not None
         uids.append(cursor.lastrowid)
+    if starredBy is not None:
+        # Prepared as saved by nobody: the sender's account keeps its mail.
+        refreshListing(conn, uids)
     if envelope.account is not None:
         conn.execute(
             "INSERT INTO usage(account, month, ops) VALUES (?, ?, 1) "

@@ -16,6 +16,7 @@ from twisted.logger import Logger
 
 from capture.addresses import canonicalAddress, canonicalDomain
 from capture.ingest import backfillIMAP, backfillSummary
+from capture.store._listing import refreshListing
 from capture.store._rows import addresses as _addresses
 
 _log = Logger()
@@ -130,3 +131,18 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
             "WHERE id = ?",
             updates,
         )
+
+
+def _fillListings(conn: sqlite3.Connection) -> None:
+    """
+    Write the listing head of every copy stored before migration 7, with
+    the one function every writer uses (within the migration's
+    transaction).
+    """
+    while True:
+        uids = [r[0] for r in conn.execute(
+            "SELECT uid FROM copies WHERE listing_head IS NULL LIMIT 1000"
+        )]
+        if not uids:
+            return
+        refreshListing(conn, uids)

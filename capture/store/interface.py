@@ -50,7 +50,6 @@ if TYPE_CHECKING:
         ApiKeyInfo,
         Bodies,
         Copy,
-        CopySummary,
         Domain,
         FetchedMessage,
         FlagState,
@@ -426,16 +425,19 @@ class IMessageStore(Interface):
         @return: Deferred firing with at most C{limit} L{Copy}.
         """
 
-    def listInboxSummaries(
+    def listInboxJSON(
         inbox: str, visibility: Visibility, limit: int = 50, until: int | None = None
-    ) -> Deferred[list[CopySummary]]:
+    ) -> Deferred[bytes]:
         """
-        What L{listInbox} lists, as each copy's own fields and its
-        message's stored summary text, without making a L{Copy}: the fast
-        path of listings (L{capture.emailmessage.listingJSON} makes the
-        JSON of them).
+        What L{listInbox} lists, as the UTF-8 text of a JSON array of
+        Mailsac C{EmailMessage} objects, equal byte for byte to the JSON of
+        L{capture.emailmessage.messageJSON} of each copy: the fast path of
+        listings.  A backend joins text it stored (each copy's
+        L{capture.emailmessage.listingHead}, kept true by every write that
+        changes a field it shows, and its message's summary), without
+        building JSON per request.
 
-        @return: Deferred firing with a list of L{CopySummary}.
+        @return: Deferred firing with the array's bytes (C{b"[]"} for none).
         """
 
     def countInbox(inbox: str, visibility: Visibility) -> Deferred[int]:

@@ -7,7 +7,7 @@ They are plain immutable records: protocols read them, never the database.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import attrs
 
@@ -208,32 +208,6 @@ class Copy:
     @property
     def domain(self) -> str:
         return self.inbox.rpartition("@")[2]
-
-
-class CopySummary(NamedTuple):
-    """
-    What a listing shows of one copy without making a L{Copy}: the copy's
-    own fields and its message's stored summary, as the store keeps them
-    (L{capture.emailmessage.listingJSON} joins them into JSON text).
-
-    A tuple, not an attrs class: fifty are made per listing, on the hot
-    path.
-
-    @ivar id: The Mailsac C{_id} (L{Copy.id}).
-    @ivar labels: The labels as the text of a JSON array.
-    @ivar read: 1, 0, or L{None} for never marked.
-    @ivar summary: The message's C{summaryJSON} text, written at ingest.
-    """
-
-    id: str
-    savedBy: str | None
-    inbox: str
-    originalInbox: str
-    domain: str
-    folder: str
-    labels: str
-    read: int | None
-    summary: str
 
 
 @attrs.frozen

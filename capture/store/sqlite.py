@@ -36,6 +36,7 @@ from capture.store._core import StoreCore
 from capture.store._sqlitemigrations import (
     _canonicalNames,
     _fillIMAP,
+    _fillListings,
     _fillSummaries,
     _migrations,
 )
@@ -72,7 +73,7 @@ SQLITE = Dialect(
     asBytes=lambda expression: f"CAST({expression} AS BLOB)",
     # The order of an ordered, limited subquery is kept (the store tests
     # check it).
-    joinText=lambda column: f"group_concat({column}, char(30))",
+    joinText=lambda column: f"group_concat({column}, ',')",
     insertOrIgnore=lambda insert: insert.replace("INSERT INTO", "INSERT OR IGNORE INTO", 1),
 )
 
@@ -483,6 +484,8 @@ class SQLiteBackend:
                 _fillIMAP(conn)
             if version == 4:
                 _canonicalNames(conn)
+            if version == 7:
+                _fillListings(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:

@@ -33,7 +33,7 @@ from werkzeug.exceptions import HTTPException
 from capture.access import Action, Visibility, permits, visibility
 from capture.addresses import baseInbox, inboxOf, isAddress
 from capture.connections import Slots, peerHost
-from capture.emailmessage import headersJSON, isoTime, listingJSON, messageJSON
+from capture.emailmessage import headersJSON, isoTime, messageJSON
 from capture.events import IEventBus
 from capture.health import Readiness
 from capture.metrics import CONTENT_TYPE, Metrics
@@ -482,8 +482,8 @@ class MailsacAPI:
         limit = self._limit(request, default=20, maximum=1000)
         until = self._date(request, b"until")
         visible = await self._listing(request, inbox)
-        listed = await self._store.listInboxSummaries(inbox, visible, limit=limit, until=until)
-        return jsonText(request, listingJSON(listed))
+        listed = await self._store.listInboxJSON(inbox, visible, limit=limit, until=until)
+        return jsonText(request, listed)
 
     @app.route("/api/addresses/<email>/message-count", methods=["GET"])
     async def messageCount(self, request: IRequest, email: str) -> bytes:

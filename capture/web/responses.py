@@ -51,7 +51,8 @@ def jsonBody(request: IRequest, value: Any, code: int = 200) -> bytes:
 
 def jsonText(request: IRequest, data: bytes, code: int = 200) -> bytes:
     """
-    Answer C{data}, JSON already encoded (L{capture.emailmessage.listingJSON}, for listings).
+    Answer C{data}, JSON already encoded (a listing, as
+    L{capture.store.interface.IStore.listInboxJSON} gives it).
     """
     request.setResponseCode(code)
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
