@@ -41,7 +41,7 @@ from capture.emailmessage import listingHead, summaryJSON
 from capture.ids import copyId
 from capture.mime import MailAddress, ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
-from capture.store.model import Copy, Envelope
+from capture.store.model import Copy, Envelope, PreparedCopy, PreparedMessage
 
 _log = Logger()
 
@@ -53,62 +53,6 @@ INLINE_LIMIT = 32 * 1024
 _toJSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 # A message without a header block has an ENVELOPE of ten NILs.
 _EMPTY_ENVELOPE = "(" + " ".join(["NIL"] * 10) + ")"
-
-
-@attrs.frozen
-class PreparedCopy:
-    """
-    One recipient's copy, named as it is filed.
-
-    @ivar n: The copy's number within its message (the C{-n} of its
-        Mailsac C{_id}).
-    @ivar inbox: The canonical inbox (lower case, plus-address removed).
-    @ivar original: The recipient exactly as the client gave it.
-    @ivar domain: The inbox's domain.
-    @ivar listing: The copy's L{capture.emailmessage.listingHead} as filed
-        (unread, unlabelled, in C{inbox}, saved by nobody: the writer makes
-        it again for a sender whose account keeps its mail private).
-    """
-
-    n: int
-    inbox: str
-    original: str
-    domain: str
-    listing: str
-
-
-@attrs.frozen
-class PreparedMessage:
-    """
-    A message parsed once, with everything a backend stores for it.
-
-    @ivar parsed: The parsed facts (a L{fallbackParse} if parsing failed).
-    @ivar raw: The message bytes as SMTP handed them over (the session's
-        own buffer: no copy is made here, see L{capture.smtp.IngestBudget}).
-    @ivar copies: One per recipient, in RCPT order.
-    @ivar summary: Mailsac's message-level C{EmailMessage} fields as JSON
-        text (L{capture.emailmessage.summaryJSON}).
-    @ivar imapEnvelope: IMAP's ENVELOPE of the message.
-    @ivar imapStructure: IMAP's BODYSTRUCTURE of the message.
-    @ivar headerSize: Octets of the top-level header block (where the body
-        starts), for C{BODY[HEADER]} and C{BODY[TEXT]} without a parse.
-    @ivar headersJSON: The top-level headers as a JSON array of
-        C{[name, value]}.
-    @ivar structureJSON: The part tree as JSON (L{Part.toJSON}).
-    @ivar month: C{YYYY-MM} of C{received}, the sender's usage month.
-    """
-
-    envelope: Envelope
-    parsed: ParsedMessage
-    raw: bytes
-    copies: tuple[PreparedCopy, ...]
-    summary: str
-    imapEnvelope: str
-    imapStructure: str
-    headerSize: int
-    headersJSON: str
-    structureJSON: str
-    month: str
 
 
 def prepare(envelope: Envelope, raw: bytes) -> PreparedMessage:

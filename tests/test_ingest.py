@@ -17,9 +17,9 @@ from twisted.trial.unittest import SynchronousTestCase
 from capture import imapdata, ingest
 from capture.emailmessage import listingHead, summaryJSON
 from capture.ids import newQueueId
-from capture.ingest import Ingest, PreparedCopy, PreparedMessage, backfillIMAP, prepare
+from capture.ingest import Ingest, backfillIMAP, prepare
 from capture.mime import MailAddress, Part, parseMessage
-from capture.store.model import Envelope, Recipient
+from capture.store.model import Envelope, PreparedCopy, PreparedMessage, Recipient
 
 RAW = (
     b"From: Ann <ann@example.net>\r\nTo: Bob <bob@example.com>\r\nSubject: hi\r\n"

@@ -7,6 +7,8 @@ running on a backend other than L{SQLiteBackend}.
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -154,3 +156,32 @@ def test_coreOnAnotherBackend(tmp_path: Any) -> None:
     clock.advance(1)
     assert backend.writes == writes + 1
     _result(store.stop())
+
+
+def test_storeLoadsNoRenderer() -> None:
+    """
+    Opening and using the store loads none of the protocol, web, webhook or
+    ingest modules (the store persists what ingest prepared; only
+    migrations of data stored before migration 3 import ingest's
+    backfills): a backend written against the core needs none of them.
+    """
+    script = (
+        "import sys, tempfile\n"
+        "from twisted.internet import task, defer\n"
+        "from capture.store.sqlite import SQLiteStore\n"
+        "async def main(reactor):\n"
+        "    store = SQLiteStore(tempfile.mkdtemp(), reactor)\n"
+        "    store.start()\n"
+        "    await store.createAccount('alice')\n"
+        "    await store.listInboxJSON('a@example.com', __import__('capture.access').access"
+        ".Visibility(everything=True))\n"
+        "    await store.stop()\n"
+        "    loaded = sorted(m for m in sys.modules if m.startswith(('capture.imap', "
+        "'capture.web', 'capture.webhooks', 'capture.ingest', 'capture.smtp', "
+        "'capture.pop3')))\n"
+        "    print(loaded)\n"
+        "task.react(lambda r: defer.ensureDeferred(main(r)))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, check=True)
+    assert result.stdout.strip() == "[]"

@@ -15,7 +15,6 @@ from twisted.internet.defer import Deferred, fail
 from capture.access import Visibility
 from capture.events import NewCopies
 from capture.ids import splitCopyId
-from capture.ingest import PreparedMessage
 from capture.store._backend import Connection
 from capture.store._base import CoreBase, _account
 from capture.store._listing import LISTING_TEXT, refreshListing
@@ -35,6 +34,7 @@ from capture.store.model import (
     Bodies,
     Copy,
     MessageInfo,
+    PreparedMessage,
     RemovedCopy,
 )
 

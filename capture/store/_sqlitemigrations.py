@@ -15,7 +15,6 @@ from importlib import resources
 from twisted.logger import Logger
 
 from capture.addresses import canonicalAddress, canonicalDomain
-from capture.ingest import backfillIMAP, backfillSummary
 from capture.store._listing import refreshListing
 from capture.store._rows import addresses as _addresses
 
@@ -47,6 +46,11 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not rows:
             return
+        # Made by ingest, as for new mail; imported only when there is
+        # such data, so that the store loads ingest (and the IMAP and
+        # EmailMessage renderers behind it) only to migrate old data.
+        from capture.ingest import backfillSummary
+
         conn.executemany(
             "UPDATE messages SET summary_json = ? WHERE id = ?",
             [
@@ -122,6 +126,11 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not rows:
             return
+        # Made by ingest, as for new mail; imported only when there is
+        # such data, so that the store loads ingest (and the IMAP and
+        # EmailMessage renderers behind it) only to migrate old data.
+        from capture.ingest import backfillIMAP
+
         updates = [
             (*backfillIMAP(bytes(raw), structureJSON), rowid)
             for rowid, raw, structureJSON in rows

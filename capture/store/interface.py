@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from twisted.internet.defer import Deferred
 
     from capture.access import Visibility
-    from capture.ingest import PreparedMessage
     from capture.store.model import (
         Account,
         AccountDeletion,
@@ -58,6 +57,7 @@ if TYPE_CHECKING:
         MailboxQuery,
         MetadataRow,
         OwnedAddress,
+        PreparedMessage,
         Retention,
         StoreLoad,
     )
