@@ -42,6 +42,7 @@ from capture.connections import (
 from capture.egress import DestinationPolicy, parseNetworks
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
+from capture.imaprecent import RecentCopies
 from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
 from capture.pop3 import POP3Factory, POP3Settings
@@ -644,10 +645,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     listen("pop3s", "POP3S (implicit TLS)",
            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
            implicit=True)
+    # One \Recent bookkeeping for both IMAP listeners: a copy is recent in
+    # one session, whichever listener it came through.
+    recent = RecentCopies()
     listen("imap", "IMAP (STARTTLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics))
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, recent))
     listen("imaps", "IMAPS (implicit TLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics),
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, recent),
            implicit=True)
     # Mail clients learn the mail listeners from the HTTP listener
     # (Thunderbird's autoconfig), with the ports they are bound to.

@@ -17,6 +17,7 @@ import hmac
 import json
 import os
 import queue
+import re
 import sqlite3
 import threading
 import time
@@ -314,6 +315,51 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
             "WHERE id = ?",
             updates,
         )
+
+
+# A parameter folded inside its quotes (boundary="a<CRLF> b"), which the
+# part tree found before migration 6 missed: such messages are parsed again.
+_FOLDED_PARAMETER = re.compile(rb'="[^"\r\n]*\r\n[ \t]')
+
+
+def _refreshIMAP(conn: sqlite3.Connection) -> None:
+    """
+    Migration 6: write again the IMAP texts of every message stored before
+    it (ENVELOPE groups, routes and defaults, and the ENVELOPEs inside
+    BODYSTRUCTURE, issue 12), and the part tree of those whose raw bytes
+    hold a parameter folded inside its quotes (the multipart once seen as
+    text). A message whose texts cannot be made keeps the ones it had.
+    """
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT m.id, r.raw, b.structure_json FROM messages m "
+            "JOIN message_raw r ON r.message = m.id JOIN message_bodies b ON b.message = m.id "
+            "WHERE m.id > ? ORDER BY m.id LIMIT 1000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        updates = []
+        trees = []
+        for rowid, raw, structureJSON in rows:
+            last = rowid
+            raw = bytes(raw)
+            try:
+                if _FOLDED_PARAMETER.search(raw):
+                    part = parseMessage(raw).structure
+                    trees.append((_toJSON(part.toJSON()), rowid))
+                else:
+                    part = Part.fromJSON(json.loads(structureJSON))
+                updates.append(
+                    (imapdata.envelope(raw), imapdata.bodyStructure(raw, part), rowid)
+                )
+            except Exception:
+                continue
+        conn.executemany(
+            "UPDATE messages SET imap_envelope = ?, imap_structure = ? WHERE id = ?", updates
+        )
+        conn.executemany("UPDATE message_bodies SET structure_json = ? WHERE message = ?", trees)
 
 
 def _storeError(error: sqlite3.Error) -> StoreError:
@@ -710,6 +756,8 @@ class SQLiteStore:
                 _fillIMAP(conn)
             if version == 4:
                 _canonicalNames(conn)
+            if version == 6:
+                _refreshIMAP(conn)
             conn.execute("COMMIT")
 
     def stop(self) -> Deferred[None]:
