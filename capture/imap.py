@@ -47,11 +47,13 @@ from capture.imapitems import (
     fetchItem,
     flagList,
     headersOnly,
+    isSection,
     keywords,
     metadataFlags,
     metadataItems,
 )
 from capture.imapmatch import MailboxPattern, PatternTooLong
+from capture.imaprecent import RecentCopies
 from capture.imapsearch import SearchError, parseSearch, splitSearchKeys
 from capture.imapsets import parseSequenceSet, uidsIn
 from capture.metrics import Metrics
@@ -133,8 +135,11 @@ class _View:
     uids: list[int]
     flags: dict[int, FlagState]
     uidNext: int
+    key: tuple[str, str] = ("", "")
     # The keywords the client was told of (FLAGS, PERMANENTFLAGS), in order.
     keywords: dict[str, None] = attrs.Factory(dict)
+    # The copies that are \Recent in this session (capture.imaprecent).
+    recent: set[int] = attrs.Factory(set)
 
     def seq(self, uid: int) -> int:
         return bisect.bisect_left(self.uids, uid) + 1
@@ -151,6 +156,7 @@ class _View:
         seq = self.seq(uid)
         del self.uids[seq - 1]
         del self.flags[uid]
+        self.recent.discard(uid)
         return seq
 
 
@@ -277,6 +283,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._again = False
         self._discard = 0
         self._nonSync = False
+        # Octets after a literal's announcement that arrived while earlier
+        # commands ran (see lineReceived), and whether reading is paused
+        # because too many are held.
+        self._held: bytes | None = None
+        self._paused = False
         self._watching: tuple[str, str] | None = None
         self._gone: list[int] = []
         # Flags changed elsewhere, not yet told (see copiesChanged), and the
@@ -385,8 +396,8 @@ class CaptureIMAP(imap4.IMAP4Server):
         if size < 0:
             raise imap4.IllegalClientResponse("Negative literal size")
         if size > self._literalStringLimit:
-            if nonSync:
-                self._skipLiteral(size)
+            # A LITERAL+ literal is skipped once this is answered
+            # (lineReceived).
             raise imap4.IllegalClientResponse(
                 f"[TOOBIG] Literal of {size} octets; the limit is {self._literalStringLimit}"
             )
@@ -419,12 +430,35 @@ class CaptureIMAP(imap4.IMAP4Server):
             return
         if self.blocked is not None:
             self.blocked.append(line)
+            if _TRAILING_LITERAL.search(line) is not None:
+                # The octets after this line are its literal, not lines:
+                # held as they are until the command is read (_unblock).
+                self._held = b""
+                self.setRawMode()
             return
         self.resetTimeout()
         try:
             getattr(self, "parse_" + self.parseState)(line)
         except Exception:
             self._serverBug(Failure(), None)
+        literal = _TRAILING_LITERAL.search(line)
+        if literal is not None and literal.group(2) and self.line_mode and not self._closing:
+            # A command answered before it read its LITERAL+ literal (a
+            # refused or unknown command, a bad argument before it): the
+            # octets the client sends unasked are skipped, never read as
+            # commands.
+            self._skipLiteral(int(literal.group(1)))
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if self._held is None:
+            super().rawDataReceived(data)
+            return
+        self._held += data
+        if len(self._held) > self._literalStringLimit + self.MAX_LENGTH and not self._paused:
+            # Enough is held: the client waits (TCP) until the commands
+            # before it are answered.
+            self._paused = True
+            self.transport.pauseProducing()
 
     def parse_command(self, line: bytes) -> None:
         if not line.strip():
@@ -602,8 +636,13 @@ class CaptureIMAP(imap4.IMAP4Server):
 
     def _unblock(self) -> None:
         # Twisted's, but the commands still waiting stay visible (in
-        # _waiting) while each one runs, for the FETCH read-ahead.
+        # _waiting) while each one runs, for the FETCH read-ahead; and
+        # what was held after a line that announced a literal (the last
+        # line waiting) is read on, in whatever mode its command left.
         commands = self.blocked or []
+        held, self._held = self._held, None
+        if held is not None:
+            self.setLineMode()
         # None is Twisted's own "not blocked", whatever its stub says.
         self.blocked = None  # type: ignore[assignment]
         while commands and self.blocked is None:
@@ -613,6 +652,16 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._waiting = []
         if self.blocked is not None:
             self.blocked.extend(commands)
+            if held is not None and commands:
+                # Still waiting: the literal stays held.
+                self._held = held
+                self.setRawMode()
+                return
+        if self._paused:
+            self._paused = False
+            self.transport.resumeProducing()
+        if held:
+            self.dataReceived(held)
 
     def _failed(self, failure: Failure, tag: bytes) -> None:
         if failure.check(imap4.IllegalClientResponse, SearchError):
@@ -811,8 +860,15 @@ class CaptureIMAP(imap4.IMAP4Server):
         self._run(tag, self._list(tag, ref, pattern, cmdName))
 
     async def _list(self, tag: bytes, ref: bytes, pattern: bytes, cmdName: bytes) -> None:
-        reference = self._decodeName(ref) if ref else ""
-        wildcard = reference + self._decodeName(pattern) if pattern else ""
+        try:
+            reference = self._decodeName(ref) if ref else ""
+            wildcard = reference + self._decodeName(pattern) if pattern else ""
+        except _No:
+            # A pattern no mailbox name can match (not modified UTF-7:
+            # "a&b", a control character) lists nothing, as Dovecot
+            # answers it; only SELECT, STATUS and the like refuse the name.
+            self.sendPositiveResponse(tag, cmdName + b" completed")
+            return
         if not wildcard:
             # LIST "" "": the hierarchy delimiter.
             self.sendUntaggedResponse(cmdName + b' (\\Noselect) "/" ""')
@@ -851,10 +907,16 @@ class CaptureIMAP(imap4.IMAP4Server):
             raise _No("[NONEXISTENT] No such mailbox")
         canonical, query, _ = found
         states = await self.factory.store.mailboxFlags(query)
+        nextUid = await self.factory.store.nextUid()
+        key = _mailboxKey(query)
+        recent = len(self.factory.recent.unclaimed(key, [s.uid for s in states], nextUid))
+        if self.view is not None and self.view.key == key:
+            # This session's own \Recent copies are recent too.
+            recent += len(self.view.recent)
         values = {
             b"MESSAGES": len(states),
-            b"RECENT": 0,
-            b"UIDNEXT": await self.factory.store.nextUid(),
+            b"RECENT": recent,
+            b"UIDNEXT": nextUid,
             b"UIDVALIDITY": self.factory.store.uidValidity,
             b"UNSEEN": sum(1 for s in states if not s.read),
         }
@@ -882,10 +944,20 @@ class CaptureIMAP(imap4.IMAP4Server):
             raise _No("[NONEXISTENT] No such mailbox")
         canonical, query, writable = found
         states = await self.factory.store.mailboxFlags(query)
+        nextUid = await self.factory.store.nextUid()
+        key = _mailboxKey(query)
+        uids = [s.uid for s in states]
+        # SELECT claims the copies no session has seen as \Recent; EXAMINE
+        # shows them so but leaves them recent (RFC 3501 6.3.2).
+        if writable and rw:
+            recent = self.factory.recent.claim(key, uids, nextUid)
+        else:
+            recent = set(self.factory.recent.unclaimed(key, uids, nextUid))
         view = _View(
             name=canonical, query=query, writable=writable and rw,
-            uids=[s.uid for s in states], flags={s.uid: s for s in states},
-            uidNext=max(await self.factory.store.nextUid(), (states[-1].uid + 1) if states else 1),
+            uids=uids, flags={s.uid: s for s in states},
+            uidNext=max(nextUid, (states[-1].uid + 1) if states else 1),
+            key=key, recent=recent,
         )
         self.view = view
         self._gone = []
@@ -893,13 +965,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         for state in states:
             view.keywords.update(dict.fromkeys(keywords(state.labels)))
         self.state = "select"
-        self._watching = (
-            ("inbox", query.inbox) if query.inbox is not None else ("sent", str(query.sentBy))
-        )
+        self._watching = key
         self.factory.hub.watch(self._watching, self)
         unseen = next((i for i, s in enumerate(states, 1) if not s.read), None)
         self.sendUntaggedResponse(b"%d EXISTS" % len(states))
-        self.sendUntaggedResponse(b"0 RECENT")
+        self.sendUntaggedResponse(b"%d RECENT" % len(recent))
         for line in _flagsLines(view):
             self.sendUntaggedResponse(line)
         self.sendUntaggedResponse(b"OK [UIDVALIDITY %d] UIDs valid" % self.factory.store.uidValidity)
@@ -959,7 +1029,9 @@ class CaptureIMAP(imap4.IMAP4Server):
         if not _visibleTo(view.query.visibility, copy.savedBy):
             return
         if view.add(FlagState(copy.uid, False, False, False, False, ())):
+            self._arrivedRecent(view, [copy.uid])
             self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+            self.sendUntaggedResponse(b"%d RECENT" % len(view.recent), isAsync=True)
 
     def sentMail(self) -> None:
         """
@@ -978,8 +1050,11 @@ class CaptureIMAP(imap4.IMAP4Server):
         def got(states: list[FlagState]) -> None:
             if self.view is view:
                 known = view.uidNext
-                if any([view.add(s) for s in states if s.uid >= known]):
+                added = [s.uid for s in states if s.uid >= known and view.add(s)]
+                if added:
+                    self._arrivedRecent(view, added)
                     self.sendUntaggedResponse(b"%d EXISTS" % len(view.uids), isAsync=True)
+                    self.sendUntaggedResponse(b"%d RECENT" % len(view.recent), isAsync=True)
 
         def done(result: object) -> None:
             self._refreshing = False
@@ -991,6 +1066,18 @@ class CaptureIMAP(imap4.IMAP4Server):
         d.addCallback(got)
         d.addErrback(lambda f: _log.failure("Refreshing sent mail failed", f))
         d.addBoth(done)
+
+    def _arrivedRecent(self, view: _View, uids: list[int]) -> None:
+        """
+        Copies that arrived while this session has their mailbox selected:
+        C{\\Recent} here if no other session claimed them first (an EXAMINE
+        session shows them recent and leaves them so).
+        """
+        recent = self.factory.recent
+        if view.writable:
+            view.recent |= recent.claim(view.key, uids, view.uidNext)
+        else:
+            view.recent.update(recent.unclaimed(view.key, uids, view.uidNext))
 
     def copiesRemoved(self, uids: list[int]) -> None:
         """
@@ -1063,16 +1150,16 @@ class CaptureIMAP(imap4.IMAP4Server):
     auth_RENAME = select_RENAME = _command(_refuse, imap4.IMAP4Server.arg_line)
 
     def _append(self, tag: bytes, line: bytes) -> None:
-        # A LITERAL+ client sends the message without waiting: skip it.
+        # A LITERAL+ client sends the message without waiting: it is
+        # skipped once this is answered (lineReceived), unless it is too
+        # large to be worth reading past.
         stripped = line.rstrip()
         if stripped.endswith(b"+}") and b"{" in stripped:
             size = stripped[stripped.rindex(b"{") + 1 : -2]
-            if size.isdigit():
-                if len(size) > 9 or int(size) > 64 * 1024 * 1024:
-                    self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
-                    self.transport.loseConnection()
-                    return
-                self._skipLiteral(int(size))
+            if size.isdigit() and (len(size) > 9 or int(size) > 64 * 1024 * 1024):
+                self.sendBadResponse(tag, b"[TOOBIG] Literal too large")
+                self.transport.loseConnection()
+                return
         self._refuse(tag)
 
     auth_APPEND = select_APPEND = _command(_append, imap4.IMAP4Server.arg_line)
@@ -1218,12 +1305,12 @@ class CaptureIMAP(imap4.IMAP4Server):
             kinds & {"RFC822", "RFC822Text"}
         )
         needHeaders = bool(bodies) or "RFC822Header" in kinds
-        needPart = any(b.part for b in bodies) or any(
-            type(q).__name__ == "Body" and not (q.header or q.text or q.mime or q.empty)
-            for q in query
-        )
+        needPart = any(b.part or not isSection(b) for b in bodies)
+        # Only a section (BODY[...]) without .PEEK is reading the message:
+        # bare BODY (and so FULL) is its structure (RFC 3501 6.4.5).
         marksSeen = view.writable and (
-            any(not b.peek for b in bodies) or bool(kinds & {"RFC822", "RFC822Text"})
+            any(not b.peek and isSection(b) for b in bodies)
+            or bool(kinds & {"RFC822", "RFC822Text"})
         )
         if marksSeen and "Flags" not in kinds:
             query = [*query, imap4._FetchParser.Flags()]
@@ -1250,7 +1337,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         # Metadata of many messages (a client syncing a folder): plain rows
         # written straight out, no object per message (_fetchedMetadata).
         metadata = len(uids) > 1 and kinds <= METADATA_ITEMS
-        formatRow = metadataItems(query) if metadata else None
+        formatRow = metadataItems(query, view.recent) if metadata else None
         showsFlags = "Flags" in kinds
         # Messages of the view the store no longer has: expunged elsewhere,
         # and not told yet (no EXPUNGE may be sent during a FETCH).
@@ -1359,7 +1446,7 @@ class CaptureIMAP(imap4.IMAP4Server):
             flags = view.flags.get(u)
             if found is None or flags is None:
                 continue
-            items = [fetchItem(q, found, flags) for q in query]
+            items = [fetchItem(q, found, flags, u in view.recent) for q in query]
             if showsFlags and flags.labels:
                 out.extend(b"* %s\r\n" % line for line in _newKeywords(view, flags.labels))
             out.append(b"* %d FETCH (%s)\r\n" % (view.seq(u), b" ".join(items)))
@@ -1449,7 +1536,9 @@ class CaptureIMAP(imap4.IMAP4Server):
                     for line in _newKeywords(view, state.labels):
                         self.sendUntaggedResponse(line)
                     self.sendUntaggedResponse(
-                        b"%d FETCH (FLAGS %s%s)" % (view.seq(state.uid), flagList(state), uidPart)
+                        b"%d FETCH (FLAGS %s%s)"
+                        % (view.seq(state.uid), flagList(state, state.uid in view.recent),
+                           uidPart)
                     )
         self.sendPositiveResponse(tag, b"STORE completed")
 
@@ -1492,7 +1581,7 @@ class CaptureIMAP(imap4.IMAP4Server):
         view = self.view
         assert view is not None
         try:
-            search = parseSearch(query, view.uids)
+            search = parseSearch(query, view.uids, frozenset(view.recent))
         except SearchError as e:
             self.sendBadResponse(tag, _said(e))
             return
@@ -1616,6 +1705,15 @@ def _visibleTo(seen: Visibility | None, savedBy: str | None) -> bool:
     return seen is not None and (seen.everything or savedBy is None or savedBy == seen.starredBy)
 
 
+def _mailboxKey(query: MailboxQuery) -> tuple[str, str]:
+    """
+    A mailbox as the hub and L{RecentCopies} name it.
+    """
+    if query.inbox is not None:
+        return ("inbox", query.inbox)
+    return ("sent", str(query.sentBy))
+
+
 def _mailboxName(name: str) -> bytes:
     encoded: bytes = name.encode("imap4-utf-7")
     return b'"' + encoded.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
@@ -1628,6 +1726,9 @@ class IMAPFactory(SessionFactory):
 
     @ivar hub: New, deleted and changed copies, to the sessions that
         selected their inbox.
+    @ivar recent: Which copies have had their C{\\Recent} claimed; one for
+        every IMAP listener of the process (each copy is recent in one
+        session, whichever listener it came through).
     """
 
     protocolName = "imap"
@@ -1642,6 +1743,7 @@ class IMAPFactory(SessionFactory):
         tlsOptions: Any = None,
         throttle: LoginThrottle | None = None,
         metrics: Metrics | None = None,
+        recent: RecentCopies | None = None,
         *,
         events: IEventBus,
     ) -> None:
@@ -1651,6 +1753,13 @@ class IMAPFactory(SessionFactory):
         """
         super().__init__(store, portal, settings, tlsOptions, throttle, metrics)
         self.hub = _Hub(events)
+        self.recent = recent if recent is not None else RecentCopies()
+
+    def startFactory(self) -> None:
+        # The first listener to start tells every one which copies were
+        # there before this process (not \Recent).
+        if self.recent.needsStart():
+            self.recent.start(defer.maybeDeferred(self.store.nextUid))
 
     def buildSession(self) -> CaptureIMAP:
         return CaptureIMAP(self)

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import base64
 
-from capture.mime import Part, headerBlock, splitAddresses
+from capture.addresslist import parseAddressList
+from capture.mime import Part, headerBlock
 
 NIL = "NIL"
 
@@ -46,26 +47,15 @@ def quote(value: str | None) -> str:
 
 def _addressList(values: list[str]) -> str:
     """
-    An ENVELOPE address list: C{((name adl mailbox host) ...)} or C{NIL}.
+    An ENVELOPE address list: C{((name adl mailbox host) ...)}, group
+    markers included, or C{NIL}.
     """
-    if not values:
-        return NIL
-    try:
-        parsed = splitAddresses(values)
-    except Exception:
-        # The email package's parser has raised on hostile input before;
-        # an unreadable list is shown as no addresses, never an error.
-        return NIL
     items = []
-    for name, address in parsed:
-        if not address and not name:
-            continue
-        mailbox, at, host = address.rpartition("@")
-        if not at:
-            mailbox, host = address, ""
-        items.append(
-            f"({quote(name or None)} NIL {quote(mailbox or None)} {quote(host or None)})"
-        )
+    for value in values:
+        for a in parseAddressList(value):
+            items.append(
+                f"({quote(a.name)} {quote(a.adl)} {quote(a.mailbox)} {quote(a.host)})"
+            )
     if not items:
         return NIL
     return "(" + "".join(items) + ")"
@@ -85,12 +75,19 @@ def envelope(buf: bytes, start: int = 0) -> str:
         return values[0] if values else None
 
     sender = _addressList(found.get("from", []))
+
+    def orFrom(name: str) -> str:
+        text = _addressList(found.get(name, []))
+        return sender if text == NIL else text
+
+    # RFC 3501 7.4.2: an absent Sender or Reply-To is From, and so is an
+    # empty one ("Sender:"), as Dovecot reads it.
     return "({} {} {} {} {} {} {} {} {} {})".format(
         quote(first("date")),
         quote(first("subject")),
         sender,
-        _addressList(found["sender"]) if "sender" in found else sender,
-        _addressList(found["reply-to"]) if "reply-to" in found else sender,
+        orFrom("sender"),
+        orFrom("reply-to"),
         _addressList(found.get("to", [])),
         _addressList(found.get("cc", [])),
         _addressList(found.get("bcc", [])),

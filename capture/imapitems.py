@@ -46,13 +46,16 @@ def internalDate(milliseconds: int) -> bytes:
     ).encode("ascii")
 
 
-def flagList(state: FlagState) -> bytes:
+def flagList(state: FlagState, recent: bool = False) -> bytes:
     """
-    The FLAGS of a copy: system flags from its columns, labels as keywords.
+    The FLAGS of a copy: system flags from its columns (C{\\Recent} from
+    the session, L{capture.imaprecent}), labels as keywords.
     """
     flags = []
     if state.read:
         flags.append("\\Seen")
+    if recent:
+        flags.append("\\Recent")
     if state.answered:
         flags.append("\\Answered")
     if state.flagged:
@@ -184,16 +187,24 @@ def _section(body: Any, message: FetchedMessage) -> bytes:
     return raw[part.bodyStart : part.end]
 
 
+def isSection(body: Any) -> bool:
+    """
+    Whether a parsed C{BODY} item names a section (C{BODY[]},
+    C{BODY[1.TEXT]}): bare C{BODY} is the body structure.
+    """
+    return bool(body.header or body.text or body.mime or body.empty or body.part)
+
+
 def headersOnly(body: Any) -> bool:
     return not body.part and body.header is not None
 
 
-def fetchItem(item: Any, message: FetchedMessage, state: FlagState) -> bytes:
+def fetchItem(item: Any, message: FetchedMessage, state: FlagState, recent: bool = False) -> bytes:
     kind = type(item).__name__
     if kind == "UID":
         return b"UID %d" % message.uid
     if kind == "Flags":
-        return b"FLAGS " + flagList(state)
+        return b"FLAGS " + flagList(state, recent)
     if kind == "RFC822Size":
         return b"RFC822.SIZE %d" % message.size
     if kind == "InternalDate":
@@ -209,7 +220,7 @@ def fetchItem(item: Any, message: FetchedMessage, state: FlagState) -> bytes:
     if kind == "RFC822":
         return b"RFC822 " + _literal(message.raw or b"")
     if kind == "Body":
-        if not (item.header or item.text or item.mime or item.empty or item.part):
+        if not isSection(item):
             text = bodyStructure(message.raw or b"", message.part, extended=False)
             return b"BODY " + text.encode("ascii")
         data = _section(item, message)
@@ -238,20 +249,24 @@ def metadataFlags(uid: int, bits: int, labels: str) -> FlagState:
     )
 
 
-def metadataItems(query: list[Any]) -> Callable[[MetadataRow], bytes]:
+def metadataItems(query: list[Any], recent: set[int] | frozenset[int] = frozenset()
+                  ) -> Callable[[MetadataRow], bytes]:
     """
     The text of C{query}'s items (all in L{METADATA_ITEMS}) for one
     L{MetadataRow}, byte for byte what L{fetchItem} gives: decided once
     per FETCH rather than per message and item, FLAGS text kept per
-    distinct flags (a mailbox has few).
+    distinct flags (a mailbox has few). C{recent} are the uids that are
+    C{\\Recent} in the session.
     """
-    flagTexts: dict[tuple[int, str], bytes] = {}
+    flagTexts: dict[tuple[int, str, bool], bytes] = {}
 
     def flags(row: MetadataRow) -> bytes:
-        key = (row[1], row[2])
+        key = (row[1], row[2], row[0] in recent)
         text = flagTexts.get(key)
         if text is None:
-            text = flagTexts[key] = b"FLAGS " + flagList(metadataFlags(row[0], row[1], row[2]))
+            text = flagTexts[key] = b"FLAGS " + flagList(
+                metadataFlags(row[0], row[1], row[2]), key[2]
+            )
         return text
 
     items: list[Callable[[MetadataRow], bytes]] = []

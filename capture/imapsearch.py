@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 from twisted.mail.imap4 import IllegalIdentifierError, MessageSet
 
+from capture.addresslist import parseAddressList
 from capture.imapsets import parseSequenceSet
 from capture.mime import decodeHeaderValue, headerBlock
 from capture.store.model import FetchedMessage, FlagState
@@ -113,16 +114,35 @@ class _Message:
     text: str | None
     html: str | None
     _headers: list[tuple[str, str]] | None = None
+    _raw: list[tuple[str, str]] | None = None
 
     def headers(self) -> list[tuple[str, str]]:
         if self._headers is None:
             raw = self.fetched.raw or b""
             fields, _ = headerBlock(raw[: self.fetched.headerSize])
-            self._headers = [(n.lower(), decodeHeaderValue(v)) for n, v in fields]
+            self._raw = [(n.lower(), v) for n, v in fields]
+            self._headers = [(n, decodeHeaderValue(v)) for n, v in self._raw]
         return self._headers
 
     def header(self, name: str) -> list[str]:
         return [v for n, v in self.headers() if n == name]
+
+    def addresses(self, name: str) -> list[str]:
+        """
+        An address header as written and as its addresses read
+        (C{name <mailbox@host>}, comments and white space gone), as
+        Dovecot searches them: C{FROM user@domain.org} finds
+        C{<user (comment)@ (comment) domain.org>}.
+        """
+        found = self.header(name)
+        assert self._raw is not None
+        for field, value in self._raw:
+            if field == name:
+                for a in parseAddressList(value):
+                    if a.address is not None:
+                        name_ = decodeHeaderValue(a.name) if a.name else ""
+                        found.append(f"{name_} <{a.address}>" if name_ else a.address)
+        return found
 
     def body(self) -> str:
         parts = [self.text or "", self.html or ""]
@@ -209,8 +229,9 @@ def _inRanges(ranges: list[tuple[int, int]]) -> Predicate:
 
 
 class _Parser:
-    def __init__(self, tokens: list[Any], uids: list[int]) -> None:
+    def __init__(self, tokens: list[Any], uids: list[int], recent: frozenset[int]) -> None:
         self.uids = uids
+        self.recent = recent
         self.bodies = False
         self.keys = 0
         self.depth = 0
@@ -274,13 +295,14 @@ class _Parser:
             finally:
                 self._groups.pop()
         name = _text(token).upper()
+        recent = self.recent
         flags: dict[str, Predicate] = {
             "ALL": lambda m: True,
             "SEEN": lambda m: m.state.read,
             "UNSEEN": lambda m: not m.state.read,
-            "NEW": lambda m: not m.state.read,
-            "OLD": lambda m: True,
-            "RECENT": lambda m: False,
+            "NEW": lambda m: m.state.uid in recent and not m.state.read,
+            "OLD": lambda m: m.state.uid not in recent,
+            "RECENT": lambda m: m.state.uid in recent,
             "DELETED": lambda m: m.state.deleted,
             "UNDELETED": lambda m: not m.state.deleted,
             "FLAGGED": lambda m: m.state.flagged,
@@ -297,9 +319,12 @@ class _Parser:
             if name == "KEYWORD":
                 return lambda m: keyword in m.state.labels
             return lambda m: keyword not in m.state.labels
-        if name in ("FROM", "TO", "CC", "BCC", "SUBJECT"):
+        if name in ("FROM", "TO", "CC", "BCC"):
             field, test = name.lower(), _contains(_text(self.take()))
-            return lambda m: any(test(v) for v in m.header(field))
+            return lambda m: any(test(v) for v in m.addresses(field))
+        if name == "SUBJECT":
+            test = _contains(_text(self.take()))
+            return lambda m: any(test(v) for v in m.header("subject"))
         if name == "HEADER":
             field, test = _text(self.take()).lower(), _contains(_text(self.take()))
             return lambda m: any(test(v) for v in m.header(field))
@@ -349,20 +374,22 @@ class _Parser:
         if name == "UID":
             token = self.take()
             return self._set(token if isinstance(token, bytes) else b"", uid=True)
-        if isinstance(token, bytes) and token[:1].isdigit() or token == b"*":
+        if isinstance(token, bytes) and (token[:1].isdigit() or token[:1] == b"*"):
             return self._set(token, uid=False)
         raise SearchError(f"Unknown search key {name[:100]!r}")
 
 
-def parseSearch(tokens: list[Any], uids: list[int]) -> Search:
+def parseSearch(tokens: list[Any], uids: list[int], recent: frozenset[int] = frozenset()
+                ) -> Search:
     """
     Turn SEARCH's keys (as L{splitSearchKeys} splits them) into a
     L{Search}.
 
     @param uids: The selected mailbox's uids, ascending: sequence numbers
         in the keys are positions in it.
+    @param recent: The uids that are C{\\Recent} in the session.
     @raise SearchError: The keys are malformed.
     """
-    parser = _Parser(tokens, uids)
+    parser = _Parser(tokens, uids, recent)
     predicate = parser.all()
     return Search(predicate, parser.bodies)

@@ -82,6 +82,7 @@ _SIMPLE_PARAMS_RE = re.compile(
     r'[^;\s"]*\s*(?:;\s*[A-Za-z0-9!#$%&+.^_`|~-]+\s*=\s*(?:"[^"\\\r\n]*"|[^;"\s\\*]*)\s*)*;?\s*'
 )
 _FOLD_RE = re.compile(r"\r?\n[ \t]")
+_UNFOLD_RE = re.compile(r"\r?\n(?=[ \t])")
 _SIMPLE_ADDRESS_RE = re.compile(
     r"\s*(?:([A-Za-z0-9 .'_-]*?)\s*<)?([A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+)(?(1)>|)\s*"
 )
@@ -361,6 +362,10 @@ def _params(headers: Message, name: str) -> tuple[tuple[str, str], ...]:
     value = headers.get(name)
     if value is None:
         return ()
+    if "\n" in value:
+        # RFC 5322 unfolding: the line break goes, the white space after
+        # it stays (a boundary folded inside its quotes is "foo bar").
+        value = _UNFOLD_RE.sub("", value)
     if value.isascii() and _SIMPLE_PARAMS_RE.fullmatch(value):
         # Plain "type; key=value; key="value"" (nearly every header): read
         # at C speed; anything else (RFC 2231, escapes, odd quoting) goes
@@ -637,17 +642,34 @@ def decodeBody(raw: _Octets, encoding: str | None) -> _Octets:
 
 def findPart(structure: Part, path: str) -> Part | None:
     """
-    The part of a message named by an IMAP-style specifier (C{"2"},
-    C{"1.3"}); C{"1"} of a single-part message is the message itself.
+    The part of a message named by an IMAP part specifier (C{"2"},
+    C{"1.3"}), numbered as RFC 3501 6.4.5 numbers them (and as Dovecot
+    finds them): a multipart's numbers are its children; a part that is
+    not multipart is part C{1} of itself (so C{"1"} of a single-part
+    message is the message); and the numbers after a C{message/rfc822}
+    part's number are those of the message it encloses.  C{BODY[1]} of a
+    message/rfc822 message is then the whole enclosed message, C{[1.1]}
+    its body (or first part), as BODYSTRUCTURE shows them.
     """
-    if path == "1" and not structure.children:
-        return structure
+    numbers = path.split(".")
+    if not all(n.isdigit() for n in numbers):
+        return None
     node = structure
-    for number in path.split("."):
-        if not number.isdigit() or not 1 <= int(number) <= len(node.children):
+    for i, number in enumerate(numbers):
+        n = int(number)
+        if node.mainType == "multipart" and node.children:
+            if not 1 <= n <= len(node.children):
+                return None
+            node = node.children[n - 1]
+        elif n != 1 or (i + 1 < len(numbers) and not _encloses(node)):
             return None
-        node = node.children[int(number) - 1]
+        if i + 1 < len(numbers) and _encloses(node):
+            node = node.children[0]
     return node
+
+
+def _encloses(part: Part) -> bool:
+    return part.mainType == "message" and part.subType == "rfc822" and bool(part.children)
 
 
 def _links(text: str | None, html: str | None) -> tuple[str, ...]:

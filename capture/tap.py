@@ -43,6 +43,7 @@ from capture.egress import DestinationPolicy, parseNetworks
 from capture.events import InProcessBus
 from capture.health import Readiness
 from capture.imap import IMAPFactory, IMAPSettings
+from capture.imaprecent import RecentCopies
 from capture.ingest import Ingest
 from capture.memory import returnLargeBlocks
 from capture.metrics import Metrics
@@ -657,10 +658,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     listen("pop3s", "POP3S (implicit TLS)",
            POP3Factory(store, portal, pop3Settings, tlsOptions, throttle, metrics, reactor),
            implicit=True)
+    # One \Recent bookkeeping for both IMAP listeners: a copy is recent in
+    # one session, whichever listener it came through.
+    recent = RecentCopies()
     listen("imap", "IMAP (STARTTLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, events=events))
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, recent,
+                       events=events))
     listen("imaps", "IMAPS (implicit TLS)",
-           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, events=events),
+           IMAPFactory(store, portal, imapSettings, tlsOptions, throttle, metrics, recent,
+                       events=events),
            implicit=True)
     # Mail clients learn the mail listeners from the HTTP listener
     # (Thunderbird's autoconfig), with the ports they are bound to.

@@ -9,6 +9,7 @@ schema and needs none of the steps.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from importlib import resources
 
@@ -17,6 +18,7 @@ from twisted.logger import Logger
 from capture.addresses import canonicalAddress, canonicalDomain
 from capture.store._listing import refreshListing
 from capture.store._rows import addresses as _addresses
+from capture.store._rows import toJSON
 
 _log = Logger()
 
@@ -140,6 +142,56 @@ def _fillIMAP(conn: sqlite3.Connection) -> None:
             "WHERE id = ?",
             updates,
         )
+
+
+# A parameter folded inside its quotes (boundary="a<CRLF> b"), which the
+# part tree found before migration 6 missed: such messages are parsed again.
+_FOLDED_PARAMETER = re.compile(rb'="[^"\r\n]*\r\n[ \t]')
+
+
+def _refreshIMAP(conn: sqlite3.Connection) -> None:
+    """
+    Migration 6: write again the IMAP texts of every message stored before
+    it (ENVELOPE groups, routes and defaults, and the ENVELOPEs inside
+    BODYSTRUCTURE, issue 12), and the part tree of those whose raw bytes
+    hold a parameter folded inside its quotes (the multipart once seen as
+    text). A message whose texts cannot be made keeps the ones it had.
+    """
+    last = 0
+    while True:
+        rows = conn.execute(
+            "SELECT m.id, r.raw, b.structure_json FROM messages m "
+            "JOIN message_raw r ON r.message = m.id JOIN message_bodies b ON b.message = m.id "
+            "WHERE m.id > ? ORDER BY m.id LIMIT 1000",
+            (last,),
+        ).fetchall()
+        if not rows:
+            return
+        # Imported only when there is such data, so that the store loads
+        # the parser and IMAP's renderer only to migrate old data.
+        from capture import imapdata
+        from capture.mime import Part, parseMessage
+
+        updates = []
+        trees = []
+        for rowid, raw, structureJSON in rows:
+            last = rowid
+            raw = bytes(raw)
+            try:
+                if _FOLDED_PARAMETER.search(raw):
+                    part = parseMessage(raw).structure
+                    trees.append((toJSON(part.toJSON()), rowid))
+                else:
+                    part = Part.fromJSON(json.loads(structureJSON))
+                updates.append(
+                    (imapdata.envelope(raw), imapdata.bodyStructure(raw, part), rowid)
+                )
+            except Exception:
+                continue
+        conn.executemany(
+            "UPDATE messages SET imap_envelope = ?, imap_structure = ? WHERE id = ?", updates
+        )
+        conn.executemany("UPDATE message_bodies SET structure_json = ? WHERE message = ?", trees)
 
 
 def _fillListings(conn: sqlite3.Connection) -> None:

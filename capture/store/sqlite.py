@@ -39,6 +39,7 @@ from capture.store._sqlitemigrations import (
     _fillListings,
     _fillSummaries,
     _migrations,
+    _refreshIMAP,
 )
 from capture.store.errors import SchemaTooNew, StoreError, StoreFull, StoreUnavailable
 from capture.store.model import (
@@ -484,6 +485,8 @@ class SQLiteBackend:
                 _fillIMAP(conn)
             if version == 4:
                 _canonicalNames(conn)
+            if version == 6:
+                _refreshIMAP(conn)
             if version == 7:
                 _fillListings(conn)
             conn.execute("COMMIT")
