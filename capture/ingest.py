@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import attrs
 from twisted.internet.defer import Deferred, fail
@@ -39,7 +39,7 @@ from twisted.python.threadpool import ThreadPool
 from capture import imapdata
 from capture.emailmessage import listingHead, summaryJSON
 from capture.ids import copyId
-from capture.mime import MailAddress, ParsedMessage, Part, parseMessage
+from capture.mime import ParsedMessage, Part, parseMessage
 from capture.store.interface import IStore
 from capture.store.model import Copy, Envelope, PreparedCopy, PreparedMessage
 
@@ -146,35 +146,6 @@ def fallbackParse(raw: bytes) -> ParsedMessage:
             dispositionParams=(), language=None, md5=None, headerStart=0,
             bodyStart=0, end=len(raw), lines=raw.count(b"\n"),
         ),
-    )
-
-
-def backfillSummary(
-    *,
-    fromAddresses: Iterable[MailAddress],
-    to: Iterable[MailAddress],
-    cc: Iterable[MailAddress],
-    bcc: Iterable[MailAddress],
-    subject: str,
-    received: int,
-    size: int,
-    attachments: Iterable[str],
-    ip: str,
-    via: str,
-    tls: bool,
-    links: Iterable[str],
-) -> str:
-    """
-    L{PreparedMessage.summary} of a message filed before stores kept it
-    (migration 2), from the facts a store kept of it: a store derives no
-    text itself.
-
-    @param attachments: The attachments' MD5 sums, in order.
-    """
-    return summaryJSON(
-        fromAddresses=fromAddresses, to=to, cc=cc, bcc=bcc, subject=subject,
-        received=received, size=size, attachments=attachments, ip=ip, via=via, tls=tls,
-        links=links,
     )
 
 

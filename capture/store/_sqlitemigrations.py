@@ -48,16 +48,15 @@ def _fillSummaries(conn: sqlite3.Connection) -> None:
         ).fetchall()
         if not rows:
             return
-        # Made by ingest, as for new mail; imported only when there is
-        # such data, so that the store loads ingest (and the IMAP and
-        # EmailMessage renderers behind it) only to migrate old data.
-        from capture.ingest import backfillSummary
+        # Made as ingest makes it for new mail; imported only when there is
+        # such data (the listing text aside, the store renders nothing).
+        from capture.emailmessage import summaryJSON
 
         conn.executemany(
             "UPDATE messages SET summary_json = ? WHERE id = ?",
             [
                 (
-                    backfillSummary(
+                    summaryJSON(
                         fromAddresses=_addresses(f), to=_addresses(t), cc=_addresses(c),
                         bcc=_addresses(b), subject=subject, received=received, size=size,
                         attachments=[a[0] for a in json.loads(attachments)], ip=ip, via=via,
